@@ -1,0 +1,19 @@
+"""Networks with the split contract, their registry and the shape adapters."""
+
+from . import alexnet, convnet, mlp, resnet, vgg  # noqa: F401  (registers the architectures)
+from .adapters import FeatureAdapter, adapter_pair
+from .hooks import forward_with_features
+from .registry import ModelSpec, create_model, get_spec, list_models, register_model
+from .split import SplitNet
+
+__all__ = [
+    "FeatureAdapter",
+    "ModelSpec",
+    "SplitNet",
+    "adapter_pair",
+    "create_model",
+    "forward_with_features",
+    "get_spec",
+    "list_models",
+    "register_model",
+]

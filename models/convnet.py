@@ -1,0 +1,39 @@
+"""The DC/DM/MTT ConvNet: depth x (conv3x3, norm, ReLU, avgpool2), then one linear classifier."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from .layers import first_conv_padding, norm_layer
+from .registry import register_model
+from .split import SplitNet
+
+
+def _block(c_in: int, c_out: int, norm: str, padding: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=padding),
+        norm_layer(norm, c_out),
+        nn.ReLU(inplace=True),
+        nn.AvgPool2d(2),
+    )
+
+
+def build_convnet(
+    in_channels: int, num_classes: int, image_size: int, width: int = 128, depth: int = 3, norm: str = "instance"
+) -> SplitNet:
+    stages: OrderedDict[str, nn.Module] = OrderedDict()
+    size = image_size + 2 * (first_conv_padding(image_size, 1) - 1)
+    c_in = in_channels
+    for i in range(depth):
+        stages[f"block{i + 1}"] = _block(c_in, width, norm, first_conv_padding(image_size, 1) if i == 0 else 1)
+        c_in, size = width, size // 2
+    stages["flatten"] = nn.Flatten()
+    stages["classifier"] = nn.Linear(width * size * size, num_classes)
+    blocks = tuple(k for k in stages if k.startswith("block"))
+    return SplitNet(stages, split_points=blocks, default_split=blocks[-1])
+
+
+register_model("convnet", build_convnet)
+register_model("convnet_bn", build_convnet, norm="batch")

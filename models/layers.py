@@ -1,0 +1,23 @@
+"""Small building blocks shared by the networks."""
+
+from __future__ import annotations
+
+from torch import nn
+
+NORMS = ("instance", "batch", "none")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Instance norm as in the DC/ELF code (GroupNorm with one group per channel), batch norm, or none."""
+    if kind == "instance":
+        return nn.GroupNorm(channels, channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; choose one of {list(NORMS)}")
+
+
+def first_conv_padding(image_size: int, kernel_padding: int) -> int:
+    """DC convention: 28x28 inputs get 2 extra pixels of padding so the trunk sees 32x32 (4x4 after 3 pools)."""
+    return kernel_padding + 2 if image_size == 28 else kernel_padding

@@ -1,0 +1,53 @@
+"""One registry makes every architecture reachable by name (as timm's ``create_model``)."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .split import SplitNet
+
+Builder = Callable[..., SplitNet]
+_INPUT_ARGS = {"in_channels", "num_classes", "image_size"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Builder
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def accepted_kwargs(self) -> set[str]:
+        return set(inspect.signature(self.builder).parameters) - _INPUT_ARGS
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, builder: Builder, **defaults: Any) -> None:
+    """Register ``builder(in_channels, num_classes, image_size, **kwargs) -> SplitNet`` as ``name``."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = ModelSpec(name, builder, dict(defaults))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, in_channels: int, num_classes: int, image_size: int, **kwargs: Any) -> SplitNet:
+    """Build a registered architecture; unknown keyword arguments are refused with the accepted ones named."""
+    spec = get_spec(name)
+    unknown = sorted(set(kwargs) - spec.accepted_kwargs())
+    if unknown:
+        raise KeyError(f"{name} does not take {unknown}; it accepts {sorted(spec.accepted_kwargs())}")
+    return spec.builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **{**spec.defaults, **kwargs})
