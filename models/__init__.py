@@ -3,7 +3,7 @@
 from . import alexnet, convnet, mlp, resnet, vgg  # noqa: F401  (registers the architectures)
 from .adapters import FeatureAdapter, adapter_pair
 from .hooks import forward_with_features
-from .registry import ModelSpec, create_model, get_spec, list_models, register_model
+from .registry import ModelSpec, create_model, get_spec, list_models, register_model, split_points
 from .split import SplitNet
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "get_spec",
     "list_models",
     "register_model",
+    "split_points",
 ]

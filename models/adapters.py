@@ -24,7 +24,11 @@ class FeatureAdapter(nn.Module):
         if self.source == self.target:
             return
         if len(self.source) == 3 and len(self.target) == 3:
-            self.conv = nn.Conv2d(self.source[0], self.target[0], 1) if self.source[0] != self.target[0] else nn.Identity()
+            self.conv = (
+                nn.Conv2d(self.source[0], self.target[0], 1)
+                if self.source[0] != self.target[0]
+                else nn.Identity()
+            )
         else:
             self.linear = nn.Linear(math.prod(self.source), math.prod(self.target))
 

@@ -16,9 +16,13 @@ def build_alexnet(in_channels: int, num_classes: int, image_size: int) -> SplitN
         return [nn.Conv2d(c_in, c_out, k, padding=p), nn.ReLU(inplace=True)]
 
     stages: OrderedDict[str, nn.Module] = OrderedDict()
-    stages["features1"] = nn.Sequential(*conv(in_channels, 128, 5, first_conv_padding(image_size, 2)), nn.MaxPool2d(2))
+    stages["features1"] = nn.Sequential(
+        *conv(in_channels, 128, 5, first_conv_padding(image_size, 2)), nn.MaxPool2d(2)
+    )
     stages["features2"] = nn.Sequential(*conv(128, 192, 5, 2), nn.MaxPool2d(2))
-    stages["features3"] = nn.Sequential(*conv(192, 256, 3, 1), *conv(256, 192, 3, 1), *conv(192, 192, 3, 1), nn.MaxPool2d(2))
+    stages["features3"] = nn.Sequential(
+        *conv(192, 256, 3, 1), *conv(256, 192, 3, 1), *conv(192, 192, 3, 1), nn.MaxPool2d(2)
+    )
     stages["flatten"] = nn.Flatten()
     size = (image_size + 2 * (first_conv_padding(image_size, 2) - 2)) // 8
     stages["classifier"] = nn.Linear(192 * size * size, num_classes)

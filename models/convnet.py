@@ -21,13 +21,20 @@ def _block(c_in: int, c_out: int, norm: str, padding: int) -> nn.Sequential:
 
 
 def build_convnet(
-    in_channels: int, num_classes: int, image_size: int, width: int = 128, depth: int = 3, norm: str = "instance"
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    width: int = 128,
+    depth: int = 3,
+    norm: str = "instance",
 ) -> SplitNet:
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     size = image_size + 2 * (first_conv_padding(image_size, 1) - 1)
     c_in = in_channels
     for i in range(depth):
-        stages[f"block{i + 1}"] = _block(c_in, width, norm, first_conv_padding(image_size, 1) if i == 0 else 1)
+        stages[f"block{i + 1}"] = _block(
+            c_in, width, norm, first_conv_padding(image_size, 1) if i == 0 else 1
+        )
         c_in, size = width, size // 2
     stages["flatten"] = nn.Flatten()
     stages["classifier"] = nn.Linear(width * size * size, num_classes)

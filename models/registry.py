@@ -50,4 +50,12 @@ def create_model(name: str, in_channels: int, num_classes: int, image_size: int,
     unknown = sorted(set(kwargs) - spec.accepted_kwargs())
     if unknown:
         raise KeyError(f"{name} does not take {unknown}; it accepts {sorted(spec.accepted_kwargs())}")
-    return spec.builder(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **{**spec.defaults, **kwargs})
+    return spec.builder(
+        in_channels=in_channels, num_classes=num_classes, image_size=image_size, **{**spec.defaults, **kwargs}
+    )
+
+
+def split_points(name: str, **kwargs: Any) -> tuple[tuple[str, ...], str]:
+    """The named split points of an architecture and its default split (ELF's cut)."""
+    model = create_model(name, in_channels=1, num_classes=2, image_size=28, **kwargs)
+    return model.split_points, model.default_split

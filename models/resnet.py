@@ -40,7 +40,9 @@ def build_resnet18(in_channels: int, num_classes: int, image_size: int, norm: st
     )
     c_in = 64
     for i, (width, stride) in enumerate([(64, 1), (128, 2), (256, 2)], start=1):
-        stages[f"layer{i}"] = nn.Sequential(BasicBlock(c_in, width, stride, norm), BasicBlock(width, width, 1, norm))
+        stages[f"layer{i}"] = nn.Sequential(
+            BasicBlock(c_in, width, stride, norm), BasicBlock(width, width, 1, norm)
+        )
         c_in = width
     # ELF cuts stage 4 between its two blocks (ResNet18_Layered: layer5_befor / layer5_after).
     stages["layer4_0"] = BasicBlock(256, 512, 2, norm)
@@ -48,7 +50,9 @@ def build_resnet18(in_channels: int, num_classes: int, image_size: int, norm: st
     stages["pool"] = nn.AdaptiveAvgPool2d(1)
     stages["flatten"] = nn.Flatten()
     stages["fc"] = nn.Linear(512, num_classes)
-    return SplitNet(stages, split_points=("layer1", "layer2", "layer3", "layer4_0", "layer4_1"), default_split="layer4_0")
+    return SplitNet(
+        stages, split_points=("layer1", "layer2", "layer3", "layer4_0", "layer4_1"), default_split="layer4_0"
+    )
 
 
 register_model("resnet18", build_resnet18)

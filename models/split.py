@@ -16,7 +16,9 @@ class SplitNet(nn.Sequential):
     holds by construction and teacher features can be taken by module name with a forward hook.
     """
 
-    def __init__(self, stages: OrderedDict[str, nn.Module], split_points: tuple[str, ...], default_split: str):
+    def __init__(
+        self, stages: OrderedDict[str, nn.Module], split_points: tuple[str, ...], default_split: str
+    ):
         super().__init__(stages)
         unknown = [s for s in split_points if s not in stages]
         if unknown:

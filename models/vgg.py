@@ -28,7 +28,11 @@ def build_vgg11(in_channels: int, num_classes: int, image_size: int, norm: str =
         layers: list[nn.Module] = []
         for width in widths:
             padding = first_conv_padding(image_size, 1) if first else 1
-            layers += [nn.Conv2d(c_in, width, 3, padding=padding), norm_layer(norm, width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, width, 3, padding=padding),
+                norm_layer(norm, width),
+                nn.ReLU(inplace=True),
+            ]
             c_in, first = width, False
         if pool:
             layers.append(nn.MaxPool2d(2))
@@ -36,7 +40,9 @@ def build_vgg11(in_channels: int, num_classes: int, image_size: int, norm: str =
     stages["pool"] = nn.AdaptiveAvgPool2d(1)
     stages["flatten"] = nn.Flatten()
     stages["classifier"] = nn.Linear(512, num_classes)
-    return SplitNet(stages, split_points=("stage2", "stage3", "stage4a", "stage4b", "stage5"), default_split="stage4a")
+    return SplitNet(
+        stages, split_points=("stage2", "stage3", "stage4a", "stage4b", "stage5"), default_split="stage4a"
+    )
 
 
 register_model("vgg11", build_vgg11)

@@ -1,0 +1,255 @@
+"""Typed, validated run configuration (one pydantic model per stage), loaded from YAML plus ``--set`` overrides."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import BadInput
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
+LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]
+FeatureLoss = Literal["ce", "l2", "l1", "cosine"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_arch(name: str) -> str:
+    from ..models import list_models
+
+    if name not in list_models():
+        raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
+    return name
+
+
+def _teacher_splits(teacher: TeacherConfig) -> tuple[tuple[str, ...], str]:
+    from ..models import split_points
+
+    try:
+        return split_points(teacher.arch, **teacher.arch_kwargs)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"teacher.arch_kwargs: {exc}") from None
+
+
+class DataConfig(Strict):
+    name: Literal["fashion_mnist", "mnist", "cifar10", "cifar100", "npz"] = "fashion_mnist"
+    root: str | None = None  # folder with the files; default: $ELFDD_DATA, then the Debian path
+    path: str | None = None  # the .npz file when name == npz
+    train_subset: int | None = Field(default=None, gt=0)
+    test_subset: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _npz_needs_path(self) -> DataConfig:
+        if self.name == "npz" and not self.path:
+            raise ValueError("data.path is required when data.name is npz")
+        return self
+
+
+class DistillConfig(Strict):
+    method: Literal["dm"] = "dm"
+    arch: str = "convnet"
+    arch_kwargs: dict[str, Any] = {}
+    ipc: int = Field(default=10, gt=0)
+    iterations: int = Field(default=200, ge=0)
+    lr_img: float = Field(default=1.0, gt=0)
+    momentum: float = Field(default=0.5, ge=0, lt=1)
+    batch_real: int = Field(default=64, gt=0)
+    init: Literal["real", "noise"] = "real"
+    dsa: bool = True
+
+    _arch = field_validator("arch")(_check_arch)
+
+
+class TeacherConfig(Strict):
+    id: Name = "teacher"
+    arch: str = "convnet"
+    arch_kwargs: dict[str, Any] = {}
+    epochs: int = Field(default=4, ge=1)
+    checkpoint_epochs: list[int] = [2, 4]
+    train_subset: int | None = Field(default=None, gt=0)  # defaults to data.train_subset
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    batch_size: int = Field(default=256, gt=0)
+    dsa: bool = True
+
+    _arch = field_validator("arch")(_check_arch)
+
+    @model_validator(mode="after")
+    def _epochs_in_range(self) -> TeacherConfig:
+        bad = [e for e in self.checkpoint_epochs if not 0 <= e <= self.epochs]
+        if bad or not self.checkpoint_epochs:
+            raise ValueError(
+                f"teacher.checkpoint_epochs must be non-empty and within 0..{self.epochs}, got {self.checkpoint_epochs}"
+            )
+        return self
+
+
+class ExtractConfig(Strict):
+    teacher_epochs: list[int] | None = None  # default: every checkpointed epoch
+    layers: list[Name] | None = None  # default: the teacher's default split point
+    dtype: Literal["float16", "float32"] = "float16"
+    clevel: int = Field(default=5, ge=1, le=9)
+    batch_size: int = Field(default=256, gt=0)
+
+
+class StudentsConfig(Strict):
+    archs: list[str] = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
+    arch_kwargs: dict[str, dict[str, Any]] = {}
+    modes: list[LossMode] = ["task", "front_rear_task"]
+    feature_loss: FeatureLoss = "ce"
+    lambda_front: float = Field(default=1.0, ge=0)
+    lambda_rear: float = Field(default=1.0, ge=0)
+    teacher_epoch: int | None = None  # default: the last extracted epoch
+    layer: Name | None = None  # default: the first extracted layer
+    epochs: int = Field(default=300, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    batch_size: int = Field(default=256, gt=0)
+    seeds: list[int] = [0, 1]
+    dsa: bool = True
+    store: str | None = None  # an existing store to train from; default: DIR/store.zarr
+
+    @field_validator("archs")
+    @classmethod
+    def _archs(cls, archs: list[str]) -> list[str]:
+        if not archs:
+            raise ValueError("students.archs must name at least one architecture")
+        return [_check_arch(a) for a in archs]
+
+    @field_validator("seeds", "modes")
+    @classmethod
+    def _non_empty(cls, value: list) -> list:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+
+class RunConfig(Strict):
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
+    threads: int = Field(default=0, ge=0)  # 0: leave torch's default
+    data: DataConfig = DataConfig()
+    distill: DistillConfig = DistillConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    extract: ExtractConfig = ExtractConfig()
+    students: StudentsConfig = StudentsConfig()
+
+    @model_validator(mode="after")
+    def _cross_stage(self) -> RunConfig:
+        checkpointed = set(self.teacher.checkpoint_epochs)
+        epochs = self.extract.teacher_epochs or sorted(checkpointed)
+        missing = sorted(set(epochs) - checkpointed)
+        if missing:
+            raise ValueError(
+                f"extract.teacher_epochs {missing} are not in teacher.checkpoint_epochs {sorted(checkpointed)}"
+            )
+        points, _ = _teacher_splits(self.teacher)
+        layers = self.extract_layers
+        unknown = sorted(set(layers) - set(points))
+        if unknown:
+            raise ValueError(
+                f"extract.layers {unknown} are not split points of {self.teacher.arch}: {list(points)}"
+            )
+        if self.students.teacher_epoch is not None and self.students.teacher_epoch not in epochs:
+            raise ValueError(
+                f"students.teacher_epoch {self.students.teacher_epoch} is not extracted (extract.teacher_epochs: {epochs})"
+            )
+        if self.students.layer is not None and self.students.layer not in layers:
+            raise ValueError(
+                f"students.layer {self.students.layer!r} is not extracted (extract.layers: {layers})"
+            )
+        return self
+
+    # Resolved views of the defaults, so every stage agrees on them.
+    @property
+    def extract_epochs(self) -> list[int]:
+        return sorted(self.extract.teacher_epochs or self.teacher.checkpoint_epochs)
+
+    @property
+    def extract_layers(self) -> list[str]:
+        return list(self.extract.layers or [_teacher_splits(self.teacher)[1]])
+
+    @property
+    def student_teacher_epoch(self) -> int:
+        return (
+            self.students.teacher_epoch
+            if self.students.teacher_epoch is not None
+            else self.extract_epochs[-1]
+        )
+
+    @property
+    def student_layer(self) -> str:
+        return self.students.layer or self.extract_layers[0]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides with dotted keys; values are parsed as YAML (``[a,b]``, ``1e-3``, ``null``)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise BadInput(f"--set {key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = parsed
+    return raw
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"config{' ' + where if where else ''}: {message}{more}"
+
+
+def validate_config(raw: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise BadInput(_one_line(exc)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults when ``path`` is None), apply overrides and validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise BadInput(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise BadInput(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise BadInput(f"config file {path} must hold a mapping at the top level")
+    return validate_config(apply_overrides(raw, overrides or []))
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,191 @@
+"""Datasets as normalised in-memory tensors: Fashion-MNIST from IDX files, a user's .npz, torchvision sets."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .errors import BadInput
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+IDX_MAGIC = {3: 2051, 1: 2049}  # images (3 dims), labels (1 dim)
+
+
+@dataclass
+class DataSplits:
+    """Normalised train/test tensors (N, C, H, W float32; N int64) and the statistics used."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    mean: list[float]
+    std: list[float]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def normalization(self) -> dict[str, list[float]]:
+        return {"mean": self.mean, "std": self.std}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one (optionally gzipped) IDX file, checking its magic number and length."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:
+        raise BadInput(f"cannot read IDX file {path}: {exc}") from None
+    if len(raw) < 8:
+        raise BadInput(f"IDX file {path} is too short")
+    magic = int.from_bytes(raw[:4], "big")
+    ndim = raw[3]
+    if magic not in IDX_MAGIC.values() or IDX_MAGIC.get(ndim) != magic:
+        raise BadInput(f"IDX file {path} has wrong magic number {magic:#010x}")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(raw) - offset != expected:
+        raise BadInput(
+            f"IDX file {path} holds {len(raw) - offset} bytes of data, expected {expected} for shape {dims}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_idx_folder(root: str | None) -> Path:
+    candidates = [Path(root)] if root else []
+    if not root and os.environ.get("ELFDD_DATA"):
+        candidates.append(Path(os.environ["ELFDD_DATA"]))
+    if not root:
+        candidates.append(DEBIAN_FASHION_MNIST)
+    for base in candidates:
+        for folder in (base, base / "FashionMNIST" / "raw", base / "fashion-mnist"):
+            if all(_idx_file(folder, stem) for stem in IDX_FILES.values()):
+                return folder
+    searched = ", ".join(str(c) for c in candidates)
+    raise BadInput(
+        f"Fashion-MNIST IDX files not found in {searched}; install them with "
+        "'apt-get install dataset-fashion-mnist' or point data.root / ELFDD_DATA at a folder holding them"
+    )
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _load_fashion_mnist(cfg: DataConfig) -> dict[str, np.ndarray]:
+    folder = _find_idx_folder(cfg.root)
+    return {key: read_idx(_idx_file(folder, stem)) for key, stem in IDX_FILES.items()}  # type: ignore[arg-type]
+
+
+def _load_npz(cfg: DataConfig) -> dict[str, np.ndarray]:
+    path = Path(cfg.path)  # type: ignore[arg-type]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in IDX_FILES if k not in npz.files]
+            if missing:
+                raise BadInput(
+                    f"{path} lacks arrays {missing}; it must hold x_train, y_train, x_test, y_test"
+                )
+            return {k: npz[k] for k in IDX_FILES}
+    except FileNotFoundError:
+        raise BadInput(f"data file not found: {path}") from None
+    except (ValueError, OSError) as exc:
+        raise BadInput(f"cannot read {path} as .npz: {exc}") from None
+
+
+def _load_torchvision(cfg: DataConfig) -> dict[str, np.ndarray]:
+    from . import tv_datasets
+
+    if not cfg.root:
+        raise BadInput(f"data.root is required for {cfg.name} (torchvision layout, nothing is downloaded)")
+    return tv_datasets.load(cfg.name, Path(cfg.root))
+
+
+def _to_images(x: np.ndarray, where: str) -> torch.Tensor:
+    """(N,H,W) or (N,H,W,C), uint8 or float in [0, 1] -> float32 (N,C,H,W) in [0, 1]."""
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise BadInput(f"{where} must have shape (N,H,W) or (N,H,W,C), got {x.shape}")
+    if x.dtype == np.uint8:
+        images = torch.from_numpy(np.array(x, copy=True)).float().div_(255.0)
+    elif np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise BadInput(f"{where} holds NaN or Inf pixels")
+        images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    else:
+        raise BadInput(f"{where} must be uint8 or float, got {x.dtype}")
+    return images.permute(0, 3, 1, 2).contiguous()
+
+
+def _to_labels(y: np.ndarray, n: int, where: str) -> torch.Tensor:
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n:
+        raise BadInput(f"{where} has {len(y)} labels for {n} images")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise BadInput(f"{where} must hold non-negative integer class labels")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def _subset(
+    x: torch.Tensor, y: torch.Tensor, size: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if size is None or size >= len(y):
+        return x, y
+    index = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size]
+    return x[index], y[index]
+
+
+LOADERS = {"fashion_mnist": _load_fashion_mnist, "npz": _load_npz}
+
+
+def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
+    """Load, check and normalise a dataset; statistics come from the (full) training split."""
+    arrays = LOADERS.get(cfg.name, _load_torchvision)(cfg)
+    where = cfg.path or cfg.root or cfg.name
+    x_train = _to_images(arrays["x_train"], f"{where}: x_train")
+    x_test = _to_images(arrays["x_test"], f"{where}: x_test")
+    y_train = _to_labels(arrays["y_train"], len(x_train), f"{where}: y_train")
+    y_test = _to_labels(arrays["y_test"], len(x_test), f"{where}: y_test")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise BadInput(
+            f"{where}: train images {tuple(x_train.shape[1:])} and test images {tuple(x_test.shape[1:])} differ in shape"
+        )
+    if x_train.shape[-1] != x_train.shape[-2]:
+        raise BadInput(f"{where}: images must be square, got {tuple(x_train.shape[-2:])}")
+    mean = x_train.mean(dim=(0, 2, 3))
+    std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    x_train, y_train = _subset(x_train, y_train, cfg.train_subset, seed)
+    x_test, y_test = _subset(x_test, y_test, cfg.test_subset, seed)
+    shift, scale = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    return DataSplits(
+        name=cfg.name,
+        x_train=(x_train - shift) / scale,
+        y_train=y_train,
+        x_test=(x_test - shift) / scale,
+        y_test=y_test,
+        num_classes=num_classes,
+        mean=[round(float(v), 6) for v in mean],
+        std=[round(float(v), 6) for v in std],
+    )

@@ -1,0 +1,73 @@
+"""The distilled (synthetic) set: tensors plus what produced them, saved atomically with a content hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..store.layout import content_sha256
+from .errors import BadInput
+from .io import atomic_torch_save
+
+
+@dataclass
+class SyntheticSet:
+    images: torch.Tensor  # float32 (N, C, H, W), normalised like the real data
+    labels: torch.Tensor  # int64 (N,)
+    method: str
+    ipc: int
+    dataset: str
+    num_classes: int
+    normalization: dict[str, list[float]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return content_sha256(self.images.float().numpy(), self.labels.long().numpy())
+
+    def save(self, path: Path) -> str:
+        """Write ``path`` (loadable with ``torch.load(weights_only=True)``) and return the content sha256."""
+        digest = self.sha256
+        atomic_torch_save(
+            path,
+            {
+                "images": self.images.detach().float().cpu().contiguous(),
+                "labels": self.labels.long().cpu().contiguous(),
+                "method": self.method,
+                "ipc": self.ipc,
+                "dataset": self.dataset,
+                "num_classes": self.num_classes,
+                "normalization": self.normalization,
+                "extra": self.extra,
+                "sha256": digest,
+            },
+        )
+        return digest
+
+
+def load_synthetic(path: Path) -> SyntheticSet:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BadInput(f"synthetic set not found: {path} (run the distill stage first)") from None
+    except Exception as exc:  # torch raises many types for damaged files
+        raise BadInput(f"synthetic set {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
+    try:
+        synthetic = SyntheticSet(
+            images=blob["images"],
+            labels=blob["labels"],
+            method=blob["method"],
+            ipc=blob["ipc"],
+            dataset=blob["dataset"],
+            num_classes=blob["num_classes"],
+            normalization=blob["normalization"],
+            extra=blob.get("extra", {}),
+        )
+    except (KeyError, TypeError) as exc:
+        raise BadInput(f"synthetic set {path} lacks field {exc}") from None
+    if synthetic.sha256 != blob.get("sha256"):
+        raise BadInput(f"synthetic set {path} does not match its recorded sha256 (damaged or edited)")
+    return synthetic

@@ -1,0 +1,131 @@
+"""Teacher training on real data with checkpoints at chosen epochs and a manifest (sha256, accuracy per epoch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from ..models import create_model
+from . import augment
+from .config import TeacherConfig
+from .data import DataSplits
+from .errors import BadInput
+from .io import atomic_torch_save, atomic_write_json, load_json, sha256_file
+from .training import autocast, evaluate, log, seed_everything, sgd_with_half_decay
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch_{epoch:04d}.pt"
+
+
+def build_teacher(cfg: TeacherConfig, image_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    return create_model(cfg.arch, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs)
+
+
+def train_teacher(
+    data: DataSplits, cfg: TeacherConfig, out_dir: Path, device: torch.device, precision: str, seed: int
+) -> dict[str, Any]:
+    """Train ``cfg.arch`` on the real training split; write ``out_dir/epoch_EEEE.pt`` and ``manifest.json``."""
+    generator = seed_everything(seed)
+    model = build_teacher(cfg, data.image_shape, data.num_classes).to(device)
+    optimizer, scheduler = sgd_with_half_decay(
+        model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay, cfg.epochs
+    )
+    x_train, y_train = data.x_train, data.y_train
+    if cfg.train_subset is not None and cfg.train_subset < len(y_train):
+        keep = torch.randperm(len(y_train), generator=generator)[: cfg.train_subset]
+        x_train, y_train = x_train[keep], y_train[keep]
+    manifest: dict[str, Any] = {
+        "teacher_id": cfg.id,
+        "arch": cfg.arch,
+        "arch_kwargs": cfg.arch_kwargs,
+        "config": cfg.model_dump(mode="json"),
+        "trained_on": {
+            "dataset": data.name,
+            "train_size": len(y_train),
+            "normalization": data.normalization(),
+        },
+        "seed": seed,
+        "history": [],
+        "checkpoints": [],
+    }
+
+    def checkpoint(epoch: int, train_acc: float | None, test_acc: float) -> None:
+        path = out_dir / checkpoint_name(epoch)
+        atomic_torch_save(path, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        manifest["checkpoints"].append(
+            {
+                "epoch": epoch,
+                "file": path.name,
+                "sha256": sha256_file(path),
+                "train_acc": train_acc,
+                "test_acc": test_acc,
+            }
+        )
+        atomic_write_json(out_dir / "manifest.json", manifest)
+
+    if 0 in cfg.checkpoint_epochs:
+        checkpoint(0, None, evaluate(model, data.x_test, data.y_test, device, precision))
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        correct = 0
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            x, y = x_train[batch].to(device), y_train[batch].to(device)
+            if cfg.dsa:
+                x, _ = augment.augment(x, generator)
+            with autocast(device, precision):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            correct += int((logits.argmax(1) == y).sum())
+        scheduler.step()
+        train_acc = correct / len(y_train)
+        test_acc = evaluate(model, data.x_test, data.y_test, device, precision)
+        manifest["history"].append({"epoch": epoch, "train_acc": train_acc, "test_acc": test_acc})
+        log.info(
+            "teacher %s epoch %d/%d train %.4f test %.4f", cfg.id, epoch, cfg.epochs, train_acc, test_acc
+        )
+        if epoch in cfg.checkpoint_epochs:
+            checkpoint(epoch, train_acc, test_acc)
+    manifest["complete"] = True
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def load_manifest(teacher_dir: Path) -> dict[str, Any]:
+    manifest = load_json(teacher_dir / "manifest.json", "teacher manifest")
+    if not manifest.get("complete"):
+        raise BadInput(
+            f"teacher manifest {teacher_dir / 'manifest.json'} is not complete (teacher training did not finish)"
+        )
+    return manifest
+
+
+def load_checkpoint(
+    teacher_dir: Path, manifest: dict[str, Any], epoch: int
+) -> tuple[dict[str, torch.Tensor], str]:
+    """A checkpoint's state_dict, after checking its sha256 against the manifest; returns (state, sha256)."""
+    entry = next((c for c in manifest["checkpoints"] if c["epoch"] == epoch), None)
+    if entry is None:
+        saved = [c["epoch"] for c in manifest["checkpoints"]]
+        raise BadInput(
+            f"teacher {manifest['teacher_id']} has no checkpoint for epoch {epoch} (saved: {saved})"
+        )
+    path = teacher_dir / entry["file"]
+    if not path.is_file():
+        raise BadInput(f"checkpoint missing: {path}")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise BadInput(f"checkpoint {path} does not match the sha256 in its manifest (damaged or replaced)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BadInput(f"checkpoint {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
+    return state, digest

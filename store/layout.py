@@ -1,0 +1,61 @@
+"""Names, paths and the content hash of the Zarr feature store (schema 1, DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+
+SCHEMA = 1
+NAME_RE = re.compile(r"^[a-z0-9_]+$")
+FEATURE_DIMS = ("sample", "view", "channel", "y", "x")
+VECTOR_FEATURE_DIMS = ("sample", "view", "channel")
+REQUIRED_ATTRS = (
+    "schema",
+    "dataset",
+    "num_classes",
+    "image_shape",
+    "normalization",
+    "synthetic_sha256",
+    "elfdd_version",
+)
+
+
+def check_name(name: str, what: str) -> str:
+    """Teacher ids and layer names are plain names, never paths."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        from ..pipeline.errors import BadInput
+
+        raise BadInput(f"{what} {name!r} must match [a-z0-9_]+")
+    return name
+
+
+def epoch_group(epoch: int) -> str:
+    return f"epoch_{int(epoch):04d}"
+
+
+def teacher_path(teacher_id: str) -> str:
+    return f"teachers/{check_name(teacher_id, 'teacher id')}"
+
+
+def epoch_path(teacher_id: str, epoch: int) -> str:
+    return f"{teacher_path(teacher_id)}/{epoch_group(epoch)}"
+
+
+def feature_path(teacher_id: str, epoch: int, layer: str) -> str:
+    return f"{epoch_path(teacher_id, epoch)}/{check_name(layer, 'layer')}"
+
+
+def logits_path(teacher_id: str, epoch: int) -> str:
+    return f"{epoch_path(teacher_id, epoch)}/logits"
+
+
+def content_sha256(*arrays: np.ndarray) -> str:
+    """Hash of arrays' dtype, shape and bytes: the same numbers give the same hash however they were stored."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        a = np.ascontiguousarray(array)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
