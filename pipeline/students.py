@@ -88,7 +88,7 @@ def train_student(
                         model.rear(adapters["from_teacher"](teacher), split).float(), labels
                     )
             loss = sum(losses[t] for t in terms)
-            bad = [t for t in terms if not math.isfinite(float(losses[t]))]
+            bad = [t for t in terms if not math.isfinite(losses[t].item())]
             if bad:
                 raise NumericalFault(
                     f"student {job.name}: loss term {bad[0]} is {float(losses[bad[0]])} at epoch {epoch}"

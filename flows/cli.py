@@ -1,0 +1,119 @@
+"""The ``elfdd`` command line (DESIGN.md): exit 0 success, 2 bad input with one line on stderr, 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from ..pipeline.errors import BadInput
+
+STAGES = ("run", "distill", "teacher", "extract", "students", "report")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elfdd", description="Dataset distillation with cached teacher features (ELF).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    helps = {
+        "run": "whole pipeline (distill, teacher, extract, students, report) as one Prefect flow",
+        "distill": "distill the synthetic set (DM)",
+        "teacher": "train the teacher and save its checkpoints",
+        "extract": "extract teacher features of the synthetic set into the store",
+        "students": "train the students from the store, then report",
+        "report": "write results.json, report.md and plots from finished student runs",
+    }
+    for name in STAGES:
+        p = sub.add_parser(name, help=helps[name])
+        p.add_argument("--config", help="YAML config (default: the run's config.yaml, else the built-in defaults)")
+        p.add_argument("--out", default="runs/default", help="run directory (default: runs/default)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. distill.ipc=1")
+    p = sub.add_parser("inspect", help="dask-computed feature statistics of a store")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("verify", help="check a store's layout, completeness, checksums and provenance")
+    p.add_argument("store")
+    return parser
+
+
+def _config_for(args: argparse.Namespace):
+    from ..pipeline.config import load_config
+
+    existing = Path(args.out) / "config.yaml"
+    if args.config:
+        return load_config(args.config, args.set)
+    if existing.exists():
+        return load_config(existing, args.set)
+    if args.command not in ("run", "distill", "teacher", "students"):
+        raise BadInput(f"{args.out} has no config.yaml; run an earlier stage first or pass --config")
+    return load_config(None, args.set)
+
+
+def _run_stage(args: argparse.Namespace) -> int:
+    from ..pipeline import stages
+
+    config = _config_for(args)
+    out = Path(args.out)
+    created = not out.exists()
+    if args.command == "run":
+        stages.data_for(config)  # refuse missing or malformed data before anything is written
+    try:
+        run = stages.prepare_run(out, config)
+        from .flows import FLOWS, no_heartbeat
+
+        with no_heartbeat():
+            result = FLOWS[args.command](str(run.root))
+    except BadInput:
+        if created and _only_config(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    print(f"{args.command}: {result}")
+    if args.command in ("run", "students", "report"):
+        print(f"report: {run.report}")
+        print(f"summary: {stages.summary_line(run)}")
+    return 0
+
+
+def _only_config(out: Path) -> bool:
+    return out.is_dir() and {p.name for p in out.iterdir()} <= {"config.yaml"}
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ..store.inspect import feature_stats, format_stats
+
+    entries = feature_stats(args.store)
+    print(json.dumps(entries, indent=2) if args.json else format_stats(entries))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ..store.verify import verify_store
+
+    problems = verify_store(args.store)
+    for problem in problems:
+        print(f"damaged: {problem}")
+    if problems:
+        raise BadInput(f"store {args.store} failed verification ({len(problems)} problems)")
+    print(f"ok: {args.store}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("elfdd").setLevel(logging.INFO)
+    try:
+        if args.command == "inspect":
+            return _inspect(args)
+        if args.command == "verify":
+            return _verify(args)
+        return _run_stage(args)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Quiet, offline Prefect settings; must run before prefect is imported (notes/stack.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+QUIET_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+def quiet_prefect_env(home: Path | None = None) -> None:
+    """Set the quiet offline defaults (a value the user already set wins) and a PREFECT_HOME."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(home or Path.home() / ".prefect"))

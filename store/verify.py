@@ -1,0 +1,72 @@
+"""``elfdd verify``: layout, completeness markers, every chunk's checksum and the provenance hashes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import zarr
+
+from ..pipeline.errors import BadInput
+from .layout import content_sha256
+from .reader import FeatureStore
+
+
+def _chunk_slices(array: zarr.Array):
+    grids = [range(0, size, chunk) for size, chunk in zip(array.shape, array.chunks, strict=True)]
+    for corner in itertools.product(*grids):
+        yield tuple(slice(c, min(c + k, s)) for c, k, s in zip(corner, array.chunks, array.shape, strict=True))
+
+
+def _walk_arrays(group: zarr.Group, prefix: str = ""):
+    for name, node in group.members():
+        path = f"{prefix}{name}"
+        if isinstance(node, zarr.Array):
+            yield path, node
+        else:
+            yield from _walk_arrays(node, path + "/")
+
+
+def verify_store(path: str | Path) -> list[str]:
+    """Return the problems found (empty when the store is sound)."""
+    try:
+        store = FeatureStore(path)
+    except BadInput as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for array_path, array in _walk_arrays(store.root):
+        if array.attrs.get("complete") is not True:
+            problems.append(f"{array_path}: no complete marker (writer did not finish)")
+        for chunk in _chunk_slices(array):
+            try:
+                array[chunk]
+            except Exception as exc:
+                where = ",".join(f"{s.start}:{s.stop}" for s in chunk)
+                problems.append(f"{array_path}[{where}]: {str(exc).splitlines()[0]}")
+    try:
+        images, labels = store.synthetic()
+        if content_sha256(images, labels) != store.meta["synthetic_sha256"]:
+            problems.append("synthetic set does not match synthetic_sha256")
+    except (BadInput, Exception) as exc:  # a damaged synthetic chunk is already listed above
+        problems.append(f"synthetic set unreadable: {str(exc).splitlines()[0]}")
+    for teacher in store.teachers():
+        manifest = _manifest_beside(store.path, teacher)
+        for epoch in store.epochs(teacher):
+            sha = store.root[f"teachers/{teacher}/epoch_{epoch:04d}"].attrs.get("checkpoint_sha256")
+            if not sha:
+                problems.append(f"teachers/{teacher}/epoch_{epoch:04d}: no checkpoint_sha256")
+            elif manifest is not None:
+                recorded = {c["epoch"]: c["sha256"] for c in manifest.get("checkpoints", [])}
+                if recorded.get(epoch) not in (None, sha):
+                    problems.append(f"teachers/{teacher}/epoch_{epoch:04d}: checkpoint_sha256 differs from the run's manifest")
+    return problems
+
+
+def _manifest_beside(store_path: Path, teacher: str) -> dict | None:
+    """The teacher manifest of the run directory holding the store, when there is one."""
+    manifest = Path(store_path).parent / "checkpoints" / teacher / "manifest.json"
+    try:
+        return json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
