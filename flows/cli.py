@@ -15,7 +15,9 @@ STAGES = ("run", "distill", "teacher", "extract", "students", "report")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elfdd", description="Dataset distillation with cached teacher features (ELF).")
+    parser = argparse.ArgumentParser(
+        prog="elfdd", description="Dataset distillation with cached teacher features (ELF)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "run": "whole pipeline (distill, teacher, extract, students, report) as one Prefect flow",
@@ -27,9 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     }
     for name in STAGES:
         p = sub.add_parser(name, help=helps[name])
-        p.add_argument("--config", help="YAML config (default: the run's config.yaml, else the built-in defaults)")
+        p.add_argument(
+            "--config", help="YAML config (default: the run's config.yaml, else the built-in defaults)"
+        )
         p.add_argument("--out", default="runs/default", help="run directory (default: runs/default)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. distill.ipc=1")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. distill.ipc=1",
+        )
     p = sub.add_parser("inspect", help="dask-computed feature statistics of a store")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print JSON")

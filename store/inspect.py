@@ -21,7 +21,13 @@ def open_features(path: str | Path, teacher_id: str, epoch: int, layer: str):
     array = store.features(teacher_id, epoch, layer)
     data = da.from_zarr(str(store.path), component=feature_path(teacher_id, epoch, layer))
     _, labels = store.synthetic()
-    return xr.DataArray(data, dims=array.metadata.dimension_names, coords={"label": ("sample", labels)}, name=layer, attrs=dict(array.attrs))
+    return xr.DataArray(
+        data,
+        dims=array.metadata.dimension_names,
+        coords={"label": ("sample", labels)},
+        name=layer,
+        attrs=dict(array.attrs),
+    )
 
 
 def feature_stats(path: str | Path) -> list[dict[str, Any]]:
@@ -32,7 +38,9 @@ def feature_stats(path: str | Path) -> list[dict[str, Any]]:
         for epoch in store.epochs(teacher):
             for layer in store.layers(teacher, epoch):
                 array = store.features(teacher, epoch, layer)
-                x = da.from_zarr(str(store.path), component=feature_path(teacher, epoch, layer)).astype(np.float32)
+                x = da.from_zarr(str(store.path), component=feature_path(teacher, epoch, layer)).astype(
+                    np.float32
+                )
                 axes = tuple(i for i in range(x.ndim) if i != 2)
                 per_sample = x.reshape(x.shape[0] * x.shape[1], -1)
                 lazy.append(
@@ -44,7 +52,13 @@ def feature_stats(path: str | Path) -> list[dict[str, Any]]:
                     }
                 )
                 entries.append(
-                    {"teacher": teacher, "epoch": epoch, "layer": layer, "shape": list(array.shape), "dtype": str(array.dtype)}
+                    {
+                        "teacher": teacher,
+                        "epoch": epoch,
+                        "layer": layer,
+                        "shape": list(array.shape),
+                        "dtype": str(array.dtype),
+                    }
                 )
     (computed,) = dask.compute(lazy)
     for entry, values in zip(entries, computed, strict=True):
@@ -56,7 +70,9 @@ def feature_stats(path: str | Path) -> list[dict[str, Any]]:
 
 
 def format_stats(entries: list[dict[str, Any]]) -> str:
-    lines = [f"{'teacher':<12} {'epoch':>5} {'layer':<10} {'shape':<22} {'mean':>8} {'std':>8} {'sparsity':>8} {'norm':>9}"]
+    lines = [
+        f"{'teacher':<12} {'epoch':>5} {'layer':<10} {'shape':<22} {'mean':>8} {'std':>8} {'sparsity':>8} {'norm':>9}"
+    ]
     for e in entries:
         lines.append(
             f"{e['teacher']:<12} {e['epoch']:>5} {e['layer']:<10} {str(tuple(e['shape'])):<22} "

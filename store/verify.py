@@ -16,7 +16,9 @@ from .reader import FeatureStore
 def _chunk_slices(array: zarr.Array):
     grids = [range(0, size, chunk) for size, chunk in zip(array.shape, array.chunks, strict=True)]
     for corner in itertools.product(*grids):
-        yield tuple(slice(c, min(c + k, s)) for c, k, s in zip(corner, array.chunks, array.shape, strict=True))
+        yield tuple(
+            slice(c, min(c + k, s)) for c, k, s in zip(corner, array.chunks, array.shape, strict=True)
+        )
 
 
 def _walk_arrays(group: zarr.Group, prefix: str = ""):
@@ -59,7 +61,9 @@ def verify_store(path: str | Path) -> list[str]:
             elif manifest is not None:
                 recorded = {c["epoch"]: c["sha256"] for c in manifest.get("checkpoints", [])}
                 if recorded.get(epoch) not in (None, sha):
-                    problems.append(f"teachers/{teacher}/epoch_{epoch:04d}: checkpoint_sha256 differs from the run's manifest")
+                    problems.append(
+                        f"teachers/{teacher}/epoch_{epoch:04d}: checkpoint_sha256 differs from the run's manifest"
+                    )
     return problems
 
 

@@ -1,0 +1,69 @@
+"""Typed config: defaults, overrides, one-line errors for bad values (property-based where it pays)."""
+
+from __future__ import annotations
+
+import pytest
+from elfdd.pipeline.config import load_config, validate_config
+from elfdd.pipeline.errors import BadInput
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(None, ["students.archs=[convnet,mlp]", "distill.ipc=3", "students.lambda_front=0.5"])
+    assert (
+        cfg.students.archs == ["convnet", "mlp"] and cfg.distill.ipc == 3 and cfg.students.lambda_front == 0.5
+    )
+    assert cfg.extract_layers == ["block3"] and cfg.student_teacher_epoch == max(
+        cfg.teacher.checkpoint_epochs
+    )
+
+
+@pytest.mark.parametrize(
+    "override,field",
+    [
+        ("students.archs=[vit]", "students.archs"),
+        ("distill.ipc=0", "distill.ipc"),
+        ("students.lambda_rear=-1", "students.lambda_rear"),
+        ("extract.layers=[fc9]", "extract.layers"),
+        ("students.teacher_epoch=3", "students.teacher_epoch"),
+        ("students.epochs=many", "students.epochs"),
+        ("distill.colour=1", "distill.colour"),
+        ("teacher.id=../escape", "teacher.id"),
+        ("data.name=npz", "data.path"),
+    ],
+)
+def test_bad_values_name_the_field_in_one_line(override, field):
+    with pytest.raises(BadInput) as info:
+        load_config(None, [override])
+    message = str(info.value)
+    assert field in message and "\n" not in message
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("students: [unclosed\n")
+    with pytest.raises(BadInput, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(BadInput, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_validate():
+    from conftest import ROOT
+
+    for name in ("default.yaml", "smoke.yaml"):
+        load_config(ROOT / "configs" / name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ipc=st.integers(-5, 50), lam=st.floats(-2, 2, allow_nan=False), epochs=st.integers(-3, 400))
+def test_numeric_fields_are_accepted_exactly_when_valid(ipc, lam, epochs):
+    raw = {"distill": {"ipc": ipc}, "students": {"lambda_front": lam, "epochs": epochs}}
+    valid = ipc > 0 and lam >= 0 and epochs >= 1
+    if valid:
+        cfg = validate_config(raw)
+        assert cfg.distill.ipc == ipc
+    else:
+        with pytest.raises(BadInput):
+            validate_config(raw)

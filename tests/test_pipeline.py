@@ -1,0 +1,158 @@
+"""Stages on tiny data: DM, teacher checkpoints, extraction, ELF loss modes and feature losses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from elfdd.pipeline import stages
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.errors import BadInput
+from elfdd.pipeline.losses import LOSS_TERMS, feature_loss
+from elfdd.pipeline.students import StudentJob
+from elfdd.pipeline.synthetic import load_synthetic
+from elfdd.store.reader import FeatureStore
+
+TINY = [
+    "precision=fp32",
+    "distill.ipc=2",
+    "distill.iterations=4",
+    "distill.batch_real=8",
+    "teacher.epochs=2",
+    "teacher.checkpoint_epochs=[0,2]",
+    "teacher.batch_size=32",
+    "students.epochs=2",
+    "students.seeds=[0]",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(toy_npz, tmp_path_factory):
+    config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *TINY])
+    run = stages.prepare_run(tmp_path_factory.mktemp("run"), config)
+    stages.stage_distill(run, config)
+    stages.stage_teacher(run, config)
+    stages.stage_extract(run, config)
+    return run, config
+
+
+def test_dm_writes_a_synthetic_set_with_its_sha256(tiny_run):
+    run, config = tiny_run
+    blob = torch.load(run.synthetic, weights_only=True)
+    synthetic = load_synthetic(run.synthetic)
+    assert synthetic.images.shape == (8, 1, 28, 28) and synthetic.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert blob["sha256"] == synthetic.sha256 and blob["method"] == "dm"
+    assert blob["normalization"]["mean"]
+
+
+def test_dm_moves_the_images_away_from_their_real_init(toy_npz):
+    from elfdd.pipeline.data import load_data
+    from elfdd.pipeline.distill import distill_dm, initial_images
+    from elfdd.pipeline.training import seed_everything
+
+    config = load_config(
+        None,
+        [
+            "data.name=npz",
+            f"data.path={toy_npz}",
+            "distill.ipc=2",
+            "distill.iterations=3",
+            "distill.batch_real=8",
+        ],
+    )
+    data = load_data(config.data)
+    synthetic = distill_dm(data, config.distill, torch.device("cpu"), "fp32", seed=0)
+    init, _ = initial_images(data, 2, "real", seed_everything(0))  # the same draw distill_dm starts from
+    assert not torch.allclose(synthetic.images, init)
+
+
+def test_teacher_checkpoints_and_manifest(tiny_run):
+    run, config = tiny_run
+    teacher_dir = run.teacher_dir(config.teacher.id)
+    manifest = json.loads((teacher_dir / "manifest.json").read_text())
+    assert [c["epoch"] for c in manifest["checkpoints"]] == [0, 2] and manifest["complete"]
+    assert [h["epoch"] for h in manifest["history"]] == [1, 2]
+    for entry in manifest["checkpoints"]:
+        state = torch.load(teacher_dir / entry["file"], weights_only=True)
+        assert "classifier.weight" in state and 0 <= entry["test_acc"] <= 1
+    assert (teacher_dir / "epoch_0002.pt").exists()
+
+
+def test_extraction_matches_the_teacher_forward(tiny_run):
+    from elfdd.models import create_model
+
+    run, config = tiny_run
+    store = FeatureStore(run.store)
+    assert store.epochs(config.teacher.id) == [0, 2]
+    stored = store.features(config.teacher.id, 2, "block3")[...].astype(np.float32)
+    teacher = create_model("convnet", 1, 4, 28)
+    teacher.load_state_dict(
+        torch.load(run.teacher_dir(config.teacher.id) / "epoch_0002.pt", weights_only=True)
+    )
+    images = torch.from_numpy(store.synthetic()[0])
+    with torch.no_grad():
+        expected = teacher.eval().front(images).numpy()
+    np.testing.assert_allclose(stored[:, 0], expected, rtol=2e-3, atol=2e-3)  # float16 storage
+    logits = store.logits(config.teacher.id, 2)[...]
+    assert logits.shape == (8, 1, 4)
+
+
+@pytest.mark.parametrize("loss_mode", list(LOSS_TERMS))
+def test_every_loss_mode_trains_and_reports(tiny_run, loss_mode):
+    run, config = tiny_run
+    path = stages.stage_student(run, config, StudentJob("convnet", loss_mode, 0))
+    record = json.loads(path.read_text())
+    assert 0 <= record["test_acc"] <= 1 and record["loss"]["mode"] == loss_mode
+    assert (record["teacher_epoch"] is None) == (loss_mode == "task")
+
+
+@pytest.mark.parametrize("student", ["resnet18", "vgg11", "alexnet", "mlp"])
+def test_elf_students_with_adapters(tiny_run, student):
+    run, config = tiny_run
+    record = json.loads(
+        stages.stage_student(run, config, StudentJob(student, "front_rear_task", 0)).read_text()
+    )
+    assert record["mode"] == "elf" and record["layer"] == "block3"
+
+
+@pytest.mark.parametrize("kind", ["ce", "l2", "l1", "cosine"])
+def test_feature_losses_are_zero_or_minimal_at_the_target(kind):
+    teacher = torch.rand(4, 8, 2, 2)
+    student = teacher.clone().requires_grad_(True)
+    other = torch.rand(4, 8, 2, 2)
+    assert feature_loss(kind, student, teacher) <= feature_loss(kind, other, teacher) + 1e-6
+    feature_loss(kind, student, teacher).backward()
+
+
+def test_cosine_is_per_sample_not_batch_global():
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 100.0]])
+    student = torch.tensor([[1.0, 0.0], [100.0, 0.0]])
+    # per sample: (0 + 1) / 2 = 0.5; a batch-global cosine would be about 0.99
+    assert feature_loss("cosine", student, teacher).item() == pytest.approx(0.5)
+
+
+def test_students_refuse_a_store_of_another_synthetic_set(tiny_run, tmp_path):
+    run, config = tiny_run
+    other = stages.RunDir(tmp_path)
+    synthetic = load_synthetic(run.synthetic)
+    synthetic.images = synthetic.images + 1
+    synthetic.save(other.synthetic)
+    other_config = config.model_copy(deep=True)
+    other_config.students.store = str(run.store)
+    with pytest.raises(BadInput, match="built from synthetic set"):
+        stages.open_student_dataset(other, other_config)
+
+
+def test_report_from_student_runs(tiny_run):
+    run, config = tiny_run
+    for mode in ("task", "front_rear_task"):
+        stages.stage_student(run, config, StudentJob("mlp", mode, 0))
+    config = config.model_copy(deep=True)
+    config.students.archs = ["mlp"]
+    stages.stage_report(run, config)
+    results = json.loads(run.results.read_text())
+    assert {r["mode"] for r in results["runs"]} == {"baseline", "elf"}
+    assert {"student", "mode", "mean", "std", "n"} <= set(results["summary"][0])
+    assert "| mlp |" in run.report.read_text() and (run.plots / "accuracy.png").stat().st_size > 1000
