@@ -97,7 +97,7 @@ def train_student(
             loss.backward()
             optimizer.step()
         scheduler.step()
-        progress(epoch, " ".join(f"{t} {float(losses[t]):.3f}" for t in terms))
+        progress(epoch, " ".join(f"{t} {losses[t].item():.3f}" for t in terms))
     train_seconds = time.perf_counter() - started
     test_acc = evaluate(model, x_test, y_test, device, precision)
     uses_features = adapters is not None

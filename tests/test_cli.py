@@ -10,7 +10,7 @@ import sys
 import dask.array as da
 import pytest
 import zarr
-from conftest import ROOT
+from helpers import ROOT
 
 TINY = [
     "data.train_subset=600",
@@ -19,6 +19,7 @@ TINY = [
     "distill.batch_real=8",
     "teacher.epochs=1",
     "teacher.checkpoint_epochs=[0,1]",
+    "extract.teacher_epochs=[0,1]",
     "students.epochs=2",
     "students.archs=[convnet,resnet18,vgg11,alexnet,mlp]",
 ]

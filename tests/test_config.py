@@ -50,7 +50,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_shipped_configs_validate():
-    from conftest import ROOT
+    from helpers import ROOT
 
     for name in ("default.yaml", "smoke.yaml"):
         load_config(ROOT / "configs" / name)

@@ -6,10 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import class_images, write_idx
 from elfdd.pipeline.config import DataConfig
 from elfdd.pipeline.data import load_data, read_idx
 from elfdd.pipeline.errors import BadInput
+from helpers import class_images, write_idx
 
 
 def _idx_folder(folder, gz=True):
