@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from torch import nn
 
 NORMS = ("instance", "batch", "none")
@@ -21,3 +23,14 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 def first_conv_padding(image_size: int, kernel_padding: int) -> int:
     """DC convention: 28x28 inputs get 2 extra pixels of padding so the trunk sees 32x32 (4x4 after 3 pools)."""
     return kernel_padding + 2 if image_size == 28 else kernel_padding
+
+
+def pooled_head(channels: int, num_classes: int, classifier: str) -> OrderedDict[str, nn.Module]:
+    """Global average pool, flatten and a linear classifier, as named stages."""
+    return OrderedDict(
+        [
+            ("pool", nn.AdaptiveAvgPool2d(1)),
+            ("flatten", nn.Flatten()),
+            (classifier, nn.Linear(channels, num_classes)),
+        ]
+    )

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import norm_layer
+from .layers import norm_layer, pooled_head
 from .registry import register_model
 from .split import SplitNet
 
@@ -47,9 +47,7 @@ def build_resnet18(in_channels: int, num_classes: int, image_size: int, norm: st
     # ELF cuts stage 4 between its two blocks (ResNet18_Layered: layer5_befor / layer5_after).
     stages["layer4_0"] = BasicBlock(256, 512, 2, norm)
     stages["layer4_1"] = BasicBlock(512, 512, 1, norm)
-    stages["pool"] = nn.AdaptiveAvgPool2d(1)
-    stages["flatten"] = nn.Flatten()
-    stages["fc"] = nn.Linear(512, num_classes)
+    stages.update(pooled_head(512, num_classes, "fc"))
     return SplitNet(
         stages, split_points=("layer1", "layer2", "layer3", "layer4_0", "layer4_1"), default_split="layer4_0"
     )

@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .layers import first_conv_padding, norm_layer
+from .layers import first_conv_padding, norm_layer, pooled_head
 from .registry import register_model
 from .split import SplitNet
 
@@ -37,9 +37,7 @@ def build_vgg11(in_channels: int, num_classes: int, image_size: int, norm: str =
         if pool:
             layers.append(nn.MaxPool2d(2))
         stages[name] = nn.Sequential(*layers)
-    stages["pool"] = nn.AdaptiveAvgPool2d(1)
-    stages["flatten"] = nn.Flatten()
-    stages["classifier"] = nn.Linear(512, num_classes)
+    stages.update(pooled_head(512, num_classes, "classifier"))
     return SplitNet(
         stages, split_points=("stage2", "stage3", "stage4a", "stage4b", "stage5"), default_split="stage4a"
     )

@@ -38,22 +38,20 @@ class FeatureStore:
             raise BadInput(f"store {self.path} attributes lack {missing}")
         self.meta: dict[str, Any] = meta
 
-    def _group(self, path: str) -> zarr.Group:
+    def _node(self, path: str, kind: type) -> Any:
         try:
             node = self.root[path]
         except KeyError:
-            raise BadInput(f"store {self.path} has no {path}") from None
-        if not isinstance(node, zarr.Group):
-            raise BadInput(f"store {self.path}: {path} is not a group")
+            raise BadInput(f"store {self.path} has no {kind.__name__.lower()} {path}") from None
+        if not isinstance(node, kind):
+            raise BadInput(f"store {self.path}: {path} is not a {kind.__name__.lower()}")
         return node
 
+    def _group(self, path: str) -> zarr.Group:
+        return self._node(path, zarr.Group)
+
     def array(self, path: str) -> zarr.Array:
-        try:
-            node = self.root[path]
-        except KeyError:
-            raise BadInput(f"store {self.path} has no array {path}") from None
-        if not isinstance(node, zarr.Array):
-            raise BadInput(f"store {self.path}: {path} is not an array")
+        node = self._node(path, zarr.Array)
         if node.attrs.get("complete") is not True:
             raise BadInput(f"store {self.path}: array {path} is incomplete (its writer did not finish)")
         return node

@@ -156,3 +156,11 @@ def test_report_from_student_runs(tiny_run):
     assert {r["mode"] for r in results["runs"]} == {"baseline", "elf"}
     assert {"student", "mode", "mean", "std", "n"} <= set(results["summary"][0])
     assert "| mlp |" in run.report.read_text() and (run.plots / "accuracy.png").stat().st_size > 1000
+
+
+def test_a_seed_makes_a_student_run_repeatable(tiny_run):
+    run, config = tiny_run
+    job = StudentJob("convnet", "front_rear_task", 3)
+    first = json.loads(stages.stage_student(run, config, job).read_text())
+    second = json.loads(stages.stage_student(run, config, job).read_text())
+    assert first["test_acc"] == second["test_acc"]
