@@ -12,10 +12,9 @@ import platform
 import time
 
 import torch
-from torch.nn import functional as F
-
 from elfdd.models import create_model
 from elfdd.pipeline.training import autocast, cpu_has_native_bf16
+from torch.nn import functional as F
 
 
 def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str, repeats: int) -> float:

@@ -126,6 +126,7 @@ def test_verify_fails_with_exit_2_on_damage(smoke_run, tmp_path):
         (["run", "--config", "missing.yaml"], "not found"),
         (["run", "--set", "data.name=npz", "--set", "data.path=/nonexistent.npz"], "not found"),
         (["report"], "no config.yaml"),
+        (["students", "--set", "students.store=/nonexistent/store.zarr"], "feature store not found"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path, args, needle):
