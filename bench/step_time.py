@@ -17,7 +17,9 @@ from elfdd.pipeline.training import autocast, cpu_has_native_bf16
 from torch.nn import functional as F
 
 
-def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str, repeats: int) -> float:
+def step_seconds(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str, repeats: int
+) -> float:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step() -> None:
@@ -42,7 +44,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, native bf16: {cpu_has_native_bf16()}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, native bf16: {cpu_has_native_bf16()}"
+    )
     x = torch.randn(args.batch, 1, 28, 28)
     y = torch.randint(0, 10, (args.batch,))
     for arch in args.archs.split(","):
@@ -50,7 +54,9 @@ def main() -> None:
         for precision in ("fp32", "bf16"):
             torch.manual_seed(0)
             times[precision] = step_seconds(create_model(arch, 1, 10, 28), x, y, precision, args.repeats)
-        print(f"{arch:10s} step on {args.batch} images: fp32 {times['fp32']:.3f} s, bf16 {times['bf16']:.3f} s")
+        print(
+            f"{arch:10s} step on {args.batch} images: fp32 {times['fp32']:.3f} s, bf16 {times['bf16']:.3f} s"
+        )
         print(f"ratio bf16_over_fp32_{arch} {times['bf16'] / times['fp32']:.2f}")
 
 
