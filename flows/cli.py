@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="dask-computed feature statistics of a store")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG plots (channel statistics, CKA) into DIR")
     p = sub.add_parser("verify", help="check a store's layout, completeness, checksums and provenance")
     p.add_argument("store")
     return parser
@@ -91,10 +92,13 @@ def _only_config(out: Path) -> bool:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from ..store.inspect import feature_stats, format_stats
+    from ..store.inspect import feature_stats, format_stats, plot_stats
 
-    entries = feature_stats(args.store)
-    print(json.dumps(entries, indent=2) if args.json else format_stats(entries))
+    stats = feature_stats(args.store)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    if args.plots:
+        for path in plot_stats(stats, Path(args.plots)):
+            print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

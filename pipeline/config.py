@@ -22,6 +22,7 @@ from .errors import BadInput
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]
 FeatureLoss = Literal["ce", "l2", "l1", "cosine"]
+ViewPolicy = Literal["clean", "replay"]
 
 
 class Strict(BaseModel):
@@ -104,7 +105,31 @@ class ExtractConfig(Strict):
     layers: list[Name] | None = None  # default: the teacher's default split point
     dtype: Literal["float16", "float32"] = "float16"
     clevel: int = Field(default=5, ge=1, le=9)
+    bitround_keepbits: int | None = Field(default=None, ge=1)  # lossy: keep this many mantissa bits
+    quantize_digits: int | None = Field(default=None, ge=0, le=10)  # lossy: keep this many decimal digits
+    views: int = Field(default=1, ge=1, le=1024)  # V; > 1 stores augmented views for view_policy replay
+    view_seed: int = 0
+    view_strategy: str = "color_crop_cutout_flip_scale_rotate"
     batch_size: int = Field(default=256, gt=0)
+
+    @field_validator("view_strategy")
+    @classmethod
+    def _strategy(cls, strategy: str) -> str:
+        from .augment import parse_strategy
+
+        parse_strategy(strategy)
+        return strategy
+
+    @model_validator(mode="after")
+    def _codec(self) -> ExtractConfig:
+        self.codec.check(self.dtype)
+        return self
+
+    @property
+    def codec(self):
+        from ..store.codecs import CodecSpec
+
+        return CodecSpec(self.clevel, self.bitround_keepbits, self.quantize_digits)
 
 
 class StudentsConfig(Strict):
@@ -123,6 +148,9 @@ class StudentsConfig(Strict):
     batch_size: int = Field(default=256, gt=0)
     seeds: list[int] = [0, 1]
     dsa: bool = True
+    view_policies: list[ViewPolicy] = ["clean"]  # replay needs a store with extract.views > 1
+    loader_workers: int = Field(default=0, ge=0)  # DataLoader worker processes reading the store
+    cache_mb: int = Field(default=256, ge=1)  # decoded store chunks kept per reader
     store: str | None = None  # an existing store to train from; default: DIR/store.zarr
 
     @field_validator("archs")
@@ -132,7 +160,7 @@ class StudentsConfig(Strict):
             raise ValueError("students.archs must name at least one architecture")
         return [_check_arch(a) for a in archs]
 
-    @field_validator("seeds", "modes")
+    @field_validator("seeds", "modes", "view_policies")
     @classmethod
     def _non_empty(cls, value: list) -> list:
         if not value:
@@ -170,6 +198,10 @@ class RunConfig(Strict):
         if self.students.teacher_epoch is not None and self.students.teacher_epoch not in epochs:
             raise ValueError(
                 f"students.teacher_epoch {self.students.teacher_epoch} is not extracted (extract.teacher_epochs: {epochs})"
+            )
+        if "replay" in self.students.view_policies and self.extract.views < 2 and not self.students.store:
+            raise ValueError(
+                "students.view_policies has replay but extract.views is 1; set extract.views >= 2"
             )
         if self.students.layer is not None and self.students.layer not in layers:
             raise ValueError(

@@ -10,6 +10,7 @@ import torch
 from .. import __version__
 from ..models import forward_with_features
 from ..store import writer
+from . import augment
 from .config import ExtractConfig, TeacherConfig
 from .synthetic import SyntheticSet
 from .teacher import build_teacher, load_checkpoint
@@ -32,6 +33,18 @@ def teacher_features(
     return {k: np.concatenate(v) for k, v in features.items()}, np.concatenate(logits)
 
 
+def view_params(n: int, cfg: ExtractConfig, image_size: int) -> torch.Tensor:
+    """(n, V, P) DSA parameters of the stored views, from ``cfg.view_seed``; view 0 is the clean image (all ops off),
+    so a replay store also serves clean training. Each further view applies one op of the strategy (aug_mode S)."""
+    generator = torch.Generator().manual_seed(cfg.view_seed)
+    views = [torch.zeros(n, augment.NUM_PARAMS)]
+    views += [
+        augment.sample_params(n, image_size, generator, cfg.view_strategy, one_op=True)
+        for _ in range(cfg.views - 1)
+    ]
+    return torch.stack(views, dim=1)
+
+
 def extract_to_store(
     synthetic: SyntheticSet,
     teacher_cfg: TeacherConfig,
@@ -43,7 +56,7 @@ def extract_to_store(
     cfg: ExtractConfig,
     device: torch.device,
 ) -> list[str]:
-    """Write clean-view (V=1) features of every epoch x layer into the store; returns the array paths written."""
+    """Write features and logits of every epoch x layer x view into the store; returns the array paths written."""
     writer.create_store(
         store_path,
         synthetic.images.numpy(),
@@ -63,28 +76,61 @@ def extract_to_store(
             "seed": manifest["seed"],
         },
     )
+    images = synthetic.images
+    n, image_shape = len(images), tuple(images.shape[1:])
+    policy = "replay" if cfg.views > 1 else "clean"
+    params = view_params(n, cfg, image_shape[-1])
+    if cfg.views > 1:
+        writer.write_views(
+            store_path,
+            teacher_cfg.id,
+            params.numpy(),
+            {
+                "fields": list(augment.FIELDS),
+                "seed": cfg.view_seed,
+                "strategy": cfg.view_strategy,
+                "view0": "clean",
+            },
+        )
+    model = build_teacher(teacher_cfg, image_shape, synthetic.num_classes).to(device)
+    shapes = {layer: tuple(model.feature_shape(image_shape, layer)) for layer in layers}
     written = []
-    model = build_teacher(teacher_cfg, tuple(synthetic.images.shape[1:]), synthetic.num_classes).to(device)
     for epoch in epochs:
         state, digest = load_checkpoint(teacher_dir, manifest, epoch)
         model.load_state_dict(state)
-        features, logits = teacher_features(model, synthetic.images, layers, device, cfg.batch_size)
-        writer.write_epoch_features(
+        out = writer.EpochWriter(
             store_path,
             teacher_cfg.id,
             epoch,
             digest,
-            {layer: values[:, None] for layer, values in features.items()},
-            logits[:, None],
-            view_policy="clean",
-            dtype=cfg.dtype,
-            clevel=cfg.clevel,
+            n,
+            cfg.views,
+            shapes,
+            synthetic.num_classes,
+            policy,
+            cfg.dtype,
+            cfg.codec,
         )
+        for start in range(0, n, out.chunk):
+            block = slice(start, min(n, start + out.chunk))
+            per_view = [
+                teacher_features(
+                    model, augment.apply(images[block], params[block, v]), layers, device, cfg.batch_size
+                )
+                for v in range(cfg.views)
+            ]
+            out.write(
+                start,
+                {layer: np.stack([f[layer] for f, _ in per_view], axis=1) for layer in layers},
+                np.stack([logits for _, logits in per_view], axis=1),
+            )
+        out.close()
         written += [f"{teacher_cfg.id}/epoch_{epoch:04d}/{layer}" for layer in layers]
         log.info(
-            "extract teacher %s epoch %d: %s",
+            "extract teacher %s epoch %d: %d views, %s",
             teacher_cfg.id,
             epoch,
-            ", ".join(f"{k} {v.shape[1:]}" for k, v in features.items()),
+            cfg.views,
+            ", ".join(f"{k} {v}" for k, v in shapes.items()),
         )
     return written

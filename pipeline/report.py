@@ -16,6 +16,7 @@ RUN_KEYS = (
     "teacher_epoch",
     "layer",
     "view_policy",
+    "views",
     "seed",
     "epochs",
     "test_acc",
@@ -23,21 +24,34 @@ RUN_KEYS = (
 )
 
 
+def arm(entry: dict[str, Any]) -> str:
+    """A report column: the mode, with the view policy for modes that use teacher features ("elf (replay)")."""
+    policy = entry.get("view_policy")
+    return entry["mode"] if policy is None else f"{entry['mode']} ({policy})"
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and population std (np.std, as the reference reports) of test accuracy per (student, mode)."""
-    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    """Mean and population std (np.std, as the reference reports) of test accuracy per student, mode, view policy."""
+    groups: dict[tuple[str, str, str | None], list[float]] = defaultdict(list)
     for run in runs:
-        groups[(run["student"], run["mode"])].append(run["test_acc"])
+        groups[(run["student"], run["mode"], run.get("view_policy"))].append(run["test_acc"])
     return [
-        {"student": s, "mode": m, "mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)}
-        for (s, m), v in groups.items()
+        {
+            "student": s,
+            "mode": m,
+            "view_policy": p,
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v)),
+            "n": len(v),
+        }
+        for (s, m, p), v in groups.items()
     ]
 
 
 def build_results(
     version: str, config: dict[str, Any], synthetic: dict[str, Any], runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    runs = [{k: run[k] for k in RUN_KEYS} for run in runs]
+    runs = [{k: run.get(k) for k in RUN_KEYS} for run in runs]
     return {
         "elfdd_version": version,
         "config": config,
@@ -48,15 +62,22 @@ def build_results(
 
 
 def paired_gains(
-    runs: list[dict[str, Any]], mode: str, baseline: str = "baseline"
+    runs: list[dict[str, Any]], column: str, baseline: str = "baseline"
 ) -> dict[str, tuple[float, float, int]]:
-    """Per student: mean and std of (mode - baseline) over the seeds both have."""
-    by_key = {(r["student"], r["mode"], r["seed"]): r["test_acc"] for r in runs}
+    """Per student: mean and std of (column - baseline) over the seeds both have; columns as :func:`arm`."""
+    by_key = {(r["student"], arm(r), r["seed"]): r["test_acc"] for r in runs}
     gains: dict[str, list[float]] = defaultdict(list)
     for (student, m, seed), acc in by_key.items():
-        if m == mode and (student, baseline, seed) in by_key:
+        if m == column and (student, baseline, seed) in by_key:
             gains[student].append(acc - by_key[(student, baseline, seed)])
     return {s: (float(np.mean(g)), float(np.std(g)), len(g)) for s, g in gains.items()}
+
+
+def _grid(results: dict[str, Any]) -> tuple[dict[tuple[str, str], dict], list[str], list[str]]:
+    """Summary entries by (student, column), the students and the columns, in the order the runs came."""
+    summary = {(s["student"], arm(s)): s for s in results["summary"]}
+    students = list(dict.fromkeys(r["student"] for r in results["runs"]))
+    return summary, students, list(dict.fromkeys(arm(r) for r in results["runs"]))
 
 
 def _pct(mean: float, std: float) -> str:
@@ -64,9 +85,7 @@ def _pct(mean: float, std: float) -> str:
 
 
 def render_markdown(results: dict[str, Any], plot_name: str | None) -> str:
-    summary = {(s["student"], s["mode"]): s for s in results["summary"]}
-    students = list(dict.fromkeys(r["student"] for r in results["runs"]))
-    modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
+    summary, students, modes = _grid(results)
     cfg, syn = results["config"], results["synthetic"]
     lines = [
         "# elfdd cross-architecture report",
@@ -77,7 +96,9 @@ def render_markdown(results: dict[str, Any], plot_name: str | None) -> str:
         f"at layer `{results.get('layer')}`. Students trained {cfg['students']['epochs']} epochs, "
         f"feature loss {cfg['students']['feature_loss']}, λ_front {cfg['students']['lambda_front']}, λ_rear {cfg['students']['lambda_rear']}.",
         "",
-        "Test accuracy (%) on the real test split, mean ± std over seeds (np.std); gain = paired difference per seed.",
+        "Test accuracy (%) on the real test split, mean ± std over seeds (np.std); gain = paired difference per seed. "
+        "View policy clean: the teacher feature of the un-augmented image (the reference); replay: the feature of "
+        "exactly the augmented view the student sees.",
         "",
     ]
     header = ["student", *modes] + [f"gain {m}" for m in modes if m != "baseline" and "baseline" in modes]
@@ -105,9 +126,7 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = {(s["student"], s["mode"]): s for s in results["summary"]}
-    students = list(dict.fromkeys(r["student"] for r in results["runs"]))
-    modes = list(dict.fromkeys(r["mode"] for r in results["runs"]))
+    summary, students, modes = _grid(results)
     width = 0.8 / len(modes)
     fig, ax = plt.subplots(figsize=(1.6 * len(students) + 2, 3.6))
     for i, mode in enumerate(modes):
@@ -125,8 +144,8 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     low = min((100 * s["mean"] for s in results["summary"]), default=0)
     ax.set_ylim(max(0, low - 10), 100)
-    ax.legend()
     ax.set_title("Students trained on the synthetic set: baseline vs ELF")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -18,7 +18,7 @@ from .distill import distill_dm
 from .errors import BadInput
 from .extract import extract_to_store
 from .io import atomic_write_json, atomic_write_text, load_json
-from .report import build_results, plot_accuracy, render_markdown
+from .report import arm, build_results, plot_accuracy, render_markdown
 from .students import StudentJob, check_store_matches, student_jobs, train_student
 from .synthetic import load_synthetic
 from .teacher import load_manifest, train_teacher
@@ -136,7 +136,11 @@ def student_store(run: RunDir, config: RunConfig) -> Path:
 def open_student_dataset(run: RunDir, config: RunConfig) -> FeatureDataset:
     """The store the students read, checked against this run's synthetic set and checkpoint where the run has them."""
     dataset = FeatureDataset(
-        student_store(run, config), config.teacher.id, config.student_teacher_epoch, config.student_layer
+        student_store(run, config),
+        config.teacher.id,
+        config.student_teacher_epoch,
+        config.student_layer,
+        cache_bytes=config.students.cache_mb << 20,
     )
     from ..store.reader import FeatureStore
 
@@ -211,4 +215,4 @@ def _synthetic_meta(run: RunDir, config: RunConfig) -> dict[str, Any]:
 
 def summary_line(run: RunDir) -> str:
     results = json.loads(run.results.read_text())
-    return ", ".join(f"{s['student']}/{s['mode']} {100 * s['mean']:.1f}%" for s in results["summary"])
+    return ", ".join(f"{s['student']}/{arm(s)} {100 * s['mean']:.1f}%" for s in results["summary"])

@@ -7,12 +7,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..models import adapter_pair, create_model
 from ..store.reader import FeatureDataset
+from ..store.stream import ChunkShuffleSampler, feature_loader
 from . import augment
 from .config import StudentsConfig
 from .errors import BadInput
@@ -27,18 +27,43 @@ class StudentJob:
     student: str
     loss_mode: str
     seed: int
+    view_policy: str | None = None  # None when the loss mode uses no teacher feature
 
     @property
     def name(self) -> str:
-        return f"{self.student}__{self.loss_mode}__seed{self.seed}"
+        policy = f"__{self.view_policy}" if self.view_policy not in (None, "clean") else ""
+        return f"{self.student}__{self.loss_mode}{policy}__seed{self.seed}"
+
+
+def uses_features(loss_mode: str) -> bool:
+    return bool({"front", "rear"} & set(LOSS_TERMS[loss_mode]))
 
 
 def student_jobs(cfg: StudentsConfig) -> list[StudentJob]:
-    return [StudentJob(a, m, s) for a in cfg.archs for m in cfg.modes for s in cfg.seeds]
+    """Student x loss mode x view policy (feature modes only) x seed."""
+    return [
+        StudentJob(a, m, s, p)
+        for a in cfg.archs
+        for m in cfg.modes
+        for p in (cfg.view_policies if uses_features(m) else [None])
+        for s in cfg.seeds
+    ]
 
 
 class NumericalFault(RuntimeError):
     """A loss term became NaN or Inf."""
+
+
+def student_view(
+    images: torch.Tensor, view_params: torch.Tensor, replay: bool, dsa: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """The images a student trains on. Replay: exactly the augmentation of the view whose teacher feature came with
+    the batch. Clean (the reference): fresh DSA when ``dsa``, while the feature is of the un-augmented image."""
+    if replay:
+        return augment.apply(images, view_params)
+    if dsa:
+        return augment.augment(images, generator)[0]
+    return images
 
 
 def train_student(
@@ -65,17 +90,28 @@ def train_student(
         adapters = adapter_pair(model.feature_shape(image_shape, split), dataset.feature_shape).to(device)
         params += list(adapters.parameters())
     optimizer, scheduler = sgd_with_half_decay(params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.epochs)
+    replay = job.view_policy == "replay"
+    if replay and dataset.views < 2:
+        raise BadInput(
+            f"store {dataset.path} holds 1 view per image; view_policy replay needs extract.views >= 2"
+        )
+    sampler = ChunkShuffleSampler(
+        len(dataset),
+        dataset.chunk,
+        cfg.batch_size,
+        seed=job.seed,
+        views=dataset.views if replay else 1,
+        window_chunks=max(1, (cfg.cache_mb << 20) // max(1, dataset.chunk_bytes)),
+    )
+    batches = feature_loader(dataset, sampler, cfg.loader_workers)
     progress = Progress(f"student {job.name}", cfg.epochs)
     started = time.perf_counter()
     model.train()
     for epoch in range(1, cfg.epochs + 1):
-        order = torch.randperm(len(dataset), generator=generator).numpy()
-        for start in range(0, len(order), cfg.batch_size):
-            images, features, labels = dataset.get_batch(np.sort(order[start : start + cfg.batch_size]))
-            images, labels = images.to(device), labels.to(device)
-            teacher = features[:, 0].to(device)  # clean policy: one stored view
-            if cfg.dsa:
-                images, _ = augment.augment(images, generator)
+        sampler.set_epoch(epoch)
+        for images, teacher, labels, view_params in batches:
+            images, labels, teacher = images.to(device), labels.to(device), teacher.to(device)
+            images = student_view(images, view_params, replay, cfg.dsa, generator)
             with autocast(device, precision):
                 h = model.front(images, split)
                 losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
@@ -100,7 +136,7 @@ def train_student(
         progress(epoch, " ".join(f"{t} {losses[t].item():.3f}" for t in terms))
     train_seconds = time.perf_counter() - started
     test_acc = evaluate(model, x_test, y_test, device, precision)
-    uses_features = adapters is not None
+    with_features = adapters is not None
     return {
         "student": job.student,
         "mode": result_mode(job.loss_mode),
@@ -110,10 +146,11 @@ def train_student(
             "lambda_front": cfg.lambda_front if "front" in terms else None,
             "lambda_rear": cfg.lambda_rear if "rear" in terms else None,
         },
-        "teacher_id": dataset.teacher_id if uses_features else None,
-        "teacher_epoch": dataset.epoch if uses_features else None,
-        "layer": dataset.layer if uses_features else None,
-        "view_policy": "clean" if uses_features else None,
+        "teacher_id": dataset.teacher_id if with_features else None,
+        "teacher_epoch": dataset.epoch if with_features else None,
+        "layer": dataset.layer if with_features else None,
+        "view_policy": (job.view_policy or "clean") if with_features else None,
+        "views": dataset.views if with_features else None,
         "student_split": split,
         "seed": job.seed,
         "epochs": cfg.epochs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,11 @@ class FeatureStore:
             )
         return self.array(feature_path(teacher_id, epoch, layer))
 
+    def view_params(self, teacher_id: str) -> zarr.Array | None:
+        """The (N, V, P) augmentation parameters of the stored views, or None for a clean (V=1) teacher."""
+        group = self._group(teacher_path(teacher_id))
+        return self.array(f"{teacher_path(teacher_id)}/views/params") if "views" in group else None
+
     def logits(self, teacher_id: str, epoch: int) -> zarr.Array:
         return self.array(logits_path(teacher_id, epoch))
 
@@ -93,11 +99,16 @@ class FeatureStore:
         return self.array("synthetic/images")[...], self.array("synthetic/labels")[...]
 
 
-class FeatureDataset(torch.utils.data.Dataset):
-    """(image, feature[V, ...], label) triples streamed from the store by whole chunks.
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-    The store is opened lazily in the process that reads (so DataLoader workers each open their own), and
-    decoded chunks are kept in a small LRU cache bounded in bytes, so stores larger than memory stream.
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """(image, feature of one view, label, that view's augmentation parameters) streamed from the store.
+
+    Reads whole chunks of samples (every view of them) and keeps decoded chunks in an LRU cache bounded in bytes,
+    so stores larger than memory stream. The store is opened lazily in the process that reads, so DataLoader workers
+    each open their own (zarr 3 + fork hazard, notes/stack.md). Indexing takes a sample or a (sample, view) pair;
+    ``__getitems__`` fetches a whole batch in one call.
     """
 
     def __init__(
@@ -108,12 +119,27 @@ class FeatureDataset(torch.utils.data.Dataset):
         store = FeatureStore(path)
         features = store.features(teacher_id, epoch, layer)
         self.length = features.shape[0]
-        self.feature_shape = tuple(features.shape[2:])
         self.views = features.shape[1]
+        self.feature_shape = tuple(features.shape[2:])
+        self.image_shape = tuple(store.meta["image_shape"])
+        self.view_policy = features.attrs.get("view_policy", "clean")
+        params = store.view_params(teacher_id)
+        if self.views > 1 and (params is None or params.shape[:2] != features.shape[:2]):
+            raise BadInput(
+                f"store {self.path}: {self.views} views of teacher {teacher_id} but no matching views/params"
+            )
+        self.num_params = params.shape[2] if params is not None else 0
         self.chunk = features.chunks[0]
+        per_sample = (
+            4 * int(np.prod(self.image_shape))
+            + self.views * int(np.prod(self.feature_shape)) * features.dtype.itemsize
+            + 8
+            + 4 * self.views * self.num_params
+        )
+        self.chunk_bytes = self.chunk * per_sample
         self._pid: int | None = None
         self._arrays: dict[str, zarr.Array] = {}
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -123,6 +149,10 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.length // self.chunk)
+
     def _open(self) -> None:
         if self._pid != os.getpid():
             store = FeatureStore(self.path)
@@ -131,49 +161,60 @@ class FeatureDataset(torch.utils.data.Dataset):
                 "labels": store.array("synthetic/labels"),
                 "features": store.features(self.teacher_id, self.epoch, self.layer),
             }
+            params = store.view_params(self.teacher_id)
+            if params is not None:
+                self._arrays["params"] = params
             self._cache.clear()
             self._pid = os.getpid()
 
-    def _chunk(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def cached_bytes(self) -> int:
+        return sum(a.nbytes for chunk in self._cache.values() for a in chunk.values())
+
+    def _chunk(self, index: int) -> dict[str, np.ndarray]:
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
         self._open()
         part = slice(index * self.chunk, min(self.length, (index + 1) * self.chunk))
         try:
-            chunk = (
-                self._arrays["images"][part],
-                self._arrays["features"][part],
-                self._arrays["labels"][part],
-            )
+            chunk = {name: array[part] for name, array in self._arrays.items()}
         except Exception as exc:
             raise BadInput(
                 f"store {self.path}: cannot read samples {part.start}:{part.stop}: {str(exc).splitlines()[0]}"
             ) from None
         self._cache[index] = chunk
-        while (
-            len(self._cache) > 1
-            and sum(sum(a.nbytes for a in c) for c in self._cache.values()) > self.cache_bytes
-        ):
+        while len(self._cache) > 1 and self.cached_bytes() > self.cache_bytes:
             self._cache.popitem(last=False)
         return chunk
 
-    def get_batch(self, indices: np.ndarray | list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images (B,C,H,W) float32, features (B,V,...) float32 and labels (B,) int64 for the given samples."""
-        indices = np.asarray(indices)
-        images, features, labels = [], [], []
-        for position in indices:
-            chunk = self._chunk(int(position) // self.chunk)
-            offset = int(position) % self.chunk
-            images.append(chunk[0][offset])
-            features.append(chunk[1][offset])
-            labels.append(chunk[2][offset])
-        return (
-            torch.from_numpy(np.stack(images)),
-            torch.from_numpy(np.stack(features).astype(np.float32)),
-            torch.from_numpy(np.stack(labels)),
-        )
+    def get_batch(self, indices: Sequence[int], views: Sequence[int] | None = None) -> Batch:
+        """Images (B,C,H,W) float32, the features of the chosen views (B,...) float32, labels (B,) int64 and the
+        (B,P) augmentation parameters that produce each chosen view (zeros for view 0, the clean image)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        views = np.zeros(len(indices), np.int64) if views is None else np.asarray(views, dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.length):
+            raise IndexError(f"sample index out of range 0..{self.length - 1}")
+        if len(views) and (views.min() < 0 or views.max() >= self.views):
+            raise IndexError(f"view index out of range 0..{self.views - 1}")
+        images = np.empty((len(indices), *self.image_shape), np.float32)
+        features = np.empty((len(indices), *self.feature_shape), np.float32)
+        labels = np.empty(len(indices), np.int64)
+        params = np.zeros((len(indices), self.num_params), np.float32)
+        chunk_of = indices // self.chunk
+        for index in np.unique(chunk_of):
+            rows = np.flatnonzero(chunk_of == index)
+            chunk = self._chunk(int(index))
+            offsets = indices[rows] - index * self.chunk
+            images[rows] = chunk["images"][offsets]
+            features[rows] = chunk["features"][offsets, views[rows]]
+            labels[rows] = chunk["labels"][offsets]
+            if "params" in chunk:
+                params[rows] = chunk["params"][offsets, views[rows]]
+        return tuple(torch.from_numpy(a) for a in (images, features, labels, params))
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, features, labels = self.get_batch([index])
-        return images[0], features[0], labels[0]
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> Batch:
+        pairs = [(k, 0) if np.isscalar(k) else k for k in keys]
+        return self.get_batch([p[0] for p in pairs], [p[1] for p in pairs])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Batch:
+        return tuple(t[0] for t in self.__getitems__([key]))

@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import zarr
 
 from ..pipeline.errors import BadInput
@@ -53,6 +54,7 @@ def verify_store(path: str | Path) -> list[str]:
     except (BadInput, Exception) as exc:  # a damaged synthetic chunk is already listed above
         problems.append(f"synthetic set unreadable: {str(exc).splitlines()[0]}")
     for teacher in store.teachers():
+        problems += _view_problems(store, teacher)
         manifest = _manifest_beside(store.path, teacher)
         for epoch in store.epochs(teacher):
             sha = store.root[f"teachers/{teacher}/epoch_{epoch:04d}"].attrs.get("checkpoint_sha256")
@@ -64,6 +66,30 @@ def verify_store(path: str | Path) -> list[str]:
                     problems.append(
                         f"teachers/{teacher}/epoch_{epoch:04d}: checkpoint_sha256 differs from the run's manifest"
                     )
+    return problems
+
+
+def _view_problems(store: FeatureStore, teacher: str) -> list[str]:
+    """Stored views agree with the features: V > 1 needs views/params of shape (N, V, P) with view 0 clean."""
+    problems = []
+    try:
+        params = store.view_params(teacher)
+    except BadInput as exc:
+        return [str(exc)]
+    for epoch in store.epochs(teacher):
+        for layer in store.layers(teacher, epoch):
+            where = f"teachers/{teacher}/epoch_{epoch:04d}/{layer}"
+            shape = store.root[where].shape
+            if shape[1] > 1 and (params is None or tuple(params.shape[:2]) != tuple(shape[:2])):
+                problems.append(
+                    f"{where}: {shape[1]} views but views/params does not match (N, V) = {shape[:2]}"
+                )
+    if params is not None:
+        try:
+            if np.any(params[:, 0] != 0):
+                problems.append(f"teachers/{teacher}/views/params: view 0 is not the clean image")
+        except Exception:  # an unreadable chunk is already listed
+            pass
     return problems
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import zarr
 
 from ..pipeline.errors import BadInput
-from .codecs import describe_codecs, lossless_codecs
+from .codecs import LOSSLESS, CodecSpec
 from .layout import (
     FEATURE_DIMS,
     SCHEMA,
@@ -18,41 +18,64 @@ from .layout import (
     content_sha256,
     epoch_path,
     feature_path,
-    logits_path,
     teacher_path,
 )
 
 CHUNK_BYTES = 4 << 20
 
 
-def _sample_chunks(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
-    """Chunk along samples only (about 4 MB a chunk), so a reader fetches whole samples."""
-    per_sample = max(1, int(np.prod(shape[1:])) * itemsize)
-    return (max(1, min(shape[0], CHUNK_BYTES // per_sample)), *shape[1:])
+def samples_per_chunk(n: int, *per_sample_shapes: tuple[int, ...], itemsize: int = 4) -> int:
+    """Samples per chunk: a power of two (so chunk edges of arrays with different sample sizes nest) keeping the
+    largest array's chunk near 4 MB, at most ``n``. Arrays are chunked along samples only, so a reader fetches
+    whole samples with all their views."""
+    per_sample = max(max(1, int(np.prod(shape))) * itemsize for shape in per_sample_shapes)
+    return int(min(n, 2 ** max(0, int(np.log2(max(1, CHUNK_BYTES // per_sample))))))
 
 
-def write_array(
+def create_array(
     group: zarr.Group,
     name: str,
-    data: np.ndarray,
+    shape: Sequence[int],
+    dtype: str | np.dtype,
     dims: Sequence[str],
-    attrs: dict[str, Any],
-    clevel: int = 5,
+    chunk: int,
+    codec: CodecSpec = LOSSLESS,
 ) -> zarr.Array:
-    """Create (or replace) an array, write every chunk, then mark it ``complete`` (the marker comes last)."""
-    fill = float("nan") if np.issubdtype(data.dtype, np.floating) else 0
-    array = group.create_array(
+    """Create (or replace) an array chunked along samples; it has no ``complete`` marker until :func:`finish`."""
+    dtype = np.dtype(dtype)
+    floating = np.issubdtype(dtype, np.floating)
+    return group.create_array(
         name,
-        shape=data.shape,
-        dtype=data.dtype,
-        chunks=_sample_chunks(data.shape, data.dtype.itemsize),
-        compressors=lossless_codecs(clevel),
-        fill_value=fill,
+        shape=tuple(shape),
+        dtype=dtype,
+        chunks=(chunk, *shape[1:]),
+        filters=codec.filters(dtype.name) if floating and codec.lossy else None,
+        compressors=codec.compressors(),
+        fill_value=float("nan") if floating else 0,
         dimension_names=list(dims),
         overwrite=True,
     )
+
+
+def finish(array: zarr.Array, attrs: dict[str, Any], codec: CodecSpec = LOSSLESS) -> None:
+    """Write the array's attributes with the ``complete`` marker, after its last chunk."""
+    array.attrs.update(
+        {
+            **attrs,
+            "codec": codec.describe() if array.dtype.kind == "f" else LOSSLESS.describe(),
+            "complete": True,
+        }
+    )
+
+
+def write_array(
+    group: zarr.Group, name: str, data: np.ndarray, dims: Sequence[str], attrs: dict[str, Any]
+) -> zarr.Array:
+    """A whole lossless array in one go, marked complete last."""
+    chunk = samples_per_chunk(len(data), data.shape[1:], itemsize=data.dtype.itemsize)
+    array = create_array(group, name, data.shape, data.dtype, dims, chunk)
     array[...] = data
-    array.attrs.update({**attrs, "codec": describe_codecs(clevel), "complete": True})
+    finish(array, attrs)
     return array
 
 
@@ -97,6 +120,69 @@ def write_teacher(path: Path, teacher_id: str, attrs: dict[str, Any]) -> None:
     root.require_group(teacher_path(teacher_id)).attrs.update(attrs)
 
 
+def write_views(path: Path, teacher_id: str, params: np.ndarray, attrs: dict[str, Any]) -> None:
+    """The (N, V, P) augmentation parameters of the stored views; view 0 is the un-augmented image."""
+    root = zarr.open_group(str(path), mode="r+")
+    group = root.require_group(f"{teacher_path(teacher_id)}/views")
+    write_array(group, "params", params.astype(np.float32), ("sample", "view", "param"), attrs)
+
+
+class EpochWriter:
+    """The feature arrays of one checkpoint, written block by block (a block = one chunk of samples), so stores
+    larger than memory are written without holding whole arrays; ``close`` marks them complete."""
+
+    def __init__(
+        self,
+        path: Path,
+        teacher_id: str,
+        epoch: int,
+        checkpoint_sha256: str,
+        n: int,
+        views: int,
+        layer_shapes: dict[str, tuple[int, ...]],
+        num_classes: int,
+        view_policy: str,
+        dtype: str = "float16",
+        codec: CodecSpec = LOSSLESS,
+    ):
+        self.teacher_id, self.epoch, self.view_policy, self.dtype, self.codec = (
+            teacher_id,
+            epoch,
+            view_policy,
+            dtype,
+            codec,
+        )
+        root = zarr.open_group(str(path), mode="r+")
+        group = root.require_group(epoch_path(teacher_id, epoch))
+        group.attrs.update({"epoch": int(epoch), "checkpoint_sha256": checkpoint_sha256})
+        shapes = [(views, *shape) for shape in layer_shapes.values()] + [(views, num_classes)]
+        self.chunk = samples_per_chunk(n, *shapes)
+        self.arrays: dict[str, zarr.Array] = {}
+        for layer, shape in layer_shapes.items():
+            dims = FEATURE_DIMS if len(shape) == 3 else VECTOR_FEATURE_DIMS
+            name = feature_path(teacher_id, epoch, layer).rsplit("/", 1)[1]
+            self.arrays[layer] = create_array(group, name, (n, views, *shape), dtype, dims, self.chunk, codec)
+        self.logits = create_array(
+            group, "logits", (n, views, num_classes), "float32", ("sample", "view", "class"), self.chunk
+        )
+
+    def write(self, start: int, features: dict[str, np.ndarray], logits: np.ndarray) -> None:
+        """Samples ``start:start+len(logits)`` (chunk-aligned) of every layer and the logits."""
+        stop = start + len(logits)
+        for layer, values in features.items():
+            if not np.isfinite(values).all():
+                raise BadInput(
+                    f"teacher {self.teacher_id} epoch {self.epoch} layer {layer}: features hold NaN or Inf"
+                )
+            self.arrays[layer][start:stop] = values.astype(self.dtype)
+        self.logits[start:stop] = logits.astype(np.float32)
+
+    def close(self) -> None:
+        for layer, array in self.arrays.items():
+            finish(array, {"layer": layer, "view_policy": self.view_policy}, self.codec)
+        finish(self.logits, {"view_policy": self.view_policy})
+
+
 def write_epoch_features(
     path: Path,
     teacher_id: str,
@@ -106,25 +192,15 @@ def write_epoch_features(
     logits: np.ndarray,
     view_policy: str,
     dtype: str = "float16",
-    clevel: int = 5,
+    codec: CodecSpec = LOSSLESS,
 ) -> None:
-    """Write each layer's (N, V, ...) features and the (N, V, K) logits of one checkpoint."""
-    root = zarr.open_group(str(path), mode="r+")
-    group = root.require_group(epoch_path(teacher_id, epoch))
-    group.attrs.update({"epoch": int(epoch), "checkpoint_sha256": checkpoint_sha256})
-    for layer, values in features.items():
-        if not np.isfinite(values).all():
-            raise BadInput(f"teacher {teacher_id} epoch {epoch} layer {layer}: features hold NaN or Inf")
-        dims = FEATURE_DIMS if values.ndim == 5 else VECTOR_FEATURE_DIMS
-        name = feature_path(teacher_id, epoch, layer).rsplit("/", 1)[1]
-        write_array(
-            group, name, values.astype(dtype), dims, {"layer": layer, "view_policy": view_policy}, clevel
-        )
-    write_array(
-        group,
-        logits_path(teacher_id, epoch).rsplit("/", 1)[1],
-        logits.astype(np.float32),
-        ("sample", "view", "class"),
-        {"view_policy": view_policy},
-        clevel,
+    """Each layer's whole (N, V, ...) features and the (N, V, K) logits of one checkpoint."""
+    n, views, num_classes = logits.shape
+    shapes = {layer: tuple(values.shape[2:]) for layer, values in features.items()}
+    out = EpochWriter(
+        path, teacher_id, epoch, checkpoint_sha256, n, views, shapes, num_classes, view_policy, dtype, codec
     )
+    for start in range(0, n, out.chunk):
+        stop = start + out.chunk
+        out.write(start, {k: v[start:stop] for k, v in features.items()}, logits[start:stop])
+    out.close()

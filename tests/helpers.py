@@ -39,3 +39,29 @@ def class_images(
         start = label * step
         images[i, start : start + 6, start : start + 6] = 230
     return images, labels.astype(np.uint8)
+
+
+def clean_store(
+    path: Path, n: int = 12, feature_shape=(8, 4, 4), epochs=(1, 2), views: int = 1, dtype="float16"
+):
+    """A toy store written by elfdd's writer: (images, labels, {epoch: features (n, views, ...)})."""
+    from elfdd.store import writer
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(n, 1, 28, 28)).astype(np.float32)
+    labels = (np.arange(n) % 3).astype(np.int64)
+    writer.create_store(path, images, labels, "toy", 3, {"mean": [0.5], "std": [0.2]}, "test")
+    writer.write_teacher(path, "t1", {"arch": "convnet", "arch_kwargs": {}, "trained_on": {}, "seed": 0})
+    if views > 1:
+        params = rng.random((n, views, 17)).astype(np.float32)
+        params[:, 0] = 0
+        writer.write_views(path, "t1", params, {"seed": 0})
+    features = {}
+    for epoch in epochs:
+        features[epoch] = np.maximum(rng.normal(size=(n, views, *feature_shape)), 0).astype(np.float32)
+        logits = rng.normal(size=(n, views, 3)).astype(np.float32)
+        policy = "replay" if views > 1 else "clean"
+        writer.write_epoch_features(
+            path, "t1", epoch, f"sha{epoch}", {"block3": features[epoch]}, logits, policy, dtype=dtype
+        )
+    return path, images, labels, features

@@ -12,21 +12,11 @@ from elfdd.store.inspect import feature_stats, open_features
 from elfdd.store.layout import content_sha256
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.verify import verify_store
+from helpers import clean_store
 
 
-def make_store(path, n=12, feature_shape=(8, 4, 4), epochs=(1, 2)):
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(n, 1, 28, 28)).astype(np.float32)
-    labels = (np.arange(n) % 3).astype(np.int64)
-    writer.create_store(path, images, labels, "toy", 3, {"mean": [0.5], "std": [0.2]}, "test")
-    writer.write_teacher(path, "t1", {"arch": "convnet", "arch_kwargs": {}, "trained_on": {}, "seed": 0})
-    features = {}
-    for epoch in epochs:
-        features[epoch] = np.maximum(rng.normal(size=(n, 1, *feature_shape)), 0).astype(np.float32)
-        logits = rng.normal(size=(n, 1, 3)).astype(np.float32)
-        writer.write_epoch_features(
-            path, "t1", epoch, f"sha{epoch}", {"block3": features[epoch]}, logits, "clean"
-        )
+def make_store(path, **kwargs):
+    _, images, labels, features = clean_store(path, **kwargs)
     return images, labels, features
 
 
@@ -67,9 +57,10 @@ def test_reader_lists_and_streams(tmp_path):
     store = FeatureStore(path)
     assert store.teachers() == ["t1"] and store.epochs("t1") == [1, 2] and store.layers("t1", 1) == ["block3"]
     dataset = FeatureDataset(path, "t1", 2, "block3")
-    x, f, y = dataset.get_batch([3, 0, 7])
+    x, f, y, p = dataset.get_batch([3, 0, 7])
     np.testing.assert_array_equal(x.numpy(), images[[3, 0, 7]])
-    np.testing.assert_allclose(f.numpy(), features[2][[3, 0, 7]].astype(np.float16).astype(np.float32))
+    np.testing.assert_allclose(f.numpy(), features[2][[3, 0, 7], 0].astype(np.float16).astype(np.float32))
+    assert p.shape == (3, 0)  # a clean store has no view parameters
     assert y.tolist() == labels[[3, 0, 7]].tolist()
 
 
@@ -119,7 +110,7 @@ def test_not_a_store(tmp_path):
 def test_feature_stats_are_computed_in_float32(tmp_path):
     path = tmp_path / "store.zarr"
     _, _, features = make_store(path)
-    stats = {(e["epoch"], e["layer"]): e for e in feature_stats(path)}
+    stats = {(e["epoch"], e["layer"]): e for e in feature_stats(path)["arrays"]}
     expected = features[1].astype(np.float16).astype(np.float32)
     np.testing.assert_allclose(
         stats[(1, "block3")]["channel_mean"], expected.mean(axis=(0, 1, 3, 4)), atol=1e-4
