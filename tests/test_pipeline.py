@@ -164,3 +164,21 @@ def test_a_seed_makes_a_student_run_repeatable(tiny_run):
     first = json.loads(stages.stage_student(run, config, job).read_text())
     second = json.loads(stages.stage_student(run, config, job).read_text())
     assert first["test_acc"] == second["test_acc"]
+
+
+def test_students_refuse_features_of_another_checkpoint(tiny_run, tmp_path):
+    import shutil
+
+    import zarr
+
+    run, config = tiny_run
+    copy = tmp_path / "store.zarr"
+    shutil.copytree(run.store, copy)
+    epoch = config.student_teacher_epoch
+    zarr.open_group(str(copy), mode="r+")[f"teachers/{config.teacher.id}/epoch_{epoch:04d}"].attrs[
+        "checkpoint_sha256"
+    ] = "0" * 64
+    other_config = config.model_copy(deep=True)
+    other_config.students.store = str(copy)
+    with pytest.raises(BadInput, match="another checkpoint"):
+        stages.open_student_dataset(run, other_config)
