@@ -34,10 +34,10 @@ def extract_task(run_dir: str) -> str:
     return str(stages.stage_extract(*_run(run_dir)))
 
 
-@task(name="train-student", task_run_name="student-{student}-{loss_mode}-seed{seed}")
-def student_task(run_dir: str, student: str, loss_mode: str, seed: int) -> str:
+@task(name="train-student", task_run_name="student-{student}-{loss_mode}-{view_policy}-seed{seed}")
+def student_task(run_dir: str, student: str, loss_mode: str, seed: int, view_policy: str | None = None) -> str:
     run, config = _run(run_dir)
-    return str(stages.stage_student(run, config, StudentJob(student, loss_mode, seed)))
+    return str(stages.stage_student(run, config, StudentJob(student, loss_mode, seed, view_policy)))
 
 
 @task(name="report")
@@ -66,7 +66,7 @@ def students_flow(run_dir: str) -> str:
     run, config = _run(run_dir)
     stages.open_student_dataset(run, config)  # refuse a mismatched store before any training
     for job in student_jobs(config.students):
-        student_task(run_dir, job.student, job.loss_mode, job.seed)
+        student_task(run_dir, job.student, job.loss_mode, job.seed, job.view_policy)
     return report_task(run_dir)
 
 

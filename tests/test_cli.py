@@ -65,7 +65,11 @@ def test_run_produces_every_file_of_the_run_directory(smoke_run):
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
     assert {r["student"] for r in results["runs"]} == {"convnet", "resnet18", "vgg11", "alexnet", "mlp"}
-    assert {r["mode"] for r in results["runs"]} == {"baseline", "elf"}
+    assert {(r["mode"], r["view_policy"]) for r in results["runs"]} == {
+        ("baseline", None),
+        ("elf", "clean"),
+        ("elf", "replay"),
+    }
     assert all(0 <= r["test_acc"] <= 1 for r in results["runs"])
     assert "report:" in result.stdout and "distill dm" in result.stderr  # progress is shown
 
@@ -75,7 +79,9 @@ def test_plain_zarr_and_dask_read_the_store(smoke_run):
     root = zarr.open_group(str(out / "store.zarr"), mode="r")
     assert root.attrs["elfdd"]["schema"] == 1
     features = da.from_zarr(str(out / "store.zarr"), component="teachers/teacher/epoch_0001/block3")
-    assert features.shape == (10, 1, 128, 4, 4) and float(features.astype("float32").sum().compute()) > 0
+    assert features.shape == (10, 4, 128, 4, 4) and float(features.astype("float32").sum().compute()) > 0
+    params = da.from_zarr(str(out / "store.zarr"), component="teachers/teacher/views/params")
+    assert params.shape == (10, 4, 17)
 
 
 def test_students_alone_from_an_existing_store(smoke_run, tmp_path):
@@ -97,9 +103,11 @@ def test_verify_and_inspect(smoke_run):
     out, _ = smoke_run
     verify = elfdd("verify", str(out / "store.zarr"))
     assert verify.returncode == 0 and verify.stdout.startswith("ok")
-    inspect = elfdd("inspect", str(out / "store.zarr"), "--json")
+    inspect = elfdd("inspect", str(out / "store.zarr"), "--json", "--plots", str(out / "inspect"))
     stats = json.loads(inspect.stdout)
-    assert {(s["epoch"], s["layer"]) for s in stats} == {(0, "block3"), (1, "block3")}
+    assert {(s["epoch"], s["layer"]) for s in stats["arrays"]} == {(0, "block3"), (1, "block3")}
+    assert stats["cka"][0]["epochs"] == [0, 1] and "plot:" in inspect.stderr
+    assert (out / "inspect" / "cka_teacher_block3.png").exists()
 
 
 def test_verify_fails_with_exit_2_on_damage(smoke_run, tmp_path):
