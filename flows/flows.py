@@ -35,7 +35,9 @@ def extract_task(run_dir: str) -> str:
 
 
 @task(name="train-student", task_run_name="student-{student}-{loss_mode}-{view_policy}-seed{seed}")
-def student_task(run_dir: str, student: str, loss_mode: str, seed: int, view_policy: str | None = None) -> str:
+def student_task(
+    run_dir: str, student: str, loss_mode: str, seed: int, view_policy: str | None = None
+) -> str:
     run, config = _run(run_dir)
     return str(stages.stage_student(run, config, StudentJob(student, loss_mode, seed, view_policy)))
 

@@ -218,3 +218,43 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> Batch:
         return tuple(t[0] for t in self.__getitems__([key]))
+
+
+class InMemoryFeatures(torch.utils.data.Dataset):
+    """The same batches as a :class:`FeatureDataset`, from tensors loaded whole: the in-memory reference the
+    streaming reader is measured against (bench/store.py), and a choice for stores that fit in memory."""
+
+    def __init__(self, source: FeatureDataset):
+        for name in (
+            "path",
+            "teacher_id",
+            "epoch",
+            "layer",
+            "views",
+            "feature_shape",
+            "image_shape",
+            "chunk",
+        ):
+            setattr(self, name, getattr(source, name))
+        self.view_policy, self.num_params, self.chunk_bytes = source.view_policy, source.num_params, 0
+        store = FeatureStore(source.path)
+        images, labels = store.synthetic()
+        params = store.view_params(source.teacher_id)
+        self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
+        features = store.features(source.teacher_id, source.epoch, source.layer)[...]
+        self.features = torch.from_numpy(features.astype(np.float32))
+        shape = (len(images), self.views, self.num_params)
+        self.params = torch.from_numpy(params[...]) if params is not None else torch.zeros(shape)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> Batch:
+        pairs = torch.tensor([(k, 0) if np.isscalar(k) else k for k in keys], dtype=torch.long).view(-1, 2)
+        samples, views = pairs[:, 0], pairs[:, 1]
+        return (
+            self.images[samples],
+            self.features[samples, views],
+            self.labels[samples],
+            self.params[samples, views],
+        )

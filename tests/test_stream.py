@@ -163,3 +163,17 @@ def test_lossy_codecs_are_validated_in_the_config(toy_npz):
         load_config(None, ["extract.bitround_keepbits=12"])  # float16 has 10 mantissa bits
     config = load_config(None, ["extract.bitround_keepbits=12", "extract.dtype=float32"])
     assert config.extract.codec.describe() == "bitround12+blosc-zstd5-bitshuffle+crc32c"
+
+
+def test_in_memory_reference_gives_the_same_batches(many_chunks):
+    from elfdd.store.reader import InMemoryFeatures
+
+    path, *_ = many_chunks
+    dataset = FeatureDataset(path, "t1", 1, "block3")
+    memory = InMemoryFeatures(dataset)
+    sampler = ChunkShuffleSampler(len(dataset), dataset.chunk, 32, seed=2, views=3)
+    for streamed, loaded in zip(
+        feature_loader(dataset, sampler), feature_loader(memory, sampler), strict=True
+    ):
+        for a, b in zip(streamed, loaded, strict=True):
+            torch.testing.assert_close(a, b)
