@@ -65,3 +65,16 @@ def clean_store(
             path, "t1", epoch, f"sha{epoch}", {"block3": features[epoch]}, logits, policy, dtype=dtype
         )
     return path, images, labels, features
+
+
+def staged_run(toy_npz: Path, folder: Path, overrides: list[str]):
+    """A run directory on the toy .npz data after distill, teacher and extract: (RunDir, RunConfig)."""
+    from elfdd.pipeline import stages
+    from elfdd.pipeline.config import load_config
+
+    config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *overrides])
+    run = stages.prepare_run(folder, config)
+    stages.stage_distill(run, config)
+    stages.stage_teacher(run, config)
+    stages.stage_extract(run, config)
+    return run, config

@@ -14,6 +14,7 @@ from elfdd.pipeline.losses import LOSS_TERMS, feature_loss
 from elfdd.pipeline.students import StudentJob
 from elfdd.pipeline.synthetic import load_synthetic
 from elfdd.store.reader import FeatureStore
+from helpers import staged_run
 
 TINY = [
     "precision=fp32",
@@ -30,11 +31,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def tiny_run(toy_npz, tmp_path_factory):
-    config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *TINY])
-    run = stages.prepare_run(tmp_path_factory.mktemp("run"), config)
-    stages.stage_distill(run, config)
-    stages.stage_teacher(run, config)
-    stages.stage_extract(run, config)
+    run, config = staged_run(toy_npz, tmp_path_factory.mktemp("run"), TINY)
     return run, config
 
 

@@ -15,7 +15,7 @@ from elfdd.pipeline.students import StudentJob, student_jobs, student_view, trai
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store
-from helpers import clean_store
+from helpers import clean_store, staged_run
 
 VIEWS = 5
 TINY = [
@@ -36,11 +36,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def replay_run(toy_npz, tmp_path_factory):
-    config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *TINY])
-    run = stages.prepare_run(tmp_path_factory.mktemp("replay"), config)
-    stages.stage_distill(run, config)
-    stages.stage_teacher(run, config)
-    stages.stage_extract(run, config)
+    run, config = staged_run(toy_npz, tmp_path_factory.mktemp("replay"), TINY)
     teacher = create_model("convnet", 1, 4, 28).eval()
     teacher.load_state_dict(
         torch.load(run.teacher_dir(config.teacher.id) / "epoch_0001.pt", weights_only=True)
