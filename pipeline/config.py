@@ -60,19 +60,76 @@ class DataConfig(Strict):
         return self
 
 
+class MTTConfig(Strict):
+    """Trajectory matching: experts from the teacher loop in expert mode, then the unrolled-student matching."""
+
+    experts: int = Field(default=2, ge=1)
+    expert_epochs: int = Field(default=6, ge=1)
+    expert_lr: float = Field(default=0.01, gt=0)
+    expert_batch: int = Field(default=256, gt=0)
+    expert_subset: int | None = Field(default=None, gt=0)
+    syn_steps: int = Field(default=20, ge=1)  # N: unrolled student steps on synthetic data
+    expert_steps: int = Field(default=2, ge=1)  # M: expert epochs the N steps must cover
+    max_start_epoch: int = Field(default=4, ge=0)  # T+
+    syn_lr_init: float = Field(default=0.01, gt=0)
+    lr_lr: float = Field(default=1e-5, gt=0)
+    batch_syn: int | None = Field(default=None, gt=0)  # default: the whole synthetic set per step
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> MTTConfig:
+        if self.expert_steps > self.expert_epochs:
+            raise ValueError(
+                f"distill.mtt.expert_steps {self.expert_steps} exceeds expert_epochs {self.expert_epochs}"
+            )
+        return self
+
+
+class MetaDDConfig(Strict):
+    """The MetaDD regulariser (architecture-invariant loss + Grad-CAM variance over frozen auxiliaries)."""
+
+    enabled: bool = False
+    archs: list[str] = ["resnet18", "vgg11", "alexnet"]
+    aux_epochs: int = Field(default=1, ge=1)
+    aux_subset: int = Field(default=2000, gt=0)
+    weight_ai: float = Field(default=1.0, ge=0)
+    weight_var: float = Field(default=1.0, ge=0)
+
+    @field_validator("archs")
+    @classmethod
+    def _archs(cls, archs: list[str]) -> list[str]:
+        if not archs:
+            raise ValueError("distill.metadd.archs must name at least one architecture")
+        return [_check_arch(a) for a in archs]
+
+
+# The reference image learning rates: DM 1 (CIFAR), DSA 0.1, MTT 100-1000 (notes/method.md D.3-D.5).
+DEFAULT_LR_IMG = {"dm": 1.0, "dsa": 0.1, "mtt": 100.0}
+
+
 class DistillConfig(Strict):
-    method: Literal["dm"] = "dm"
+    method: Literal["dm", "dsa", "mtt"] = "dm"
     arch: str = "convnet"
     arch_kwargs: dict[str, Any] = {}
     ipc: int = Field(default=10, gt=0)
     iterations: int = Field(default=200, ge=0)
-    lr_img: float = Field(default=1.0, gt=0)
+    lr_img: float | None = Field(default=None, gt=0)  # default: DEFAULT_LR_IMG[method]
     momentum: float = Field(default=0.5, ge=0, lt=1)
     batch_real: int = Field(default=64, gt=0)
     init: Literal["real", "noise"] = "real"
     dsa: bool = True
+    # DSA (gradient matching)
+    lr_net: float = Field(default=0.01, gt=0)
+    outer_loop: int | None = Field(default=None, ge=1)  # default by IPC, as the reference
+    inner_loop: int | None = Field(default=None, ge=0)
+    distance: Literal["ours", "mse", "cos"] = "ours"
+    mtt: MTTConfig = MTTConfig()
+    metadd: MetaDDConfig = MetaDDConfig()
 
     _arch = field_validator("arch")(_check_arch)
+
+    @property
+    def image_lr(self) -> float:
+        return self.lr_img if self.lr_img is not None else DEFAULT_LR_IMG[self.method]
 
 
 class TeacherConfig(Strict):
@@ -152,6 +209,7 @@ class StudentsConfig(Strict):
     loader_workers: int = Field(default=0, ge=0)  # DataLoader worker processes reading the store
     cache_mb: int = Field(default=256, ge=1)  # decoded store chunks kept per reader
     store: str | None = None  # an existing store to train from; default: DIR/store.zarr
+    lr_from_synthetic: bool = False  # train with the lr learned by MTT (saved with the synthetic set)
 
     @field_validator("archs")
     @classmethod

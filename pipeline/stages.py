@@ -14,7 +14,7 @@ from .. import __version__
 from ..store.reader import FeatureDataset
 from .config import RunConfig, dump_config, load_config
 from .data import DataSplits, load_data
-from .distill import distill_dm
+from .distill import distill
 from .errors import BadInput
 from .extract import extract_to_store
 from .io import atomic_write_json, atomic_write_text, load_json
@@ -98,7 +98,8 @@ def _runtime(config: RunConfig) -> tuple[torch.device, str]:
 
 def stage_distill(run: RunDir, config: RunConfig) -> Path:
     device, precision = _runtime(config)
-    synthetic = distill_dm(data_for(config), config.distill, device, precision, config.seed)
+    experts = run.root / "experts" / config.distill.arch
+    synthetic, _ = distill(data_for(config), config.distill, device, precision, config.seed, experts)
     synthetic.save(run.synthetic)
     return run.synthetic
 
@@ -173,10 +174,29 @@ def stage_student(
             f"store images have shape {dataset_image_shape(dataset)}, the test data {tuple(data.x_test.shape[1:])}"
         )
     record = train_student(
-        job, dataset, data.x_test, data.y_test, config.students, data.num_classes, device, precision
+        job,
+        dataset,
+        data.x_test,
+        data.y_test,
+        student_config(run, config),
+        data.num_classes,
+        device,
+        precision,
     )
     atomic_write_json(run.student_run(job), record)
     return run.student_run(job)
+
+
+def student_config(run: RunDir, config: RunConfig):
+    """The students' config, with the lr MTT learned when ``students.lr_from_synthetic`` asks for it."""
+    if not config.students.lr_from_synthetic:
+        return config.students
+    syn_lr = load_synthetic(run.synthetic).extra.get("syn_lr") if run.synthetic.exists() else None
+    if syn_lr is None:
+        raise BadInput(
+            "students.lr_from_synthetic needs a synthetic set distilled with MTT (it saves a learned lr)"
+        )
+    return config.students.model_copy(update={"lr": float(syn_lr)})
 
 
 def dataset_image_shape(dataset: FeatureDataset) -> tuple[int, ...]:

@@ -25,6 +25,36 @@ def build_teacher(cfg: TeacherConfig, image_shape: tuple[int, ...], num_classes:
     return create_model(cfg.arch, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs)
 
 
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    batch_size: int,
+    dsa: bool,
+    generator: torch.Generator,
+    device: torch.device,
+    precision: str,
+) -> float:
+    """One epoch of cross-entropy training in a seeded order (DSA on each batch when ``dsa``); the train accuracy."""
+    model.train()
+    order = torch.randperm(len(y_train), generator=generator)
+    correct = 0
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        x, y = x_train[batch].to(device), y_train[batch].to(device)
+        if dsa:
+            x, _ = augment.augment(x, generator)
+        with autocast(device, precision):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        correct += int((logits.argmax(1) == y).sum())
+    return correct / len(y_train)
+
+
 def train_teacher(
     data: DataSplits, cfg: TeacherConfig, out_dir: Path, device: torch.device, precision: str, seed: int
 ) -> dict[str, Any]:
@@ -70,23 +100,10 @@ def train_teacher(
     if 0 in cfg.checkpoint_epochs:
         checkpoint(0, None, evaluate(model, data.x_test, data.y_test, device, precision))
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = torch.randperm(len(y_train), generator=generator)
-        correct = 0
-        for start in range(0, len(order), cfg.batch_size):
-            batch = order[start : start + cfg.batch_size]
-            x, y = x_train[batch].to(device), y_train[batch].to(device)
-            if cfg.dsa:
-                x, _ = augment.augment(x, generator)
-            with autocast(device, precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            correct += int((logits.argmax(1) == y).sum())
+        train_acc = train_epoch(
+            model, optimizer, x_train, y_train, cfg.batch_size, cfg.dsa, generator, device, precision
+        )
         scheduler.step()
-        train_acc = correct / len(y_train)
         test_acc = evaluate(model, data.x_test, data.y_test, device, precision)
         manifest["history"].append({"epoch": epoch, "train_acc": train_acc, "test_acc": test_acc})
         log.info(

@@ -1,0 +1,105 @@
+"""What every distillation method shares: initial images, the image optimiser with the optional MetaDD term, the
+synthetic set it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ...models import create_model
+from ..config import DistillConfig
+from ..data import DataSplits
+from ..errors import BadInput
+from ..synthetic import SyntheticSet
+from ..training import Progress
+
+# A regulariser of the synthetic images: (augmented images, labels, backbone network) -> loss (MetaDD).
+Regulariser = Callable[[torch.Tensor, torch.Tensor, torch.nn.Module], torch.Tensor]
+
+
+def initial_images(
+    data: DataSplits, ipc: int, init: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ipc`` images per class: random real ones (``real``) or Gaussian noise (``noise``)."""
+    images, labels = [], []
+    for c in range(data.num_classes):
+        index = (data.y_train == c).nonzero().squeeze(1)
+        if len(index) < ipc:
+            raise BadInput(f"class {c} has {len(index)} training images, fewer than distill.ipc={ipc}")
+        chosen = index[torch.randperm(len(index), generator=generator)[:ipc]]
+        images.append(
+            data.x_train[chosen]
+            if init == "real"
+            else torch.randn((ipc, *data.image_shape), generator=generator)
+        )
+        labels.append(torch.full((ipc,), c, dtype=torch.long))
+    return torch.cat(images).clone(), torch.cat(labels)
+
+
+def class_indices(data: DataSplits) -> list[torch.Tensor]:
+    return [(data.y_train == c).nonzero().squeeze(1) for c in range(data.num_classes)]
+
+
+def random_net(cfg: DistillConfig, data: DataSplits, device: torch.device) -> torch.nn.Module:
+    """A freshly initialised network of the distillation architecture."""
+    channels, size = data.image_shape[0], data.image_shape[-1]
+    return create_model(cfg.arch, channels, data.num_classes, size, **cfg.arch_kwargs).to(device)
+
+
+class ImageUpdate:
+    """SGD on the synthetic pixels (and any extra learnable tensors, e.g. MTT's lr) with the method's loss plus the
+    optional regulariser; records the method's objective for the tests and the bench."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        cfg: DistillConfig,
+        what: str,
+        regulariser: Regulariser | None = None,
+        extra: list[tuple[torch.Tensor, float]] = (),
+    ):
+        self.images = images.requires_grad_(True)
+        self.optimizer = torch.optim.SGD([images], lr=cfg.image_lr, momentum=cfg.momentum)
+        self.extra = [torch.optim.SGD([t.requires_grad_(True)], lr=lr, momentum=0.5) for t, lr in extra]
+        self.regulariser = regulariser
+        self.progress = Progress(what, cfg.iterations)
+        self.history: list[float] = []
+
+    def step(
+        self,
+        loss: torch.Tensor,
+        iteration: int | None,
+        regularise: tuple[torch.Tensor, torch.Tensor, torch.nn.Module] | None = None,
+    ) -> None:
+        """One update from the method's ``loss``; ``regularise`` = (augmented images, labels, backbone);
+        ``iteration`` None for an update that is not the last of its iteration (no progress line)."""
+        total = loss
+        message = f"loss {loss.item():.4f}"
+        if self.regulariser is not None and regularise is not None:
+            extra = self.regulariser(*regularise)
+            total = total + extra
+            message += f" metadd {extra.item():.4f}"
+        for optimizer in (self.optimizer, *self.extra):
+            optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for optimizer in (self.optimizer, *self.extra):
+            optimizer.step()
+        self.history.append(loss.item())
+        if iteration is not None:
+            self.progress(iteration, message)
+
+
+def synthetic_set(
+    images: torch.Tensor, labels: torch.Tensor, data: DataSplits, cfg: DistillConfig, seed: int, **extra
+) -> SyntheticSet:
+    return SyntheticSet(
+        images=images.detach().cpu(),
+        labels=labels,
+        method=cfg.method,
+        ipc=cfg.ipc,
+        dataset=data.name,
+        num_classes=data.num_classes,
+        normalization=data.normalization(),
+        extra={"iterations": cfg.iterations, "arch": cfg.arch, "init": cfg.init, "seed": seed, **extra},
+    )

@@ -1,0 +1,72 @@
+"""DM: distribution matching with randomly initialised networks (Zhao & Bilen 2023)."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import augment
+from ..config import DistillConfig
+from ..data import DataSplits
+from ..training import autocast
+from .base import ImageUpdate, class_indices, random_net
+
+
+def dm_loss(
+    data: DataSplits,
+    cfg: DistillConfig,
+    images: torch.Tensor,
+    net: torch.nn.Module,
+    index: list[torch.Tensor],
+    generator: torch.Generator,
+    device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DM's objective under one network: sum over classes of the squared distance between the mean embeddings of
+    real and synthetic images (Siamese DSA); returns it and the augmented synthetic batch."""
+    size = data.image_shape[-1]
+    real, real_params, syn_params = [], [], []
+    for rows in index:
+        take = rows[torch.randperm(len(rows), generator=generator)[: cfg.batch_real]]
+        real.append(data.x_train[take])
+        # Siamese DSA: the real and synthetic images of a class share the op and the per-row parameters.
+        p_real, p_syn = augment.siamese_params(len(take), cfg.ipc, size, generator)
+        if not cfg.dsa:
+            p_real, p_syn = p_real.zero_(), p_syn.zero_()
+        real_params.append(p_real)
+        syn_params.append(p_syn)
+    syn_x = augment.apply(images, torch.cat(syn_params))
+    with torch.no_grad(), autocast(device, precision):  # only the synthetic pixels get gradients
+        real_x = augment.apply(torch.cat(real).to(device), torch.cat(real_params))
+        real_embed = net.front(real_x).flatten(1).float()
+        real_means = torch.stack([chunk.mean(0) for chunk in real_embed.split([len(r) for r in real])])
+    with autocast(device, precision):
+        syn_embed = net.front(syn_x).flatten(1).float()
+    syn_means = syn_embed.view(data.num_classes, cfg.ipc, -1).mean(1)
+    return ((real_means - syn_means) ** 2).sum(), syn_x
+
+
+def frozen_random_net(cfg: DistillConfig, data: DataSplits, device: torch.device) -> torch.nn.Module:
+    net = random_net(cfg, data, device).train()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def distill_dm(
+    data: DataSplits,
+    cfg: DistillConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    update: ImageUpdate,
+    generator: torch.Generator,
+    device: torch.device,
+    precision: str,
+) -> dict:
+    """Match per-class mean embeddings of real and synthetic images under a fresh random network each iteration."""
+    index = class_indices(data)
+    labels = labels.to(device)
+    for iteration in range(1, cfg.iterations + 1):
+        net = frozen_random_net(cfg, data, device)
+        loss, syn_x = dm_loss(data, cfg, images, net, index, generator, device, precision)
+        update.step(loss, iteration, (syn_x, labels, net))
+    return {}

@@ -1,0 +1,83 @@
+"""MetaDD (arXiv 2410.05103) as a plug-in regulariser of the synthetic pixels for DM, DSA and MTT.
+
+M auxiliary architectures, briefly trained on real data and frozen, score the synthetic images:
+- the architecture-invariant loss L_ai = sum_m [ CE(aux_m(x), y) + KL(p_backbone || p_aux_m) ], the backbone being
+  the method's network of the iteration (its distribution is the target, detached);
+- the variance across the M architectures of their normalised Grad-CAM maps, averaged over pixels and images
+  (notes/method.md C.2, with the sum over m the printed equation lacks).
+Both are differentiated to the pixels only (Grad-CAM with create_graph), weighted by ``weight_ai`` and ``weight_var``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from ...models import create_model
+from ..config import MetaDDConfig
+from ..data import DataSplits
+from ..errors import BadInput
+from ..teacher import train_epoch
+from ..training import evaluate, log
+
+
+def train_auxiliaries(
+    data: DataSplits, cfg: MetaDDConfig, device: torch.device, precision: str, seed: int
+) -> list[torch.nn.Module]:
+    """Each auxiliary architecture trained ``aux_epochs`` epochs on ``aux_subset`` real images, then frozen."""
+    generator = torch.Generator().manual_seed(seed + 104729)
+    keep = torch.randperm(len(data.y_train), generator=generator)[: cfg.aux_subset]
+    x, y = data.x_train[keep], data.y_train[keep]
+    channels, size = data.image_shape[0], data.image_shape[-1]
+    auxiliaries = []
+    for arch in cfg.archs:
+        torch.manual_seed(seed)
+        model = create_model(arch, channels, data.num_classes, size).to(device)
+        if len(model.feature_shape(data.image_shape)) != 3:
+            raise BadInput(f"distill.metadd.archs: {arch} has no spatial feature map for Grad-CAM")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        for _ in range(cfg.aux_epochs):
+            train_epoch(model, optimizer, x, y, 64, True, generator, device, precision)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        log.info(
+            "metadd auxiliary %s: test %.4f",
+            arch,
+            evaluate(model, data.x_test, data.y_test, device, precision),
+        )
+        auxiliaries.append(model)
+    return auxiliaries
+
+
+def grad_cam(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Normalised Grad-CAM (B, H, W) in [0, 1] at the model's split point for the true class, differentiable in x."""
+    features = model.front(x)
+    score = model.rear(features).float().gather(1, labels[:, None]).sum()
+    (grads,) = torch.autograd.grad(score, features, create_graph=True)
+    cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * features).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False).squeeze(1)
+    return cam / (cam.flatten(1).amax(1).view(-1, 1, 1) + 1e-8)
+
+
+class MetaDD:
+    """Callable regulariser: (augmented synthetic images, labels, backbone) -> weighted MetaDD loss."""
+
+    def __init__(self, auxiliaries: list[torch.nn.Module], cfg: MetaDDConfig):
+        self.auxiliaries, self.cfg = auxiliaries, cfg
+        self.last: dict[str, float] = {}
+
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor, backbone: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            target = F.softmax(backbone(x).float(), dim=1)
+        invariant = x.new_zeros(())
+        cams = []
+        for aux in self.auxiliaries:
+            logits = aux(x).float()
+            invariant = invariant + F.cross_entropy(logits, labels)
+            invariant = invariant + F.kl_div(F.log_softmax(logits, 1), target, reduction="batchmean")
+            if self.cfg.weight_var > 0:
+                cams.append(grad_cam(aux, x, labels))
+        variance = torch.stack(cams).var(dim=0, unbiased=False).mean() if cams else x.new_zeros(())
+        self.last = {"ai": float(invariant), "cam_var": float(variance)}
+        return self.cfg.weight_ai * invariant + self.cfg.weight_var * variance

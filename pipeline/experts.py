@@ -1,0 +1,95 @@
+"""Expert trajectories for MTT: the teacher training loop in expert mode (plain SGD: no momentum, no weight decay,
+constant lr, as MTT expects), a snapshot of the parameters after every epoch, stored once and reused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import create_model
+from .config import DistillConfig
+from .data import DataSplits
+from .errors import BadInput
+from .io import atomic_torch_save, atomic_write_json, load_json, sha256_file
+from .teacher import train_epoch
+from .training import evaluate, log
+
+
+def expert_key(cfg: DistillConfig, data: DataSplits, seed: int) -> str:
+    """What the trajectories depend on; a stored set with another key is not reused."""
+    what = {
+        "arch": cfg.arch,
+        "arch_kwargs": cfg.arch_kwargs,
+        "mtt": cfg.mtt.model_dump(
+            include={"experts", "expert_epochs", "expert_lr", "expert_batch", "expert_subset"}
+        ),
+        "dsa": cfg.dsa,
+        "dataset": data.name,
+        "train_size": len(data.y_train),
+        "normalization": data.normalization(),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()])
+
+
+def record_experts(
+    data: DataSplits, cfg: DistillConfig, out_dir: Path, device: torch.device, precision: str, seed: int
+) -> dict[str, Any]:
+    """Train ``cfg.mtt.experts`` networks on the real data and save each trajectory (epochs 0..E flat params)."""
+    key = expert_key(cfg, data, seed)
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.exists():
+        manifest = load_json(manifest_path, "expert manifest")
+        if manifest.get("key") == key and manifest.get("complete"):
+            log.info("experts: reusing %d trajectories in %s", len(manifest["trajectories"]), out_dir)
+            return manifest
+    mtt = cfg.mtt
+    manifest = {"key": key, "arch": cfg.arch, "mtt": mtt.model_dump(), "seed": seed, "trajectories": []}
+    generator = torch.Generator().manual_seed(seed + 7919)
+    x_train, y_train = data.x_train, data.y_train
+    if mtt.expert_subset is not None and mtt.expert_subset < len(y_train):
+        keep = torch.randperm(len(y_train), generator=generator)[: mtt.expert_subset]
+        x_train, y_train = x_train[keep], y_train[keep]
+    channels, size = data.image_shape[0], data.image_shape[-1]
+    for k in range(mtt.experts):
+        torch.manual_seed(seed * 1000 + k)
+        model = create_model(cfg.arch, channels, data.num_classes, size, **cfg.arch_kwargs).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=mtt.expert_lr, momentum=0, weight_decay=0)
+        snapshots = [flat_params(model)]
+        for epoch in range(1, mtt.expert_epochs + 1):
+            train_acc = train_epoch(
+                model, optimizer, x_train, y_train, mtt.expert_batch, cfg.dsa, generator, device, precision
+            )
+            snapshots.append(flat_params(model))
+            log.info(
+                "expert %d/%d epoch %d/%d train %.4f", k + 1, mtt.experts, epoch, mtt.expert_epochs, train_acc
+            )
+        path = out_dir / f"trajectory_{k:03d}.pt"
+        atomic_torch_save(path, torch.stack(snapshots))
+        test_acc = evaluate(model, data.x_test, data.y_test, device, precision)
+        manifest["trajectories"].append(
+            {"file": path.name, "sha256": sha256_file(path), "test_acc": test_acc}
+        )
+        atomic_write_json(manifest_path, manifest)
+    manifest["complete"] = True
+    atomic_write_json(manifest_path, manifest)
+    return manifest
+
+
+def load_trajectories(out_dir: Path, manifest: dict[str, Any]) -> list[torch.Tensor]:
+    """Every trajectory, (epochs+1, P) float32, after checking its sha256."""
+    trajectories = []
+    for entry in manifest["trajectories"]:
+        path = out_dir / entry["file"]
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+            raise BadInput(f"expert trajectory {path} is missing or does not match its sha256")
+        trajectories.append(torch.load(path, map_location="cpu", weights_only=True))
+    return trajectories

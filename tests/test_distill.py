@@ -1,0 +1,178 @@
+"""Distillation methods on tiny data: each lowers its own objective and writes a valid set; MTT experts; MetaDD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.data import load_data
+from elfdd.pipeline.distill import distill
+from elfdd.pipeline.distill.base import class_indices, initial_images, random_net
+from elfdd.pipeline.distill.dm import dm_loss, frozen_random_net
+from elfdd.pipeline.distill.gm import gm_loss, gradient_distance, loops_for
+from elfdd.pipeline.distill.metadd import MetaDD, grad_cam, train_auxiliaries
+from elfdd.pipeline.distill.mtt import trajectory_loss
+from elfdd.pipeline.experts import load_trajectories, record_experts
+from elfdd.pipeline.synthetic import load_synthetic
+from elfdd.pipeline.training import seed_everything
+
+CPU = torch.device("cpu")
+
+
+def _setup(toy_npz, *overrides):
+    config = load_config(
+        None, ["data.name=npz", f"data.path={toy_npz}", "distill.ipc=2", "distill.batch_real=16", *overrides]
+    )
+    return config, load_data(config.data)
+
+
+def _fixed(objective, images):
+    """The objective of ``images`` under one fixed network and one fixed draw of real batches and DSA."""
+    torch.manual_seed(1234)
+    return float(objective(images, torch.Generator().manual_seed(99)))
+
+
+def _check_set(synthetic, config, data, tmp_path):
+    assert synthetic.images.shape == (data.num_classes * config.distill.ipc, *data.image_shape)
+    assert torch.isfinite(synthetic.images).all() and synthetic.method == config.distill.method
+    path = tmp_path / "synthetic.pt"
+    digest = synthetic.save(path)
+    assert load_synthetic(path).sha256 == digest
+
+
+@pytest.mark.parametrize("method", ["dm", "dsa"])
+def test_dm_and_dsa_lower_their_objective_and_write_a_valid_set(toy_npz, tmp_path, method):
+    config, data = _setup(
+        toy_npz,
+        f"distill.method={method}",
+        "distill.iterations=8",
+        "distill.init=noise",
+        "distill.outer_loop=2",
+        "distill.inner_loop=3",
+    )
+    cfg = config.distill
+    index = class_indices(data)
+    labels = initial_images(data, cfg.ipc, cfg.init, seed_everything(0))[1]
+
+    def objective(images, generator):
+        if method == "dm":
+            return dm_loss(
+                data, cfg, images, frozen_random_net(cfg, data, CPU), index, generator, CPU, "fp32"
+            )[0]
+        net = random_net(cfg, data, CPU)
+        return gm_loss(data, cfg, images, labels, net, index, generator, CPU, "fp32")[0]
+
+    init = initial_images(data, cfg.ipc, cfg.init, seed_everything(0))[0]  # distill starts from this draw
+    synthetic, update = distill(data, cfg, CPU, "fp32", seed=0)
+    assert len(update.history) == cfg.iterations * (loops_for(cfg)[0] if method == "dsa" else 1)
+    assert not torch.allclose(synthetic.images, init)
+    assert _fixed(objective, synthetic.images) < _fixed(objective, init)
+    _check_set(synthetic, config, data, tmp_path)
+
+
+def test_gradient_distance_ours_skips_biases_and_is_zero_for_equal_gradients():
+    g = [torch.randn(4, 3, 3, 3), torch.randn(4)]
+    assert float(gradient_distance(g, g, "ours")) == pytest.approx(0, abs=1e-5)
+    other = [g[0], torch.randn(4)]  # only the bias differs: "ours" ignores it, "mse" does not
+    assert float(gradient_distance(other, g, "ours")) == pytest.approx(0, abs=1e-5)
+    assert float(gradient_distance(other, g, "mse")) > 0
+
+
+def test_mtt_records_experts_once_learns_an_lr_and_lowers_its_objective(toy_npz, tmp_path):
+    config, data = _setup(
+        toy_npz,
+        "distill.method=mtt",
+        "distill.iterations=6",
+        "distill.lr_img=10",
+        "distill.init=noise",
+        "distill.mtt.experts=2",
+        "distill.mtt.expert_epochs=3",
+        "distill.mtt.expert_batch=16",
+        "distill.mtt.syn_steps=4",
+        "distill.mtt.expert_steps=1",
+        "distill.mtt.max_start_epoch=1",
+        "distill.mtt.lr_lr=1e-3",
+    )
+    cfg, experts = config.distill, tmp_path / "experts"
+    manifest = record_experts(data, cfg, experts, CPU, "fp32", seed=0)
+    trajectories = load_trajectories(experts, manifest)
+    model = random_net(cfg, data, CPU)
+    assert len(trajectories) == 2 and trajectories[0].shape == (4, sum(p.numel() for p in model.parameters()))
+    # plain SGD experts: each epoch moved the parameters
+    assert all((t[1:] - t[:-1]).norm(dim=1).min() > 0 for t in trajectories)
+    mtime = (experts / "trajectory_000.pt").stat().st_mtime_ns
+
+    labels = initial_images(data, cfg.ipc, cfg.init, seed_everything(0))[1]
+
+    def objective(images, generator):
+        start, target = trajectories[0][0], trajectories[0][1]
+        lr = torch.tensor(cfg.mtt.syn_lr_init)
+        return trajectory_loss(model, images, labels, start, target, lr, 4, 8, True, generator, CPU, "fp32")[
+            0
+        ]
+
+    init = initial_images(data, cfg.ipc, cfg.init, seed_everything(0))[0]
+    synthetic, _ = distill(data, cfg, CPU, "fp32", seed=0, experts_dir=experts)
+    assert (experts / "trajectory_000.pt").stat().st_mtime_ns == mtime  # stored once, reused
+    assert synthetic.extra["syn_lr"] != pytest.approx(cfg.mtt.syn_lr_init) and synthetic.extra["syn_lr"] > 0
+    assert _fixed(objective, synthetic.images) < _fixed(objective, init)
+    _check_set(synthetic, config, data, tmp_path)
+
+
+def test_grad_cam_is_normalised_and_differentiable_in_the_pixels():
+    from elfdd.models import create_model
+
+    model = create_model("convnet", 1, 4, 28).eval()
+    x = torch.randn(3, 1, 28, 28, requires_grad=True)
+    cam = grad_cam(model, x, torch.tensor([0, 1, 2]))
+    assert cam.shape == (3, 28, 28) and float(cam.min()) >= 0 and float(cam.amax()) <= 1 + 1e-6
+    cam.sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_metadd_lowers_its_own_loss_and_plugs_into_distillation(toy_npz, tmp_path):
+    config, data = _setup(
+        toy_npz,
+        "distill.iterations=3",
+        "distill.metadd.enabled=true",
+        "distill.metadd.archs=[alexnet,vgg11]",
+        "distill.metadd.aux_subset=40",
+    )
+    cfg = config.distill
+    auxiliaries = train_auxiliaries(data, cfg.metadd, CPU, "fp32", seed=0)
+    assert all(not p.requires_grad for aux in auxiliaries for p in aux.parameters())
+    regulariser = MetaDD(auxiliaries, cfg.metadd)
+    images, labels = initial_images(data, cfg.ipc, cfg.init, seed_everything(0))
+    images = images.clone().requires_grad_(True)
+    backbone = frozen_random_net(cfg, data, CPU)
+    optimizer = torch.optim.SGD([images], lr=0.5)
+    losses = []
+    for _ in range(5):
+        loss = regulariser(images, labels, backbone)
+        losses.append(float(loss))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0] and regulariser.last["cam_var"] >= 0
+    synthetic, update = distill(data, cfg, CPU, "fp32", seed=0)
+    assert synthetic.extra["metadd"]["archs"] == ["alexnet", "vgg11"] and len(update.history) == 3
+    _check_set(synthetic, config, data, tmp_path)
+
+
+def test_metadd_refuses_an_auxiliary_without_a_feature_map(toy_npz):
+    from elfdd.pipeline.errors import BadInput
+
+    config, data = _setup(toy_npz, "distill.metadd.enabled=true", "distill.metadd.archs=[mlp]")
+    with pytest.raises(BadInput, match="no spatial feature map"):
+        train_auxiliaries(data, config.distill.metadd, CPU, "fp32", seed=0)
+
+
+def test_method_specific_config_is_validated(toy_npz):
+    from elfdd.pipeline.errors import BadInput
+
+    with pytest.raises(BadInput, match="expert_steps"):
+        _setup(toy_npz, "distill.mtt.expert_steps=9", "distill.mtt.expert_epochs=3")
+    with pytest.raises(BadInput, match="distill.method"):
+        _setup(toy_npz, "distill.method=kip")
+    config, _ = _setup(toy_npz, "distill.method=dsa")
+    assert config.distill.image_lr == 0.1 and loops_for(config.distill) == (10, 50)  # IPC 2: the IPC-10 loops
