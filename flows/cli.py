@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "run": "whole pipeline (distill, teacher, extract, students, report) as one Prefect flow",
-        "distill": "distill the synthetic set (DM)",
+        "distill": "distill the synthetic set (DM, DSA or MTT; MetaDD with --set distill.metadd.enabled=true)",
         "teacher": "train the teacher and save its checkpoints",
         "extract": "extract teacher features of the synthetic set into the store",
         "students": "train the students from the store, then report",
@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config key, e.g. distill.ipc=1",
         )
+        if name in ("run", "distill"):
+            p.add_argument(
+                "--method", choices=["dm", "dsa", "mtt"], help="distillation method (distill.method)"
+            )
     p = sub.add_parser("inspect", help="dask-computed feature statistics of a store")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -51,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config_for(args: argparse.Namespace):
     from ..pipeline.config import load_config
+
+    if getattr(args, "method", None):
+        args.set = [*args.set, f"distill.method={args.method}"]
 
     existing = Path(args.out) / "config.yaml"
     if args.config:

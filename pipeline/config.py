@@ -52,6 +52,8 @@ class DataConfig(Strict):
     path: str | None = None  # the .npz file when name == npz
     train_subset: int | None = Field(default=None, gt=0)
     test_subset: int | None = Field(default=None, gt=0)
+    zca: bool = False  # ZCA whitening fitted on the training split, applied to train and test
+    zca_eps: float = Field(default=0.1, gt=0)
 
     @model_validator(mode="after")
     def _npz_needs_path(self) -> DataConfig:

@@ -6,12 +6,14 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .config import DataConfig
 from .errors import BadInput
+from .zca import ZCA
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
@@ -35,13 +37,18 @@ class DataSplits:
     num_classes: int
     mean: list[float]
     std: list[float]
+    zca: ZCA | None = None  # fitted on the training split (after the subset) when data.zca is on
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
-    def normalization(self) -> dict[str, list[float]]:
-        return {"mean": self.mean, "std": self.std}
+    def normalization(self) -> dict[str, Any]:
+        """The input space of every tensor derived from this data (recorded in synthetic sets and stores)."""
+        out: dict[str, Any] = {"mean": self.mean, "std": self.std}
+        if self.zca is not None:
+            out["zca_sha256"] = self.zca.sha256
+        return out
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -179,13 +186,19 @@ def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
     x_test, y_test = _subset(x_test, y_test, cfg.test_subset, seed)
     shift, scale = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
+    x_train, x_test = (x_train - shift) / scale, (x_test - shift) / scale
+    zca = None
+    if cfg.zca:
+        zca = ZCA.fit(x_train, cfg.zca_eps)
+        x_train, x_test = zca(x_train), zca(x_test)
     return DataSplits(
         name=cfg.name,
-        x_train=(x_train - shift) / scale,
+        x_train=x_train,
         y_train=y_train,
-        x_test=(x_test - shift) / scale,
+        x_test=x_test,
         y_test=y_test,
         num_classes=num_classes,
         mean=[round(float(v), 6) for v in mean],
         std=[round(float(v), 6) for v in std],
+        zca=zca,
     )

@@ -19,6 +19,7 @@ RUN_KEYS = (
     "views",
     "seed",
     "epochs",
+    "lr",
     "test_acc",
     "train_seconds",
 )

@@ -17,7 +17,7 @@ from .data import DataSplits, load_data
 from .distill import distill
 from .errors import BadInput
 from .extract import extract_to_store
-from .io import atomic_write_json, atomic_write_text, load_json
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_json
 from .report import arm, build_results, plot_accuracy, render_markdown
 from .students import StudentJob, check_store_matches, student_jobs, train_student
 from .synthetic import load_synthetic
@@ -45,6 +45,10 @@ class RunDir:
     @property
     def store(self) -> Path:
         return self.root / "store.zarr"
+
+    @property
+    def zca(self) -> Path:
+        return self.root / "zca.pt"
 
     @property
     def students(self) -> Path:
@@ -90,6 +94,12 @@ def data_for(config: RunConfig) -> DataSplits:
     return _cached_data(config.data.model_dump_json(), config.seed)
 
 
+def save_zca(run: RunDir, data: DataSplits) -> None:
+    """The run's ZCA statistics (mean, transform, eps, sha256) beside its artifacts, when the data is whitened."""
+    if data.zca is not None and not run.zca.exists():
+        atomic_torch_save(run.zca, data.zca.state())
+
+
 def _runtime(config: RunConfig) -> tuple[torch.device, str]:
     configure_threads(config.threads)
     device = resolve_device(config.device)
@@ -99,7 +109,9 @@ def _runtime(config: RunConfig) -> tuple[torch.device, str]:
 def stage_distill(run: RunDir, config: RunConfig) -> Path:
     device, precision = _runtime(config)
     experts = run.root / "experts" / config.distill.arch
-    synthetic, _ = distill(data_for(config), config.distill, device, precision, config.seed, experts)
+    data = data_for(config)
+    save_zca(run, data)
+    synthetic, _ = distill(data, config.distill, device, precision, config.seed, experts)
     synthetic.save(run.synthetic)
     return run.synthetic
 
@@ -107,6 +119,7 @@ def stage_distill(run: RunDir, config: RunConfig) -> Path:
 def stage_teacher(run: RunDir, config: RunConfig) -> Path:
     device, precision = _runtime(config)
     out = run.teacher_dir(config.teacher.id)
+    save_zca(run, data_for(config))
     train_teacher(data_for(config), config.teacher, out, device, precision, config.seed)
     return out / "manifest.json"
 
@@ -149,6 +162,13 @@ def open_student_dataset(run: RunDir, config: RunConfig) -> FeatureDataset:
     if store.meta["dataset"] != config.data.name:
         raise BadInput(
             f"store {dataset.path} holds features of dataset {store.meta['dataset']!r}, the config asks for {config.data.name!r}"
+        )
+    stored_zca = store.meta["normalization"].get("zca_sha256")
+    run_zca = data_for(config).normalization().get("zca_sha256")
+    if stored_zca != run_zca:
+        raise BadInput(
+            f"store {dataset.path} was computed in another input space (ZCA {stored_zca or 'off'}) than this run's "
+            f"data (ZCA {run_zca or 'off'})"
         )
     synthetic_sha = load_synthetic(run.synthetic).sha256 if run.synthetic.exists() else None
     checkpoint_sha = None

@@ -154,6 +154,7 @@ def train_student(
         "student_split": split,
         "seed": job.seed,
         "epochs": cfg.epochs,
+        "lr": cfg.lr,
         "test_acc": test_acc,
         "train_seconds": round(train_seconds, 3),
         "job": asdict(job),

@@ -176,3 +176,76 @@ def test_method_specific_config_is_validated(toy_npz):
         _setup(toy_npz, "distill.method=kip")
     config, _ = _setup(toy_npz, "distill.method=dsa")
     assert config.distill.image_lr == 0.1 and loops_for(config.distill) == (10, 50)  # IPC 2: the IPC-10 loops
+
+
+def test_zca_whitens_with_train_statistics_applied_to_test():
+    from elfdd.pipeline.zca import ZCA
+
+    g = torch.Generator().manual_seed(0)
+    mixing = torch.randn(16, 16, generator=g)
+    x = (torch.randn(4000, 16, generator=g) @ mixing).view(4000, 1, 4, 4)
+    zca = ZCA.fit(x, eps=1e-6)
+    white = zca(x).reshape(4000, -1)
+    cov = (white - white.mean(0)).T @ (white - white.mean(0)) / 4000
+    torch.testing.assert_close(cov, torch.eye(16), atol=2e-3, rtol=0)
+    torch.testing.assert_close(zca.transform, zca.transform.T)
+
+
+def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_npz, tmp_path):
+    from elfdd.pipeline import stages
+    from elfdd.pipeline.errors import BadInput
+    from helpers import staged_run
+
+    overrides = [
+        "precision=fp32",
+        "data.zca=true",
+        "distill.ipc=1",
+        "distill.iterations=2",
+        "distill.batch_real=8",
+    ]
+    overrides += [
+        "teacher.epochs=1",
+        "teacher.checkpoint_epochs=[1]",
+        "students.epochs=1",
+        "students.seeds=[0]",
+    ]
+    run, config = staged_run(toy_npz, tmp_path / "zca", overrides)
+    state = torch.load(run.zca, weights_only=True)
+    data = stages.data_for(config)
+    assert state["sha256"] == data.zca.sha256 == data.normalization()["zca_sha256"]
+    from elfdd.store.reader import FeatureStore
+
+    assert FeatureStore(run.store).meta["normalization"]["zca_sha256"] == state["sha256"]
+    plain = config.model_copy(deep=True)
+    plain.data.zca = False
+    with pytest.raises(BadInput, match="another input space"):
+        stages.open_student_dataset(run, plain)
+
+
+def test_students_train_with_the_lr_mtt_learned_when_asked(toy_npz, tmp_path):
+    from elfdd.pipeline import stages
+    from elfdd.pipeline.students import StudentJob
+    from helpers import staged_run
+
+    overrides = ["precision=fp32", "distill.method=mtt", "distill.ipc=1", "distill.iterations=2"]
+    overrides += ["distill.mtt.experts=1", "distill.mtt.expert_epochs=2", "distill.mtt.syn_steps=2"]
+    overrides += [
+        "distill.mtt.expert_steps=1",
+        "distill.mtt.max_start_epoch=1",
+        "distill.mtt.expert_batch=32",
+    ]
+    overrides += [
+        "teacher.epochs=1",
+        "teacher.checkpoint_epochs=[1]",
+        "students.epochs=1",
+        "students.seeds=[0]",
+    ]
+    run, config = staged_run(toy_npz, tmp_path / "mtt", [*overrides, "students.lr_from_synthetic=true"])
+    syn_lr = load_synthetic(run.synthetic).extra["syn_lr"]
+    import json
+
+    record = json.loads(stages.stage_student(run, config, StudentJob("mlp", "task", 0)).read_text())
+    assert (
+        record["lr"] == pytest.approx(syn_lr)
+        and (run.root / "experts" / "convnet" / "manifest.json").exists()
+    )

@@ -1,0 +1,133 @@
+"""Distillation methods on Fashion-MNIST: ConvNet test accuracy of DM, DSA and MTT sets next to a random real
+subset of the same size and the published DC/DSA numbers, with wall time; and MetaDD's cross-architecture effect.
+
+    python bench/distill.py [--ipc 1,10] [--methods dm,dsa,mtt] [--iterations dm=200,dsa=100,mtt=200]
+                            [--eval-epochs 300] [--seeds 0,1] [--metadd-archs resnet18,vgg11,alexnet,mlp]
+
+Every accuracy is mean ± std over the seeds (each seed distils and evaluates once). Prints one line per cell and
+`ratio` lines (method accuracy over the random subset's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.data import load_data
+from elfdd.pipeline.distill import distill, initial_images
+from elfdd.pipeline.evaluation import evaluate_synthetic
+from elfdd.pipeline.training import configure_threads, seed_everything
+
+# Zhao & Bilen 2021 (DSA paper), ConvNet on Fashion-MNIST, as recorded in notes/method.md (approximate).
+PUBLISHED = {("dc", 1): 70.5, ("dc", 10): 82.3, ("dsa", 1): 70.6, ("dsa", 10): 84.6}
+CPU = torch.device("cpu")
+
+
+def parse_pairs(text: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
+
+
+def distilled(data, ipc: int, method: str, iterations: int, seed: int, experts: Path, extra: list[str]):
+    """(images, labels, seconds) of one distillation; ``random`` is the real-subset baseline."""
+    started = time.perf_counter()
+    if method == "random":
+        images, labels = initial_images(data, ipc, "real", seed_everything(seed))
+        return images, labels, time.perf_counter() - started
+    sets = [f"distill.method={method}", f"distill.ipc={ipc}", f"distill.iterations={iterations}", *extra]
+    cfg = load_config(None, sets).distill
+    synthetic, _ = distill(data, cfg, CPU, "fp32", seed, experts / f"{method}")
+    return synthetic.images, synthetic.labels, time.perf_counter() - started
+
+
+def summary(values: list[float]) -> str:
+    return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ipc", default="1,10")
+    parser.add_argument("--methods", default="dm,dsa,mtt")
+    parser.add_argument("--iterations", default="dm=200,dsa=100,mtt=200")
+    parser.add_argument("--eval-epochs", type=int, default=300)
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--train-subset", type=int, default=None, help="real images distillation sees")
+    parser.add_argument(
+        "--set", action="append", default=[], help="extra distill config, e.g. distill.batch_real=32"
+    )
+    parser.add_argument(
+        "--metadd-archs", default="resnet18,vgg11,alexnet,mlp", help="'' skips the MetaDD study"
+    )
+    parser.add_argument("--metadd-ipc", type=int, default=1)
+    args = parser.parse_args()
+    configure_threads(0)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    iterations = parse_pairs(args.iterations)
+    data_sets = [f"data.train_subset={args.train_subset}"] if args.train_subset else []
+    data = load_data(load_config(None, data_sets).data)
+    print(
+        f"# Fashion-MNIST, {len(data.y_train)} train images, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, eval: ConvNet {args.eval_epochs} epochs, seeds {seeds}"
+    )
+    with tempfile.TemporaryDirectory(prefix="elfdd-experts-") as tmp:
+        experts = Path(tmp)
+        for ipc in (int(i) for i in args.ipc.split(",")):
+            accuracy: dict[str, list[float]] = {}
+            for method in ["random", *args.methods.split(",")]:
+                accuracy[method], seconds = [], []
+                for seed in seeds:
+                    images, labels, took = distilled(
+                        data, ipc, method, iterations.get(method, 0), seed, experts, args.set
+                    )
+                    seconds.append(took)
+                    accuracy[method].append(
+                        evaluate_synthetic(
+                            images, labels, data, "convnet", args.eval_epochs, seed, CPU, "fp32"
+                        )
+                    )
+                published = PUBLISHED.get((method, ipc))
+                print(
+                    f"ipc {ipc:<3} {method:<6} iterations {iterations.get(method, 0):<5} "
+                    f"convnet {summary(accuracy[method])} %  distill {np.mean(seconds):.0f} s/seed"
+                    + (f"  published {published}" if published else "")
+                )
+                if method != "random":
+                    print(
+                        f"ratio {method}_over_random_ipc{ipc} {np.mean(accuracy[method]) / np.mean(accuracy['random']):.3f}"
+                    )
+            for (method, p_ipc), value in PUBLISHED.items():
+                if p_ipc == ipc and method not in accuracy:
+                    print(f"ipc {ipc:<3} {method:<6} published {value} (not run here)")
+        if args.metadd_archs:
+            metadd_study(data, args, seeds, iterations, experts)
+
+
+def metadd_study(data, args, seeds, iterations, experts: Path) -> None:
+    """DM at ``--metadd-ipc`` with and without MetaDD, same seeds, evaluated on the non-ConvNet students."""
+    archs = args.metadd_archs.split(",")
+    results: dict[tuple[bool, str], list[float]] = {}
+    for enabled in (False, True):
+        extra = [*args.set, f"distill.metadd.enabled={str(enabled).lower()}"]
+        for seed in seeds:
+            images, labels, took = distilled(
+                data, args.metadd_ipc, "dm", iterations.get("dm", 0), seed, experts, extra
+            )
+            for arch in archs:
+                acc = evaluate_synthetic(images, labels, data, arch, args.eval_epochs, seed, CPU, "fp32")
+                results.setdefault((enabled, arch), []).append(acc)
+            print(f"# metadd={enabled} seed {seed}: distill {took:.0f} s")
+    for arch in archs:
+        off, on = results[(False, arch)], results[(True, arch)]
+        gain = 100 * (np.array(on) - np.array(off))
+        print(
+            f"metadd dm ipc {args.metadd_ipc} {arch:<9} without {summary(off)}  with {summary(on)}  "
+            f"gain {gain.mean():+.2f} ± {gain.std():.2f} points"
+        )
+
+
+if __name__ == "__main__":
+    main()
