@@ -20,6 +20,7 @@ import torch
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill, initial_images
+from elfdd.pipeline.errors import BadInput
 from elfdd.pipeline.evaluation import evaluate_synthetic
 from elfdd.pipeline.training import configure_threads, seed_everything
 
@@ -80,15 +81,21 @@ def main() -> None:
             for method in ["random", *args.methods.split(",")]:
                 accuracy[method], seconds = [], []
                 for seed in seeds:
-                    images, labels, took = distilled(
-                        data, ipc, method, iterations.get(method, 0), seed, experts, args.set
-                    )
+                    try:
+                        images, labels, took = distilled(
+                            data, ipc, method, iterations.get(method, 0), seed, experts, args.set
+                        )
+                    except BadInput as exc:  # e.g. images diverged: reported, the other cells still run
+                        print(f"ipc {ipc:<3} {method:<6} seed {seed}: failed: {exc}")
+                        continue
                     seconds.append(took)
                     accuracy[method].append(
                         evaluate_synthetic(
                             images, labels, data, "convnet", args.eval_epochs, seed, CPU, "fp32"
                         )
                     )
+                if not accuracy[method]:
+                    continue
                 published = PUBLISHED.get((method, ipc))
                 print(
                     f"ipc {ipc:<3} {method:<6} iterations {iterations.get(method, 0):<5} "
