@@ -143,3 +143,12 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path, args, need
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and needle in result.stderr and result.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_method_option_selects_the_distillation_method(tmp_path):
+    from elfdd.flows import cli
+
+    args = cli._parser().parse_args(["distill", "--method", "mtt", "--out", str(tmp_path / "r")])
+    assert cli._config_for(args).distill.method == "mtt"
+    with pytest.raises(SystemExit):
+        cli._parser().parse_args(["distill", "--method", "kip"])
