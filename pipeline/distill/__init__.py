@@ -12,7 +12,7 @@ from ..data import DataSplits
 from ..errors import BadInput
 from ..synthetic import SyntheticSet
 from ..training import seed_everything
-from .base import ImageUpdate, initial_images, synthetic_set
+from .base import Distillation, ImageUpdate, initial_images, synthetic_set
 from .dm import distill_dm
 from .gm import distill_gm
 from .metadd import MetaDD, train_auxiliaries
@@ -39,15 +39,6 @@ def distill(
     regulariser = None
     if cfg.metadd.enabled:
         regulariser = MetaDD(train_auxiliaries(data, cfg.metadd, device, precision, seed), cfg.metadd)
-    common = dict(
-        data=data,
-        cfg=cfg,
-        images=images,
-        labels=labels,
-        generator=generator,
-        device=device,
-        precision=precision,
-    )
     extra: dict = {}
     if cfg.method == "mtt":
         from ..experts import load_trajectories, record_experts
@@ -58,11 +49,13 @@ def distill(
         trajectories = [t.to(device) for t in load_trajectories(experts_dir, manifest)]
         syn_lr = torch.tensor(cfg.mtt.syn_lr_init, device=device)
         update = ImageUpdate(images, cfg, "distill mtt", regulariser, extra=[(syn_lr, cfg.mtt.lr_lr)])
-        extra = distill_mtt(update=update, trajectories=trajectories, syn_lr=syn_lr, **common)
+        job = Distillation(data, cfg, images, labels, update, generator, device, precision)
+        extra = distill_mtt(job, trajectories=trajectories, syn_lr=syn_lr)
         extra["experts"] = manifest["key"]
     else:
         update = ImageUpdate(images, cfg, f"distill {cfg.method}", regulariser)
-        extra = (distill_dm if cfg.method == "dm" else distill_gm)(update=update, **common)
+        job = Distillation(data, cfg, images, labels, update, generator, device, precision)
+        extra = (distill_dm if cfg.method == "dm" else distill_gm)(job)
     if not torch.isfinite(images).all():
         raise BadInput(f"distill {cfg.method}: the images diverged to NaN/Inf; lower distill.lr_img")
     extra["seconds"] = round(time.perf_counter() - started, 2)

@@ -4,6 +4,7 @@ synthetic set it returns."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -88,6 +89,20 @@ class ImageUpdate:
         self.history.append(loss.item())
         if iteration is not None:
             self.progress(iteration, message)
+
+
+@dataclass
+class Distillation:
+    """What a method's loop works on: the data, its config, the synthetic images being learned and their update."""
+
+    data: DataSplits
+    cfg: DistillConfig
+    images: torch.Tensor
+    labels: torch.Tensor
+    update: ImageUpdate
+    generator: torch.Generator
+    device: torch.device
+    precision: str
 
 
 def synthetic_set(

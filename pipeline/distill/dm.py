@@ -8,7 +8,7 @@ from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..training import autocast
-from .base import ImageUpdate, class_indices, random_net
+from .base import Distillation, class_indices, random_net
 
 
 def dm_loss(
@@ -53,16 +53,11 @@ def frozen_random_net(cfg: DistillConfig, data: DataSplits, device: torch.device
 
 
 def distill_dm(
-    data: DataSplits,
-    cfg: DistillConfig,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    update: ImageUpdate,
-    generator: torch.Generator,
-    device: torch.device,
-    precision: str,
+    job: Distillation,
 ) -> dict:
     """Match per-class mean embeddings of real and synthetic images under a fresh random network each iteration."""
+    data, cfg, images, labels = job.data, job.cfg, job.images, job.labels
+    update, generator, device, precision = job.update, job.generator, job.device, job.precision
     index = class_indices(data)
     labels = labels.to(device)
     for iteration in range(1, cfg.iterations + 1):

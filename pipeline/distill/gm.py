@@ -9,7 +9,7 @@ from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..training import autocast
-from .base import ImageUpdate, class_indices, random_net
+from .base import Distillation, class_indices, random_net
 
 # Outer loop (image updates per iteration) and inner loop (network steps between them) by IPC, as the reference.
 LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -74,17 +74,12 @@ def gm_loss(
 
 
 def distill_gm(
-    data: DataSplits,
-    cfg: DistillConfig,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    update: ImageUpdate,
-    generator: torch.Generator,
-    device: torch.device,
-    precision: str,
+    job: Distillation,
 ) -> dict:
     """Each iteration: a fresh network; ``outer`` times, match per class the gradients of the real and synthetic
     losses and update the images, then train the network ``inner`` steps on the (augmented) synthetic set."""
+    data, cfg, images, labels = job.data, job.cfg, job.images, job.labels
+    update, generator, device, precision = job.update, job.generator, job.device, job.precision
     outer, inner = loops_for(cfg)
     index = class_indices(data)
     labels = labels.to(device)

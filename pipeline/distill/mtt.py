@@ -7,10 +7,8 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from .. import augment
-from ..config import DistillConfig
-from ..data import DataSplits
 from ..training import autocast
-from .base import ImageUpdate, random_net
+from .base import Distillation, random_net
 
 
 def unflatten(model: torch.nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -54,19 +52,14 @@ def trajectory_loss(
 
 
 def distill_mtt(
-    data: DataSplits,
-    cfg: DistillConfig,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    update: ImageUpdate,
-    generator: torch.Generator,
-    device: torch.device,
-    precision: str,
+    job: Distillation,
     trajectories: list[torch.Tensor],
     syn_lr: torch.Tensor,
 ) -> dict:
     """Each iteration: a random expert and start epoch t < T+, N unrolled steps from theta*_t on the synthetic set,
     matched to theta*_{t+M}; the images and the learnable lr are updated."""
+    data, cfg, images, labels = job.data, job.cfg, job.images, job.labels
+    update, generator, device, precision = job.update, job.generator, job.device, job.precision
     mtt = cfg.mtt
     model = random_net(cfg, data, device)
     for p in model.parameters():
