@@ -2,7 +2,9 @@
 subset of the same size and the published DC/DSA numbers, with wall time; and MetaDD's cross-architecture effect.
 
     python bench/distill.py [--ipc 1,10] [--methods dm,dsa,mtt] [--iterations dm=200,dsa=100,mtt=200]
-                            [--eval-epochs 300] [--seeds 0,1] [--metadd-archs resnet18,vgg11,alexnet,mlp]
+                            [--eval-epochs 300] [--seeds 0,1] [--metadd-archs resnet18,vgg11,alexnet,mlp] [--no-overhead]
+
+``--ipc ''`` and ``--metadd-archs ''`` skip those parts.
 
 Every accuracy is mean ± std over the seeds (each seed distils and evaluates once). Prints one line per cell and
 `ratio` lines (method accuracy over the random subset's).
@@ -64,7 +66,13 @@ def main() -> None:
         "--metadd-archs", default="resnet18,vgg11,alexnet,mlp", help="'' skips the MetaDD study"
     )
     parser.add_argument("--metadd-ipc", type=int, default=1)
+    parser.add_argument("--no-overhead", action="store_true", help="skip MetaDD's time/memory probes")
+    parser.add_argument(
+        "--probe", choices=["off", "on"], help=argparse.SUPPRESS
+    )  # one memory probe, internal
     args = parser.parse_args()
+    if args.probe:
+        return memory_probe(args.probe == "on", args.metadd_ipc, args.set)
     configure_threads(0)
     seeds = [int(s) for s in args.seeds.split(",")]
     iterations = parse_pairs(args.iterations)
@@ -76,7 +84,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="elfdd-experts-") as tmp:
         experts = Path(tmp)
-        for ipc in (int(i) for i in args.ipc.split(",")):
+        for ipc in (int(i) for i in args.ipc.split(",") if i):
             accuracy: dict[str, list[float]] = {}
             for method in ["random", *args.methods.split(",")]:
                 accuracy[method], seconds = [], []
@@ -111,6 +119,59 @@ def main() -> None:
                     print(f"ipc {ipc:<3} {method:<6} published {value} (not run here)")
         if args.metadd_archs:
             metadd_study(data, args, seeds, iterations, experts)
+        if not args.no_overhead:
+            metadd_overhead(args)
+
+
+def memory_probe(enabled: bool, ipc: int, extra: list[str], iterations: int = 10) -> None:
+    """In its own process: DM iterations with or without MetaDD; prints seconds per iteration (auxiliary training
+    excluded) and the process's peak resident memory."""
+    import resource
+
+    data = load_data(load_config(None, ["data.train_subset=10000"]).data)
+    sets = [f"distill.ipc={ipc}", f"distill.metadd.enabled={str(enabled).lower()}", *extra]
+    one, _ = distill(data, load_config(None, [*sets, "distill.iterations=1"]).distill, CPU, "fp32", 0)
+    more, _ = distill(
+        data, load_config(None, [*sets, f"distill.iterations={iterations + 1}"]).distill, CPU, "fp32", 0
+    )
+    per_iteration = (
+        more.extra["seconds"] - one.extra["seconds"]
+    ) / iterations  # auxiliary training cancels out
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"probe metadd={enabled} per_iteration {per_iteration:.3f} s peak_rss_mb {peak_mb:.0f}")
+
+
+def metadd_overhead(args) -> None:
+    """MetaDD's time and memory overhead per DM iteration, each setting in a fresh process."""
+    import re
+    import subprocess
+    import sys
+
+    measured = {}
+    for setting in ("off", "on"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--probe",
+                setting,
+                "--metadd-ipc",
+                str(args.metadd_ipc),
+                *sum((["--set", s] for s in args.set), []),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        total, peak = re.search(r"per_iteration ([0-9.]+) s peak_rss_mb ([0-9]+)", out).groups()
+        measured[setting] = (float(total), float(peak))
+    (t_off, m_off), (t_on, m_on) = measured["off"], measured["on"]
+    print(
+        f"metadd overhead dm ipc {args.metadd_ipc}: 11 iterations {t_off:.1f} s -> {t_on:.1f} s "
+        f"(auxiliary training included in the second), peak RSS {m_off:.0f} -> {m_on:.0f} MB"
+    )
+    print(f"ratio metadd_time {t_on / t_off:.2f}")
+    print(f"ratio metadd_peak_rss {m_on / m_off:.2f}")
 
 
 def metadd_study(data, args, seeds, iterations, experts: Path) -> None:
