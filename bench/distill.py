@@ -128,7 +128,7 @@ def memory_probe(enabled: bool, ipc: int, extra: list[str], iterations: int = 10
     excluded) and the process's peak resident memory."""
     import resource
 
-    data = load_data(load_config(None, ["data.train_subset=10000"]).data)
+    data = load_data(load_config(None, ["data.train_subset=10000", "data.test_subset=1000"]).data)
     sets = [f"distill.ipc={ipc}", f"distill.metadd.enabled={str(enabled).lower()}", *extra]
     one, _ = distill(data, load_config(None, [*sets, "distill.iterations=1"]).distill, CPU, "fp32", 0)
     more, _ = distill(
