@@ -29,7 +29,7 @@ def _setup(toy_npz, *overrides):
 def _fixed(objective, images):
     """The objective of ``images`` under one fixed network and one fixed draw of real batches and DSA."""
     torch.manual_seed(1234)
-    return float(objective(images, torch.Generator().manual_seed(99)))
+    return float(objective(images, torch.Generator().manual_seed(99)).detach())
 
 
 def _check_set(synthetic, config, data, tmp_path):
