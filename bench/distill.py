@@ -3,6 +3,7 @@ subset of the same size and the published DC/DSA numbers, with wall time; and Me
 
     python bench/distill.py [--ipc 1,10] [--methods dm,dsa,mtt] [--iterations dm=200,dsa=100,mtt=200]
                             [--eval-epochs 300] [--seeds 0,1] [--metadd-archs resnet18,vgg11,alexnet,mlp] [--no-overhead]
+                            [--device cpu|cuda] [--jobs N]
 
 ``--ipc ''`` and ``--metadd-archs ''`` skip those parts.
 
@@ -35,7 +36,9 @@ def parse_pairs(text: str) -> dict[str, int]:
     return {k: int(v) for k, v in (item.split("=") for item in text.split(","))}
 
 
-def distilled(data, ipc: int, method: str, iterations: int, seed: int, experts: Path, extra: list[str]):
+def distilled(
+    data, ipc: int, method: str, iterations: int, seed: int, experts: Path, extra: list[str], device=CPU
+):
     """(images, labels, seconds) of one distillation; ``random`` is the real-subset baseline."""
     started = time.perf_counter()
     if method == "random":
@@ -43,7 +46,7 @@ def distilled(data, ipc: int, method: str, iterations: int, seed: int, experts: 
         return images, labels, time.perf_counter() - started
     sets = [f"distill.method={method}", f"distill.ipc={ipc}", f"distill.iterations={iterations}", *extra]
     cfg = load_config(None, sets).distill
-    synthetic, _ = distill(data, cfg, CPU, "fp32", seed, experts / f"{method}")
+    synthetic, _ = distill(data, cfg, device, "fp32", seed, experts / f"{method}-seed{seed}")
     return synthetic.images, synthetic.labels, time.perf_counter() - started
 
 
@@ -67,6 +70,8 @@ def main() -> None:
     )
     parser.add_argument("--metadd-ipc", type=int, default=1)
     parser.add_argument("--no-overhead", action="store_true", help="skip MetaDD's time/memory probes")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run in this many processes at once")
+    parser.add_argument("--device", type=torch.device, default=CPU, help="cpu or cuda (MetaDD probes: cpu)")
     parser.add_argument(
         "--probe", choices=["off", "on"], help=argparse.SUPPRESS
     )  # one memory probe, internal
@@ -78,49 +83,96 @@ def main() -> None:
     iterations = parse_pairs(args.iterations)
     data_sets = [f"data.train_subset={args.train_subset}"] if args.train_subset else []
     data = load_data(load_config(None, data_sets).data)
+    where = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "cpu"
     print(
-        f"# Fashion-MNIST, {len(data.y_train)} train images, torch {torch.__version__}, "
+        f"# Fashion-MNIST, {len(data.y_train)} train images, torch {torch.__version__}, {where}, "
         f"{torch.get_num_threads()} threads, eval: ConvNet {args.eval_epochs} epochs, seeds {seeds}"
     )
     with tempfile.TemporaryDirectory(prefix="elfdd-experts-") as tmp:
         experts = Path(tmp)
-        for ipc in (int(i) for i in args.ipc.split(",") if i):
-            accuracy: dict[str, list[float]] = {}
-            for method in ["random", *args.methods.split(",")]:
-                accuracy[method], seconds = [], []
-                for seed in seeds:
-                    try:
-                        images, labels, took = distilled(
-                            data, ipc, method, iterations.get(method, 0), seed, experts, args.set
-                        )
-                    except BadInput as exc:  # e.g. images diverged: reported, the other cells still run
-                        print(f"ipc {ipc:<3} {method:<6} seed {seed}: failed: {exc}")
-                        continue
-                    seconds.append(took)
-                    accuracy[method].append(
-                        evaluate_synthetic(
-                            images, labels, data, "convnet", args.eval_epochs, seed, CPU, "fp32"
-                        )
-                    )
-                if not accuracy[method]:
-                    continue
-                published = PUBLISHED.get((method, ipc))
-                print(
-                    f"ipc {ipc:<3} {method:<6} iterations {iterations.get(method, 0):<5} "
-                    f"convnet {summary(accuracy[method])} %  distill {np.mean(seconds):.0f} s/seed"
-                    + (f"  published {published}" if published else "")
-                )
-                if method != "random":
-                    print(
-                        f"ratio {method}_over_random_ipc{ipc} {np.mean(accuracy[method]) / np.mean(accuracy['random']):.3f}"
-                    )
-            for (method, p_ipc), value in PUBLISHED.items():
-                if p_ipc == ipc and method not in accuracy:
-                    print(f"ipc {ipc:<3} {method:<6} published {value} (not run here)")
+        ipcs = [int(i) for i in args.ipc.split(",") if i]
+        methods = ["random", *args.methods.split(",")]
+        for seed in (
+            seeds if ipcs and "mtt" in methods else []
+        ):  # each seed's trajectories, once, before the cells
+            distilled(data, ipcs[0], "mtt", 0, seed, experts, args.set, args.device)
+        cells = [(ipc, method, seed) for ipc in ipcs for method in methods for seed in seeds]
+        outcome = dict(zip(cells, run_cells(cells, data, args, iterations, experts), strict=True))
+        for ipc in ipcs:
+            report_ipc(ipc, methods, seeds, iterations, outcome)
         if args.metadd_archs:
             metadd_study(data, args, seeds, iterations, experts)
         if not args.no_overhead:
             metadd_overhead(args)
+
+
+def run_cell(cell, data, args, iterations, experts: Path):
+    """(accuracy, distill seconds) of one (ipc, method, seed) cell, or the error message if it failed."""
+    ipc, method, seed = cell
+    try:
+        images, labels, took = distilled(
+            data, ipc, method, iterations.get(method, 0), seed, experts, args.set, args.device
+        )
+    except BadInput as exc:  # e.g. images diverged: reported, the other cells still run
+        return str(exc)
+    accuracy = evaluate_synthetic(
+        images, labels, data, "convnet", args.eval_epochs, seed, args.device, "fp32"
+    )
+    print(f"# ipc {ipc} {method} seed {seed}: {100 * accuracy:.2f} %, distill {took:.0f} s", flush=True)
+    return accuracy, took
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(data, args, iterations, experts) -> None:
+    torch.set_num_threads(1)  # the cells share the machine's cores
+    _WORKER.update(data=data, args=args, iterations=iterations, experts=experts)
+
+
+def _worker_cell(cell):
+    return run_cell(cell, _WORKER["data"], _WORKER["args"], _WORKER["iterations"], _WORKER["experts"])
+
+
+def run_cells(cells, data, args, iterations, experts: Path) -> list:
+    """Every cell, serially or (``--jobs N``) in N worker processes sharing the device, longest cells first."""
+    if args.jobs <= 1:
+        return [run_cell(cell, data, args, iterations, experts) for cell in cells]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    order = sorted(range(len(cells)), key=lambda i: -cells[i][0] * (cells[i][1] == "dsa") - cells[i][0])
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        args.jobs, mp_context=context, initializer=_init_worker, initargs=(data, args, iterations, experts)
+    ) as pool:
+        results = dict(zip(order, pool.map(_worker_cell, [cells[i] for i in order]), strict=True))
+    return [results[i] for i in range(len(cells))]
+
+
+def report_ipc(ipc: int, methods: list[str], seeds: list[int], iterations: dict, outcome: dict) -> None:
+    accuracy: dict[str, list[float]] = {}
+    for method in methods:
+        runs = [outcome[(ipc, method, seed)] for seed in seeds]
+        for seed, run in zip(seeds, runs, strict=True):
+            if isinstance(run, str):
+                print(f"ipc {ipc:<3} {method:<6} seed {seed}: failed: {run}")
+        done = [run for run in runs if not isinstance(run, str)]
+        if not done:
+            continue
+        accuracy[method] = [acc for acc, _ in done]
+        published = PUBLISHED.get((method, ipc))
+        print(
+            f"ipc {ipc:<3} {method:<6} iterations {iterations.get(method, 0):<5} "
+            f"convnet {summary(accuracy[method])} %  distill {np.mean([t for _, t in done]):.0f} s/seed"
+            + (f"  published {published}" if published else "")
+        )
+        if method != "random" and "random" in accuracy:
+            ratio = np.mean(accuracy[method]) / np.mean(accuracy["random"])
+            print(f"ratio {method}_over_random_ipc{ipc} {ratio:.3f}")
+    for (method, p_ipc), value in PUBLISHED.items():
+        if p_ipc == ipc and method not in accuracy:
+            print(f"ipc {ipc:<3} {method:<6} published {value} (not run here)")
 
 
 def memory_probe(enabled: bool, ipc: int, extra: list[str], iterations: int = 10) -> None:
@@ -182,10 +234,12 @@ def metadd_study(data, args, seeds, iterations, experts: Path) -> None:
         extra = [*args.set, f"distill.metadd.enabled={str(enabled).lower()}"]
         for seed in seeds:
             images, labels, took = distilled(
-                data, args.metadd_ipc, "dm", iterations.get("dm", 0), seed, experts, extra
+                data, args.metadd_ipc, "dm", iterations.get("dm", 0), seed, experts, extra, args.device
             )
             for arch in archs:
-                acc = evaluate_synthetic(images, labels, data, arch, args.eval_epochs, seed, CPU, "fp32")
+                acc = evaluate_synthetic(
+                    images, labels, data, arch, args.eval_epochs, seed, args.device, "fp32"
+                )
                 results.setdefault((enabled, arch), []).append(acc)
             print(f"# metadd={enabled} seed {seed}: distill {took:.0f} s")
     for arch in archs:

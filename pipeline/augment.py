@@ -118,7 +118,7 @@ def _cutout(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 
 def _flip(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    flip = p[:, COL["mirror"]].view(-1, 1, 1, 1).to(x.device) > 0.5
+    flip = p[:, COL["mirror"]].view(-1, 1, 1, 1) > 0.5
     return torch.where(flip, x.flip(3), x)
 
 
@@ -128,7 +128,7 @@ def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 def _scale(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    theta = torch.zeros(len(p), 2, 3)
+    theta = torch.zeros(len(p), 2, 3, device=p.device)
     theta[:, 0, 0] = p[:, COL["scale_x"]]
     theta[:, 1, 1] = p[:, COL["scale_y"]]
     return _affine(x, theta)
@@ -136,7 +136,7 @@ def _scale(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 def _rotate(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     angle = p[:, COL["rotate_rad"]]
-    theta = torch.zeros(len(p), 2, 3)
+    theta = torch.zeros(len(p), 2, 3, device=p.device)
     theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle), torch.sin(-angle)
     theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle), torch.cos(angle)
     return _affine(x, theta)
@@ -156,16 +156,19 @@ def apply(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Apply the ops flagged in each row of ``params`` to the matching image, in the reference order."""
     if len(params) != len(x):
         raise ValueError(f"{len(params)} parameter rows for {len(x)} images")
-    params = params.cpu()
+    flags = (
+        params.cpu()
+    )  # which ops apply is decided on the host; the ops read their parameters on x's device
+    params = params.to(x.device)
     for op in OPS:
-        mask = params[:, COL[op]] > 0.5
+        mask = flags[:, COL[op]] > 0.5
         if not bool(mask.any()):
             continue
         if bool(mask.all()):
             x = _APPLY[op](x, params)
         else:
             index = mask.nonzero().squeeze(1).to(x.device)
-            x = x.index_copy(0, index, _APPLY[op](x.index_select(0, index), params[mask]))
+            x = x.index_copy(0, index, _APPLY[op](x.index_select(0, index), params.index_select(0, index)))
     return x
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def distill(
     generator = seed_everything(seed)
     init, labels = initial_images(data, cfg.ipc, cfg.init, generator)
     images = init.to(device)
+    if device.type != "cpu":  # the real images live on the accelerator: no host copy per class and step
+        data = dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device))
     regulariser = None
     if cfg.metadd.enabled:
         regulariser = MetaDD(train_auxiliaries(data, cfg.metadd, device, precision, seed), cfg.metadd)
