@@ -159,7 +159,7 @@ def apply(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     flags = (
         params.cpu()
     )  # which ops apply is decided on the host; the ops read their parameters on x's device
-    params = params.to(x.device)
+    params = params.to(x.device, non_blocking=True)
     for op in OPS:
         mask = flags[:, COL[op]] > 0.5
         if not bool(mask.any()):
