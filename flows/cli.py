@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--config", help="YAML config (default: the run's config.yaml, else the built-in defaults)"
         )
+        p.add_argument("dir", nargs="?", help="run directory (the same as --out)")
         p.add_argument("--out", default="runs/default", help="run directory (default: runs/default)")
         p.add_argument(
             "--set",
@@ -137,6 +138,8 @@ def _configure_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "dir", None):
+        args.out = args.dir
     _configure_logging()
     try:
         if args.command == "inspect":

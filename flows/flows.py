@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import asdict
 from pathlib import Path
 
 from .settings import quiet_prefect_env
@@ -12,7 +13,7 @@ quiet_prefect_env()
 from prefect import flow, task  # noqa: E402
 
 from ..pipeline import stages  # noqa: E402
-from ..pipeline.students import StudentJob, student_jobs  # noqa: E402
+from ..pipeline.students import StudentJob  # noqa: E402
 
 
 def _run(run_dir: str) -> tuple[stages.RunDir, stages.RunConfig]:
@@ -34,17 +35,48 @@ def extract_task(run_dir: str) -> str:
     return str(stages.stage_extract(*_run(run_dir)))
 
 
-@task(name="train-student", task_run_name="student-{student}-{loss_mode}-{view_policy}-seed{seed}")
-def student_task(
-    run_dir: str, student: str, loss_mode: str, seed: int, view_policy: str | None = None
-) -> str:
+@task(name="train-student", task_run_name="student-{name}")
+def student_task(run_dir: str, name: str, cell: dict) -> str:
+    """One grid cell (``cell``: the StudentJob's fields; ``name``: its label, for the UI)."""
     run, config = _run(run_dir)
-    return str(stages.stage_student(run, config, StudentJob(student, loss_mode, seed, view_policy)))
+    return str(stages.stage_student(run, config, StudentJob(**cell)))
 
 
 @task(name="report")
 def report_task(run_dir: str) -> str:
-    return str(stages.stage_report(*_run(run_dir)))
+    """Write results.json, report.md and plots, and publish the summary table and the report as artifacts."""
+    run, config = _run(run_dir)
+    report = stages.stage_report(run, config)
+    publish_report(run)
+    return str(report)
+
+
+def publish_report(run: stages.RunDir) -> None:
+    """The report as Prefect artifacts of the flow run: a table (key elfdd-summary) and the markdown (elfdd-report)."""
+    import json
+
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    results = json.loads(run.results.read_text())
+    rows = [
+        {
+            "student": s["student"],
+            "mode": s["mode"],
+            "loss_mode": s["loss_mode"],
+            "view_policy": s["view_policy"],
+            "feature_loss": s["feature_loss"],
+            "lambda_front": s["lambda_front"],
+            "lambda_rear": s["lambda_rear"],
+            "teacher_epoch": s["teacher_epoch"],
+            "layer": s["layer"],
+            "accuracy_pct": round(100 * s["mean"], 2),
+            "std_pct": round(100 * s["std"], 2),
+            "n": s["n"],
+        }
+        for s in results["summary"]
+    ]
+    create_table_artifact(rows, key="elfdd-summary", description=f"test accuracy per grid cell, {run.root}")
+    create_markdown_artifact(run.report.read_text(), key="elfdd-report", description=str(run.report))
 
 
 @flow(name="distill")
@@ -66,9 +98,13 @@ def extract_flow(run_dir: str) -> str:
 def students_flow(run_dir: str) -> str:
     """Train every student of the config from the store (this run's, or ``students.store``), then report."""
     run, config = _run(run_dir)
-    stages.open_student_dataset(run, config)  # refuse a mismatched store before any training
-    for job in student_jobs(config.students):
-        student_task(run_dir, job.student, job.loss_mode, job.seed, job.view_policy)
+    jobs = stages.grid(config)
+    for epoch, layer in dict.fromkeys((j.teacher_epoch, j.layer) for j in jobs):
+        stages.open_student_dataset(
+            run, config, epoch, layer
+        )  # refuse a mismatched store before any training
+    for job in jobs:
+        student_task(run_dir, job.name, asdict(job))
     return report_task(run_dir)
 
 

@@ -1,6 +1,6 @@
 """Networks with the split contract, their registry and the shape adapters."""
 
-from . import alexnet, convnet, mlp, resnet, vgg  # noqa: F401  (registers the architectures)
+from . import alexnet, convnet, lenet, mlp, resnet, torchvision_zoo, vgg  # noqa: F401  (registers the architectures)
 from .adapters import FeatureAdapter, adapter_pair
 from .hooks import forward_with_features
 from .registry import ModelSpec, create_model, get_spec, list_models, register_model, split_points

@@ -44,3 +44,8 @@ def build_convnet(
 
 register_model("convnet", build_convnet)
 register_model("convnet_bn", build_convnet, norm="batch")
+# Width and depth variants, as in the DC/DM ablations (ConvNetW32/W64, ConvNetD2/D4).
+register_model("convnet_w32", build_convnet, width=32)
+register_model("convnet_w64", build_convnet, width=64)
+register_model("convnet_d2", build_convnet, depth=2)
+register_model("convnet_d4", build_convnet, depth=4)

@@ -23,6 +23,12 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]
 FeatureLoss = Literal["ce", "l2", "l1", "cosine"]
 ViewPolicy = Literal["clean", "replay"]
+Lambda = Annotated[float, Field(ge=0)]
+
+
+def _listed(value: Any) -> Any:
+    """A grid axis given as one value means a one-value list (``feature_loss: ce`` == ``feature_loss: [ce]``)."""
+    return value if value is None or isinstance(value, list) else [value]
 
 
 class Strict(BaseModel):
@@ -195,11 +201,12 @@ class StudentsConfig(Strict):
     archs: list[str] = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
     arch_kwargs: dict[str, dict[str, Any]] = {}
     modes: list[LossMode] = ["task", "front_rear_task"]
-    feature_loss: FeatureLoss = "ce"
-    lambda_front: float = Field(default=1.0, ge=0)
-    lambda_rear: float = Field(default=1.0, ge=0)
-    teacher_epoch: int | None = None  # default: the last extracted epoch
-    layer: Name | None = None  # default: the first extracted layer
+    # Grid axes: each takes one value or a list; the first value is the reference the analyses vary one axis from.
+    feature_loss: list[FeatureLoss] = ["ce"]
+    lambda_front: list[Lambda] = [1.0]
+    lambda_rear: list[Lambda] = [1.0]
+    teacher_epoch: list[int] | None = None  # default: the last extracted epoch
+    layer: list[Name] | None = None  # default: the first extracted layer
     epochs: int = Field(default=300, ge=1)
     lr: float = Field(default=0.01, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
@@ -220,7 +227,11 @@ class StudentsConfig(Strict):
             raise ValueError("students.archs must name at least one architecture")
         return [_check_arch(a) for a in archs]
 
-    @field_validator("seeds", "modes", "view_policies")
+    _as_list = field_validator(
+        "feature_loss", "lambda_front", "lambda_rear", "teacher_epoch", "layer", "seeds", mode="before"
+    )(_listed)
+
+    @field_validator("seeds", "modes", "view_policies", "feature_loss", "lambda_front", "lambda_rear")
     @classmethod
     def _non_empty(cls, value: list) -> list:
         if not value:
@@ -255,18 +266,18 @@ class RunConfig(Strict):
             raise ValueError(
                 f"extract.layers {unknown} are not split points of {self.teacher.arch}: {list(points)}"
             )
-        if self.students.teacher_epoch is not None and self.students.teacher_epoch not in epochs:
+        not_extracted = sorted(set(self.students.teacher_epoch or []) - set(epochs))
+        if not_extracted and not self.students.store:
             raise ValueError(
-                f"students.teacher_epoch {self.students.teacher_epoch} is not extracted (extract.teacher_epochs: {epochs})"
+                f"students.teacher_epoch {not_extracted} not extracted (extract.teacher_epochs: {epochs})"
             )
         if "replay" in self.students.view_policies and self.extract.views < 2 and not self.students.store:
             raise ValueError(
                 "students.view_policies has replay but extract.views is 1; set extract.views >= 2"
             )
-        if self.students.layer is not None and self.students.layer not in layers:
-            raise ValueError(
-                f"students.layer {self.students.layer!r} is not extracted (extract.layers: {layers})"
-            )
+        not_extracted = sorted(set(self.students.layer or []) - set(layers))
+        if not_extracted and not self.students.store:
+            raise ValueError(f"students.layer {not_extracted} not extracted (extract.layers: {layers})")
         return self
 
     # Resolved views of the defaults, so every stage agrees on them.
@@ -279,16 +290,22 @@ class RunConfig(Strict):
         return list(self.extract.layers or [_teacher_splits(self.teacher)[1]])
 
     @property
+    def student_teacher_epochs(self) -> list[int]:
+        return list(self.students.teacher_epoch or [self.extract_epochs[-1]])
+
+    @property
+    def student_layers(self) -> list[str]:
+        return list(self.students.layer or [self.extract_layers[0]])
+
+    @property
     def student_teacher_epoch(self) -> int:
-        return (
-            self.students.teacher_epoch
-            if self.students.teacher_epoch is not None
-            else self.extract_epochs[-1]
-        )
+        """The reference teacher epoch (the first of the grid)."""
+        return self.student_teacher_epochs[0]
 
     @property
     def student_layer(self) -> str:
-        return self.students.layer or self.extract_layers[0]
+        """The reference layer (the first of the grid)."""
+        return self.student_layers[0]
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""results.json (DESIGN.md schema) and report.md with the cross-architecture table and a bar chart."""
+"""results.json (DESIGN.md schema) and report.md: the cross-architecture table and the paper's analyses (gain per
+student, lambda_front x lambda_rear, teacher epoch, teacher layer, loss mode, view policy), each with a PNG."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,32 @@ RUN_KEYS = (
     "lr",
     "test_acc",
     "train_seconds",
+    "cache_key",
 )
+# The grid axes of a run besides the student and the seed (None where the loss mode does not use the axis).
+AXES = ("loss_mode", "view_policy", "feature_loss", "lambda_front", "lambda_rear", "teacher_epoch", "layer")
+AXIS_TITLES = {
+    "view_policy": "View policy",
+    "feature_loss": "Feature loss",
+    "teacher_epoch": "Teacher checkpoint epoch the features came from (ELF Fig. 4)",
+    "layer": "Teacher layer the features came from (ELF Fig. 5)",
+}
+
+
+def axes_of(run: dict[str, Any]) -> dict[str, Any]:
+    """The grid axes of a run record (or of a summary entry, which carries them flat)."""
+    if "loss" not in run:
+        return {a: run.get(a) for a in AXES}
+    loss = run["loss"] or {}
+    return {
+        "loss_mode": loss.get("mode"),
+        "view_policy": run.get("view_policy"),
+        "feature_loss": loss.get("feature_loss"),
+        "lambda_front": loss.get("lambda_front"),
+        "lambda_rear": loss.get("lambda_rear"),
+        "teacher_epoch": run.get("teacher_epoch"),
+        "layer": run.get("layer"),
+    }
 
 
 def arm(entry: dict[str, Any]) -> str:
@@ -32,122 +59,404 @@ def arm(entry: dict[str, Any]) -> str:
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and population std (np.std, as the reference reports) of test accuracy per student, mode, view policy."""
-    groups: dict[tuple[str, str, str | None], list[float]] = defaultdict(list)
+    """Mean and population std (np.std, as the reference reports) of test accuracy per grid cell (all seeds)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
     for run in runs:
-        groups[(run["student"], run["mode"], run.get("view_policy"))].append(run["test_acc"])
+        groups[(run["student"], run["mode"], *axes_of(run).values())].append(run["test_acc"])
     return [
         {
-            "student": s,
-            "mode": m,
-            "view_policy": p,
+            "student": key[0],
+            "mode": key[1],
+            **dict(zip(AXES, key[2:], strict=True)),
             "mean": float(np.mean(v)),
             "std": float(np.std(v)),
             "n": len(v),
         }
-        for (s, m, p), v in groups.items()
+        for key, v in groups.items()
     ]
 
 
 def build_results(
-    version: str, config: dict[str, Any], synthetic: dict[str, Any], runs: list[dict[str, Any]]
+    version: str,
+    config: dict[str, Any],
+    synthetic: dict[str, Any],
+    runs: list[dict[str, Any]],
+    reference: dict[str, Any],
+    stores: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """``reference``: the grid's first value of every axis (the analyses vary one axis from it); ``stores``: the
+    provenance of every feature array the runs read."""
     runs = [{k: run.get(k) for k in RUN_KEYS} for run in runs]
     return {
         "elfdd_version": version,
         "config": config,
         "synthetic": synthetic,
+        "reference": reference,
+        "stores": stores or [],
         "runs": runs,
         "summary": summarize(runs),
     }
 
 
-def paired_gains(
-    runs: list[dict[str, Any]], column: str, baseline: str = "baseline"
-) -> dict[str, tuple[float, float, int]]:
-    """Per student: mean and std of (column - baseline) over the seeds both have; columns as :func:`arm`."""
-    by_key = {(r["student"], arm(r), r["seed"]): r["test_acc"] for r in runs}
-    gains: dict[str, list[float]] = defaultdict(list)
-    for (student, m, seed), acc in by_key.items():
-        if m == column and (student, baseline, seed) in by_key:
-            gains[student].append(acc - by_key[(student, baseline, seed)])
-    return {s: (float(np.mean(g)), float(np.std(g)), len(g)) for s, g in gains.items()}
+def at_reference(run: dict[str, Any], reference: dict[str, Any], free: tuple[str, ...] = ()) -> bool:
+    """Whether every axis of ``run`` except ``free`` is at the reference value (or unused by its loss mode)."""
+    axes = axes_of(run)
+    return all(
+        axes[a] is None or a in free or a not in reference or axes[a] == reference[a] for a in AXES[1:]
+    )
 
 
-def _grid(results: dict[str, Any]) -> tuple[dict[tuple[str, str], dict], list[str], list[str]]:
-    """Summary entries by (student, column), the students and the columns, in the order the runs came."""
-    summary = {(s["student"], arm(s)): s for s in results["summary"]}
-    students = list(dict.fromkeys(r["student"] for r in results["runs"]))
-    return summary, students, list(dict.fromkeys(arm(r) for r in results["runs"]))
+def paired_gain(
+    runs: list[dict[str, Any]], baselines: dict[tuple[str, int], float]
+) -> tuple[float, float, int]:
+    """Mean and std over seeds of (run - the same student's baseline at the same seed); NaN if none pairs."""
+    gains = [
+        r["test_acc"] - baselines[(r["student"], r["seed"])]
+        for r in runs
+        if (r["student"], r["seed"]) in baselines
+    ]
+    return (float(np.mean(gains)), float(np.std(gains)), len(gains)) if gains else (float("nan"), 0.0, 0)
+
+
+def _baselines(results: dict[str, Any]) -> dict[tuple[str, int], float]:
+    return {(r["student"], r["seed"]): r["test_acc"] for r in results["runs"] if r["mode"] == "baseline"}
 
 
 def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def render_markdown(results: dict[str, Any], plot_name: str | None) -> str:
-    summary, students, modes = _grid(results)
-    cfg, syn = results["config"], results["synthetic"]
+def _gain(g: tuple[float, float, int]) -> str:
+    return "–" if not g[2] else f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def _students(results: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(r["student"] for r in results["runs"]))
+
+
+def _elf_mode(results: dict[str, Any]) -> str | None:
+    """The loss mode the axis analyses use: ELF's three losses if in the grid, else the first feature mode."""
+    modes = [axes_of(r)["loss_mode"] for r in results["runs"] if r["mode"] != "baseline"]
+    return "front_rear_task" if "front_rear_task" in modes else (modes[0] if modes else None)
+
+
+def main_table(results: dict[str, Any]) -> list[str]:
+    """Figure 1: every student under every mode and view policy, the other axes at the reference; gains paired."""
+    ref = results["reference"]
+    runs = [r for r in results["runs"] if at_reference(r, ref, free=("view_policy",))]
+    columns = list(dict.fromkeys(arm(r) for r in runs))
+    baselines = _baselines(results)
+    gain_columns = [c for c in columns if c != "baseline"] if baselines else []
+    rows = []
+    for student in _students(results):
+        row = [student]
+        for column in columns:
+            cell = [r for r in runs if r["student"] == student and arm(r) == column]
+            accs = [r["test_acc"] for r in cell]
+            row.append(f"{_pct(np.mean(accs), np.std(accs))} (n={len(accs)})" if accs else "–")
+        for column in gain_columns:
+            row.append(
+                _gain(
+                    paired_gain([r for r in runs if r["student"] == student and arm(r) == column], baselines)
+                )
+            )
+        rows.append(row)
+    return _table(["student", *columns, *(f"gain {c}" for c in gain_columns)], rows)
+
+
+def axis_study(results: dict[str, Any], axis: str) -> tuple[list[Any], dict[str, dict[Any, tuple]]] | None:
+    """Per student and value of ``axis`` (the ELF mode, other axes at the reference): (mean, std, gain)."""
+    mode, ref = _elf_mode(results), results["reference"]
+    runs = [
+        r for r in results["runs"] if axes_of(r)["loss_mode"] == mode and at_reference(r, ref, free=(axis,))
+    ]
+    values = sorted({axes_of(r)[axis] for r in runs} - {None}, key=str)
+    if len(values) < 2:
+        return None
+    baselines = _baselines(results)
+    table: dict[str, dict[Any, tuple]] = {}
+    for student in _students(results):
+        for value in values:
+            cell = [r for r in runs if r["student"] == student and axes_of(r)[axis] == value]
+            if cell:
+                accs = [r["test_acc"] for r in cell]
+                table.setdefault(student, {})[value] = (
+                    np.mean(accs),
+                    np.std(accs),
+                    paired_gain(cell, baselines),
+                )
+    return values, table
+
+
+def lambda_grid(results: dict[str, Any]) -> tuple[list[float], list[float], dict[tuple, list]] | None:
+    """ELF Fig. 3: per (lambda_front, lambda_rear), the paired gain of every non-baseline student."""
+    mode, ref = _elf_mode(results), results["reference"]
+    runs = [
+        r
+        for r in results["runs"]
+        if axes_of(r)["loss_mode"] == mode and at_reference(r, ref, free=("lambda_front", "lambda_rear"))
+    ]
+    fronts = sorted({axes_of(r)["lambda_front"] for r in runs} - {None})
+    rears = sorted({axes_of(r)["lambda_rear"] for r in runs} - {None})
+    if len(fronts) * len(rears) < 2:
+        return None
+    baselines = _baselines(results)
+    cells: dict[tuple, list] = {}
+    for f in fronts:
+        for r_ in rears:
+            chosen = [r for r in runs if axes_of(r)["lambda_front"] == f and axes_of(r)["lambda_rear"] == r_]
+            cells[(f, r_)] = [
+                paired_gain([r for r in chosen if r["student"] == s], baselines)[0]
+                for s in _students(results)
+            ]
+    return fronts, rears, cells
+
+
+def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
+    cfg, syn, ref = results["config"], results["synthetic"], results["reference"]
     lines = [
         "# elfdd cross-architecture report",
         "",
         f"Synthetic set: {syn['method'].upper()}, IPC {syn['ipc']}, sha256 `{syn['sha256'][:16]}`; "
-        f"dataset {cfg['data']['name']}; distilled with {cfg['distill']['arch']}.",
-        f"Teacher `{cfg['teacher']['id']}` ({cfg['teacher']['arch']}); features from epoch {results.get('teacher_epoch')} "
-        f"at layer `{results.get('layer')}`. Students trained {cfg['students']['epochs']} epochs, "
-        f"feature loss {cfg['students']['feature_loss']}, λ_front {cfg['students']['lambda_front']}, λ_rear {cfg['students']['lambda_rear']}.",
+        f"dataset {cfg['data']['name']}; distilled with {cfg['distill']['arch']}. "
+        f"Teacher `{cfg['teacher']['id']}` ({cfg['teacher']['arch']}). Students trained {cfg['students']['epochs']} "
+        f"epochs (lr {cfg['students']['lr']}).",
         "",
-        "Test accuracy (%) on the real test split, mean ± std over seeds (np.std); gain = paired difference per seed. "
-        "View policy clean: the teacher feature of the un-augmented image (the reference); replay: the feature of "
-        "exactly the augmented view the student sees.",
+        "Test accuracy (%) on the real test split, mean ± std over seeds (np.std); gain = paired difference per seed "
+        "against the same student's baseline. Reference cell (every table varies one axis from it): "
+        + ", ".join(f"{k} {v}" for k, v in ref.items())
+        + ". View policy clean: the teacher feature of the un-augmented image (the reference code); replay: the "
+        "feature of exactly the augmented view the student sees.",
         "",
+        "## Improvement over the baseline per student (ELF Fig. 1)",
+        "",
+        *main_table(results),
     ]
-    header = ["student", *modes] + [f"gain {m}" for m in modes if m != "baseline" and "baseline" in modes]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    gains = {m: paired_gains(results["runs"], m) for m in modes if m != "baseline" and "baseline" in modes}
-    for student in students:
-        row = [student]
-        for m in modes:
-            s = summary.get((student, m))
-            row.append(f"{_pct(s['mean'], s['std'])} (n={s['n']})" if s else "–")
-        for per_student in gains.values():
-            g = per_student.get(student)
-            row.append(f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f}" if g else "–")
-        lines.append("| " + " | ".join(row) + " |")
-    if plot_name:
-        lines += ["", f"![test accuracy by student and mode](plots/{plot_name})"]
-    seconds = sum(r["train_seconds"] for r in results["runs"])
-    lines += ["", f"{len(results['runs'])} student runs, {seconds:.0f} s of student training in total.", ""]
+    for name in ("accuracy", "gains"):
+        if name in plots:
+            lines += ["", f"![{name}](plots/{plots[name]})"]
+    grid = lambda_grid(results)
+    if grid:
+        fronts, rears, cells = grid
+        lines += [
+            "",
+            "## λ_front x λ_rear (ELF Fig. 3)",
+            "",
+            "Mean over students of the paired gain (points) of the ELF mode; rows λ_front, columns λ_rear.",
+            "",
+            *_table(
+                ["λ_front \\ λ_rear", *map(str, rears)],
+                [[str(f), *(f"{100 * np.nanmean(cells[(f, r)]):+.2f}" for r in rears)] for f in fronts],
+            ),
+        ]
+        if "lambda_grid" in plots:
+            lines += ["", f"![lambda grid](plots/{plots['lambda_grid']})"]
+    for axis in ("teacher_epoch", "layer", "feature_loss", "view_policy"):
+        study = axis_study(results, axis)
+        if not study:
+            continue
+        values, table = study
+        rows = [
+            [
+                s,
+                *(
+                    f"{_pct(*table[s][v][:2])} ({_gain(table[s][v][2])})" if v in table[s] else "–"
+                    for v in values
+                ),
+            ]
+            for s in table
+        ]
+        lines += ["", f"## {AXIS_TITLES[axis]}", "", "Accuracy (gain over the baseline).", ""]
+        lines += _table(["student", *map(str, values)], rows)
+        if axis in plots:
+            lines += ["", f"![{axis}](plots/{plots[axis]})"]
+    lines += ["", *loss_mode_section(results)]
+    lines += provenance(results)
     return "\n".join(lines)
 
 
-def plot_accuracy(results: dict[str, Any], path: Path) -> None:
+def loss_mode_section(results: dict[str, Any]) -> list[str]:
+    """The loss-mode ablation: every loss mode of the grid, other axes at the reference."""
+    ref = results["reference"]
+    runs = [r for r in results["runs"] if at_reference(r, ref)]
+    modes = list(dict.fromkeys(axes_of(r)["loss_mode"] for r in runs))
+    if len(modes) < 3:
+        return []
+    baselines = _baselines(results)
+    rows = []
+    for student in _students(results):
+        row = [student]
+        for mode in modes:
+            cell = [r for r in runs if r["student"] == student and axes_of(r)["loss_mode"] == mode]
+            accs = [r["test_acc"] for r in cell]
+            row.append(
+                f"{_pct(np.mean(accs), np.std(accs))} ({_gain(paired_gain(cell, baselines))})"
+                if accs
+                else "–"
+            )
+        rows.append(row)
+    return [
+        "## Loss-mode ablation",
+        "",
+        "Accuracy (gain over the baseline).",
+        "",
+        *_table(["student", *modes], rows),
+        "",
+    ]
+
+
+def provenance(results: dict[str, Any]) -> list[str]:
+    seconds = sum(r["train_seconds"] for r in results["runs"])
+    lines = [
+        "## Provenance",
+        "",
+        f"{len(results['runs'])} student runs, {seconds:.0f} s of student training in total. Every run in "
+        "results.json carries its `cache_key`: the sha256 of its cell, training settings, test data and the store "
+        "provenance below. Synthetic set sha256 `" + results["synthetic"]["sha256"] + "`.",
+        "",
+    ]
+    if results["stores"]:
+        lines += _table(
+            ["teacher", "epoch", "layer", "checkpoint sha256", "views", "dtype"],
+            [
+                [
+                    s["teacher_id"],
+                    str(s["epoch"]),
+                    s["layer"],
+                    f"`{s['checkpoint_sha256'][:16]}`",
+                    str(s["views"]),
+                    s["dtype"],
+                ]
+                for s in results["stores"]
+            ],
+        )
+    students = results["config"].get("students", {})
+    grid = {
+        k: students.get(k)
+        for k in (
+            "archs",
+            "modes",
+            "view_policies",
+            "feature_loss",
+            "lambda_front",
+            "lambda_rear",
+            "teacher_epoch",
+            "layer",
+            "seeds",
+        )
+    }
+    lines += ["", "Student grid of this report: " + "; ".join(f"{k} {v}" for k, v in grid.items()) + ".", ""]
+    return lines
+
+
+def _figure(path: Path, draw: Callable, size: tuple[float, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary, students, modes = _grid(results)
-    width = 0.8 / len(modes)
-    fig, ax = plt.subplots(figsize=(1.6 * len(students) + 2, 3.6))
-    for i, mode in enumerate(modes):
-        means = [100 * summary[(s, mode)]["mean"] if (s, mode) in summary else 0 for s in students]
-        stds = [100 * summary[(s, mode)]["std"] if (s, mode) in summary else 0 for s in students]
-        ax.bar(
-            np.arange(len(students)) + (i - (len(modes) - 1) / 2) * width,
-            means,
-            width,
-            yerr=stds,
-            capsize=3,
-            label=mode,
-        )
-    ax.set_xticks(np.arange(len(students)), students)
-    ax.set_ylabel("test accuracy (%)")
-    low = min((100 * s["mean"] for s in results["summary"]), default=0)
-    ax.set_ylim(max(0, low - 10), 100)
-    ax.set_title("Students trained on the synthetic set: baseline vs ELF")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _bars(ax, groups: list[str], series: dict[str, tuple[list[float], list[float]]]) -> None:
+    width = 0.8 / max(1, len(series))
+    for i, (label, (means, stds)) in enumerate(series.items()):
+        x = np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=stds, capsize=3, label=label)
+    ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
+    ax.legend(fontsize=8)
+
+
+def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
+    """Every PNG the report shows; returns {analysis: file name}."""
+    written: dict[str, str] = {}
+    ref, students = results["reference"], _students(results)
+    runs = [r for r in results["runs"] if at_reference(r, ref, free=("view_policy",))]
+    columns = list(dict.fromkeys(arm(r) for r in runs))
+
+    def accuracy(ax) -> None:
+        series = {}
+        for column in columns:
+            accs = [
+                [100 * r["test_acc"] for r in runs if r["student"] == s and arm(r) == column]
+                for s in students
+            ]
+            series[column] = ([np.mean(a) if a else 0 for a in accs], [np.std(a) if a else 0 for a in accs])
+        _bars(ax, students, series)
+        ax.set_ylabel("test accuracy (%)")
+        low = min((m for means, _ in series.values() for m in means if m), default=0)
+        ax.set_ylim(max(0, low - 10), 100)
+        ax.set_title("Students on the synthetic set: baseline vs ELF")
+
+    _figure(folder / "accuracy.png", accuracy, (1.6 * len(students) + 2, 3.6))
+    written["accuracy"] = "accuracy.png"
+    baselines = _baselines(results)
+    gain_columns = [c for c in columns if c != "baseline"] if baselines else []
+    if gain_columns:
+
+        def gains(ax) -> None:
+            series = {}
+            for column in gain_columns:
+                g = [
+                    paired_gain([r for r in runs if r["student"] == s and arm(r) == column], baselines)
+                    for s in students
+                ]
+                series[column] = ([100 * x[0] if x[2] else 0 for x in g], [100 * x[1] for x in g])
+            _bars(ax, students, series)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_ylabel("gain over baseline (points)")
+            ax.set_title("What ELF buys each student")
+
+        _figure(folder / "gains.png", gains, (1.6 * len(students) + 2, 3.6))
+        written["gains"] = "gains.png"
+    grid = lambda_grid(results)
+    if grid:
+        fronts, rears, cells = grid
+
+        def heatmap(ax) -> None:
+            values = np.array([[100 * np.nanmean(cells[(f, r)]) for r in rears] for f in fronts])
+            image = ax.imshow(values, cmap="RdYlGn", aspect="auto")
+            ax.set_xticks(range(len(rears)), [str(r) for r in rears])
+            ax.set_yticks(range(len(fronts)), [str(f) for f in fronts])
+            ax.set_xlabel("λ_rear")
+            ax.set_ylabel("λ_front")
+            for i in range(len(fronts)):
+                for j in range(len(rears)):
+                    ax.text(j, i, f"{values[i, j]:+.1f}", ha="center", va="center", fontsize=8)
+            ax.figure.colorbar(image, ax=ax, label="mean gain (points)")
+            ax.set_title("ELF gain over λ_front x λ_rear")
+
+        _figure(folder / "lambda_grid.png", heatmap, (5, 4))
+        written["lambda_grid"] = "lambda_grid.png"
+    for axis in ("teacher_epoch", "layer", "feature_loss", "view_policy"):
+        study = axis_study(results, axis)
+        if not study:
+            continue
+        values, table = study
+
+        def lines(ax, values=values, table=table, axis=axis) -> None:
+            for student, per_value in table.items():
+                xs = [i for i, v in enumerate(values) if v in per_value]
+                ax.plot(xs, [100 * per_value[values[i]][0] for i in xs], marker="o", label=student)
+            ax.set_xticks(range(len(values)), [str(v) for v in values])
+            ax.set_xlabel(axis)
+            ax.set_ylabel("test accuracy (%)")
+            ax.legend(fontsize=8)
+            ax.set_title(AXIS_TITLES[axis].split(" (")[0])
+
+        _figure(folder / f"{axis}.png", lines, (5, 3.6))
+        written[axis] = f"{axis}.png"
+    return written

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,11 @@ from .distill import distill
 from .errors import BadInput
 from .extract import extract_to_store
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_json
-from .report import arm, build_results, plot_accuracy, render_markdown
-from .students import StudentJob, check_store_matches, student_jobs, train_student
+from .report import arm, at_reference, build_results, render_markdown, write_plots
+from .students import StudentJob, check_store_matches, make_job, student_jobs, train_student
 from .synthetic import load_synthetic
 from .teacher import load_manifest, train_teacher
-from .training import configure_threads, resolve_device, resolve_precision
+from .training import configure_threads, log, resolve_device, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -143,17 +144,26 @@ def stage_extract(run: RunDir, config: RunConfig) -> Path:
     return run.store
 
 
+def grid(config: RunConfig) -> list[StudentJob]:
+    """Every student cell of the config."""
+    return student_jobs(config.students, config.student_teacher_epochs, config.student_layers)
+
+
 def student_store(run: RunDir, config: RunConfig) -> Path:
     return Path(config.students.store) if config.students.store else run.store
 
 
-def open_student_dataset(run: RunDir, config: RunConfig) -> FeatureDataset:
-    """The store the students read, checked against this run's synthetic set and checkpoint where the run has them."""
+def open_student_dataset(
+    run: RunDir, config: RunConfig, epoch: int | None = None, layer: str | None = None
+) -> FeatureDataset:
+    """The store the students read (teacher ``epoch`` and ``layer``, default: the grid's reference ones), checked
+    against this run's synthetic set and checkpoint where the run has them."""
+    epoch = config.student_teacher_epoch if epoch is None else epoch
     dataset = FeatureDataset(
         student_store(run, config),
         config.teacher.id,
-        config.student_teacher_epoch,
-        config.student_layer,
+        epoch,
+        layer or config.student_layer,
         cache_bytes=config.students.cache_mb << 20,
     )
     from ..store.reader import FeatureStore
@@ -175,36 +185,59 @@ def open_student_dataset(run: RunDir, config: RunConfig) -> FeatureDataset:
     teacher_dir = run.teacher_dir(config.teacher.id)
     if (teacher_dir / "manifest.json").exists():
         manifest = load_manifest(teacher_dir)
-        checkpoint_sha = next(
-            (c["sha256"] for c in manifest["checkpoints"] if c["epoch"] == config.student_teacher_epoch), None
-        )
+        checkpoint_sha = next((c["sha256"] for c in manifest["checkpoints"] if c["epoch"] == epoch), None)
     check_store_matches(dataset, synthetic_sha, checkpoint_sha)
     return dataset
 
 
 def stage_student(
-    run: RunDir, config: RunConfig, job: StudentJob, dataset: FeatureDataset | None = None
+    run: RunDir,
+    config: RunConfig,
+    job: StudentJob,
+    dataset: FeatureDataset | None = None,
+    force: bool = False,
 ) -> Path:
-    """Train one student and write ``students/<job>.json`` atomically."""
+    """Train one student and write ``students/<job>.json`` atomically; a finished cell with the same cache key
+    (store provenance + cell config) is kept, not retrained, unless ``force``."""
     device, precision = _runtime(config)
-    dataset = dataset or open_student_dataset(run, config)
+    dataset = dataset or open_student_dataset(run, config, job.teacher_epoch, job.layer)
+    students = student_config(run, config)
+    key = cell_key(job, config, students, dataset, precision)
+    path = run.student_run(job)
+    if not force and path.exists() and load_json(path, "student run").get("cache_key") == key:
+        log.info("student %s: finished run with the same key, kept (%s)", job.name, path.name)
+        return path
     data = data_for(config)
     if tuple(data.x_test.shape[1:]) != tuple(dataset_image_shape(dataset)):
         raise BadInput(
             f"store images have shape {dataset_image_shape(dataset)}, the test data {tuple(data.x_test.shape[1:])}"
         )
     record = train_student(
-        job,
-        dataset,
-        data.x_test,
-        data.y_test,
-        student_config(run, config),
-        data.num_classes,
-        device,
-        precision,
+        job, dataset, data.x_test, data.y_test, students, data.num_classes, device, precision
     )
-    atomic_write_json(run.student_run(job), record)
-    return run.student_run(job)
+    atomic_write_json(path, {**record, "cache_key": key})
+    return path
+
+
+def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDataset, precision: str) -> str:
+    """sha256 of what one student run depends on: the cell, the training settings, the test data and the store's
+    provenance (for a baseline only the synthetic set: it never reads a feature)."""
+    provenance = dataset.provenance
+    if not job.uses_features:
+        provenance = {k: provenance[k] for k in ("synthetic_sha256", "normalization")}
+    training = students.model_dump(
+        mode="json",
+        include={"epochs", "lr", "momentum", "weight_decay", "batch_size", "dsa"},
+    )
+    what = {
+        "job": asdict(job),
+        "arch_kwargs": students.arch_kwargs.get(job.student, {}),
+        "training": training,
+        "data": config.data.model_dump(mode="json"),
+        "precision": precision,
+        "store": provenance,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
 def student_config(run: RunDir, config: RunConfig):
@@ -228,19 +261,57 @@ def dataset_image_shape(dataset: FeatureDataset) -> tuple[int, ...]:
 def stage_report(run: RunDir, config: RunConfig) -> Path:
     """Collect this config's student runs into results.json, report.md and plots/accuracy.png."""
     runs: list[dict[str, Any]] = []
-    for job in student_jobs(config.students):
+    _, precision = _runtime(config)
+    students = student_config(run, config)
+    datasets: dict[tuple[int | None, str | None], FeatureDataset] = {}
+    for job in grid(config):
         path = run.student_run(job)
         if not path.exists():
             raise BadInput(f"student run {path.name} is missing; run the students stage first")
-        runs.append(load_json(path, "student run"))
-    store_meta = _synthetic_meta(run, config)
-    results = build_results(__version__, config.model_dump(mode="json"), store_meta, runs)
-    results["teacher_epoch"], results["layer"] = config.student_teacher_epoch, config.student_layer
+        record = load_json(path, "student run")
+        where = (job.teacher_epoch, job.layer)
+        if where not in datasets:
+            datasets[where] = open_student_dataset(run, config, *where)
+        if record.get("cache_key") != cell_key(job, config, students, datasets[where], precision):
+            raise BadInput(
+                f"student run {path.name} was trained with another config or store; run the students stage again"
+            )
+        runs.append(record)
+    results = build_results(
+        __version__,
+        config.model_dump(mode="json"),
+        _synthetic_meta(run, config),
+        runs,
+        reference_cell(config),
+        list({(d.epoch, d.layer): d.provenance for d in datasets.values()}.values()),
+    )
     atomic_write_json(run.results, results)
-    plot = run.plots / "accuracy.png"
-    plot_accuracy(results, plot)
-    atomic_write_text(run.report, render_markdown(results, plot.name))
+    plots = write_plots(results, run.plots)
+    atomic_write_text(run.report, render_markdown(results, plots))
     return run.report
+
+
+def reference_job(
+    config: RunConfig, student: str, loss_mode: str, seed: int, view_policy: str | None = None
+) -> StudentJob:
+    """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value."""
+    ref = reference_cell(config)
+    if view_policy is not None:
+        ref["view_policy"] = view_policy
+    return make_job(student, loss_mode, seed, **ref)
+
+
+def reference_cell(config: RunConfig) -> dict[str, Any]:
+    """The first value of every grid axis: the cell the report's analyses vary one axis from."""
+    students = config.students
+    return {
+        "view_policy": students.view_policies[0],
+        "feature_loss": students.feature_loss[0],
+        "lambda_front": students.lambda_front[0],
+        "lambda_rear": students.lambda_rear[0],
+        "teacher_epoch": config.student_teacher_epoch,
+        "layer": config.student_layer,
+    }
 
 
 def _synthetic_meta(run: RunDir, config: RunConfig) -> dict[str, Any]:
@@ -255,4 +326,5 @@ def _synthetic_meta(run: RunDir, config: RunConfig) -> dict[str, Any]:
 
 def summary_line(run: RunDir) -> str:
     results = json.loads(run.results.read_text())
-    return ", ".join(f"{s['student']}/{arm(s)} {100 * s['mean']:.1f}%" for s in results["summary"])
+    cells = [s for s in results["summary"] if at_reference(s, results["reference"], ("view_policy",))]
+    return ", ".join(f"{s['student']}/{arm(s)} {100 * s['mean']:.1f}%" for s in cells)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -22,32 +23,93 @@ from .training import Progress, autocast, evaluate, seed_everything, sgd_with_ha
 
 @dataclass(frozen=True)
 class StudentJob:
-    """One cell of the student grid."""
+    """One cell of the student grid. The feature axes are None where the loss mode does not use them, so one
+    baseline serves every lambda, layer and teacher epoch."""
 
     student: str
     loss_mode: str
     seed: int
-    view_policy: str | None = None  # None when the loss mode uses no teacher feature
+    view_policy: str | None = None
+    feature_loss: str | None = None
+    lambda_front: float | None = None
+    lambda_rear: float | None = None
+    teacher_epoch: int | None = None
+    layer: str | None = None
 
     @property
     def name(self) -> str:
-        policy = f"__{self.view_policy}" if self.view_policy not in (None, "clean") else ""
-        return f"{self.student}__{self.loss_mode}{policy}__seed{self.seed}"
+        """A file-safe label naming every axis of the cell."""
+        parts = [self.student, self.loss_mode]
+        if self.view_policy not in (None, "clean"):
+            parts.append(self.view_policy)
+        loss = [
+            v
+            for v in (
+                self.feature_loss,
+                None if self.lambda_front is None else f"f{self.lambda_front:g}",
+                None if self.lambda_rear is None else f"r{self.lambda_rear:g}",
+            )
+            if v is not None
+        ]
+        if loss:
+            parts.append("_".join(loss))
+        if self.layer is not None:
+            parts.append(f"{self.layer}_e{self.teacher_epoch}")
+        return "__".join([*parts, f"seed{self.seed}"])
+
+    @property
+    def uses_features(self) -> bool:
+        return uses_features(self.loss_mode)
 
 
 def uses_features(loss_mode: str) -> bool:
     return bool({"front", "rear"} & set(LOSS_TERMS[loss_mode]))
 
 
-def student_jobs(cfg: StudentsConfig) -> list[StudentJob]:
-    """Student x loss mode x view policy (feature modes only) x seed."""
-    return [
-        StudentJob(a, m, s, p)
-        for a in cfg.archs
-        for m in cfg.modes
-        for p in (cfg.view_policies if uses_features(m) else [None])
-        for s in cfg.seeds
-    ]
+def make_job(
+    student: str,
+    loss_mode: str,
+    seed: int,
+    view_policy: str,
+    feature_loss: str,
+    lambda_front: float,
+    lambda_rear: float,
+    teacher_epoch: int,
+    layer: str,
+) -> StudentJob:
+    """The cell of these axis values, with the axes ``loss_mode`` does not use set to None."""
+    terms = LOSS_TERMS[loss_mode]
+    if not uses_features(loss_mode):
+        return StudentJob(student, loss_mode, seed)
+    front = "front" in terms
+    return StudentJob(
+        student,
+        loss_mode,
+        seed,
+        view_policy,
+        feature_loss if front else None,
+        lambda_front if front else None,
+        lambda_rear if "rear" in terms else None,
+        teacher_epoch,
+        layer,
+    )
+
+
+def student_jobs(cfg: StudentsConfig, teacher_epochs: list[int], layers: list[str]) -> list[StudentJob]:
+    """The grid: student x loss mode x view policy x feature loss x lambda_front x lambda_rear x teacher epoch x
+    layer x seed, each cell once (a baseline does not repeat over the feature axes)."""
+    axes = itertools.product(
+        cfg.archs,
+        cfg.modes,
+        cfg.view_policies,
+        cfg.feature_loss,
+        cfg.lambda_front,
+        cfg.lambda_rear,
+        teacher_epochs,
+        layers,
+    )
+    cells = [make_job(a, m, seed, *rest) for a, m, *rest in axes for seed in cfg.seeds]
+    return list(dict.fromkeys(cells))
 
 
 class NumericalFault(RuntimeError):
@@ -116,11 +178,11 @@ def train_student(
                 h = model.front(images, split)
                 losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
                 if "front" in terms:
-                    losses["front"] = cfg.lambda_front * feature_loss(
-                        cfg.feature_loss, adapters["to_teacher"](h).float(), teacher
+                    losses["front"] = job.lambda_front * feature_loss(
+                        job.feature_loss, adapters["to_teacher"](h).float(), teacher
                     )
                 if "rear" in terms:
-                    losses["rear"] = cfg.lambda_rear * F.cross_entropy(
+                    losses["rear"] = job.lambda_rear * F.cross_entropy(
                         model.rear(adapters["from_teacher"](teacher), split).float(), labels
                     )
             loss = sum(losses[t] for t in terms)
@@ -142,9 +204,9 @@ def train_student(
         "mode": result_mode(job.loss_mode),
         "loss": {
             "mode": job.loss_mode,
-            "feature_loss": cfg.feature_loss if "front" in terms else None,
-            "lambda_front": cfg.lambda_front if "front" in terms else None,
-            "lambda_rear": cfg.lambda_rear if "rear" in terms else None,
+            "feature_loss": job.feature_loss,
+            "lambda_front": job.lambda_front,
+            "lambda_rear": job.lambda_rear,
         },
         "teacher_id": dataset.teacher_id if with_features else None,
         "teacher_epoch": dataset.epoch if with_features else None,

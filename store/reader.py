@@ -130,6 +130,19 @@ class FeatureDataset(torch.utils.data.Dataset):
             )
         self.num_params = params.shape[2] if params is not None else 0
         self.chunk = features.chunks[0]
+        # What a student trained from this dataset depends on (the student grid's cache key uses it).
+        self.provenance = {
+            "synthetic_sha256": store.meta["synthetic_sha256"],
+            "normalization": store.meta["normalization"],
+            "teacher_id": teacher_id,
+            "epoch": epoch,
+            "checkpoint_sha256": store.checkpoint_sha256(teacher_id, epoch),
+            "layer": layer,
+            "views": self.views,
+            "dtype": str(features.dtype),
+            "codec": features.attrs.get("codec"),
+            "view_seed": params.attrs.get("seed") if params is not None else None,
+        }
         per_sample = (
             4 * int(np.prod(self.image_shape))
             + self.views * int(np.prod(self.feature_shape)) * features.dtype.itemsize

@@ -10,6 +10,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# A whole run on the toy data in seconds: DM 4 iterations, a teacher checkpointed at epochs 0 and 2, 2-epoch students.
+TINY_RUN = [
+    "precision=fp32",
+    "distill.ipc=2",
+    "distill.iterations=4",
+    "distill.batch_real=8",
+    "teacher.epochs=2",
+    "teacher.checkpoint_epochs=[0,2]",
+    "teacher.batch_size=32",
+    "students.epochs=2",
+    "students.seeds=[0]",
+]
+
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
     """Write ``array`` (uint8) as an IDX file, the format of (Fashion-)MNIST."""

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 def test_defaults_and_overrides():
     cfg = load_config(None, ["students.archs=[convnet,mlp]", "distill.ipc=3", "students.lambda_front=0.5"])
     assert (
-        cfg.students.archs == ["convnet", "mlp"] and cfg.distill.ipc == 3 and cfg.students.lambda_front == 0.5
+        cfg.students.archs == ["convnet", "mlp"]
+        and cfg.distill.ipc == 3
+        and cfg.students.lambda_front == [0.5]
     )
     assert cfg.extract_layers == ["block3"] and cfg.student_teacher_epoch == max(
         cfg.teacher.checkpoint_epochs

@@ -11,7 +11,7 @@ from elfdd.models import create_model
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.errors import BadInput
-from elfdd.pipeline.students import StudentJob, student_jobs, student_view, train_student
+from elfdd.pipeline.students import StudentJob, student_view, train_student
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store
@@ -94,7 +94,7 @@ def test_replay_and_clean_students_side_by_side_in_the_report(replay_run):
     run, config, _ = replay_run
     config = config.model_copy(deep=True)
     config.students.archs = ["mlp"]
-    jobs = student_jobs(config.students)
+    jobs = stages.grid(config)
     assert [j.view_policy for j in jobs] == [None, "clean", "replay"]
     for job in jobs:
         stages.stage_student(run, config, job)

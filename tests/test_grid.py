@@ -1,0 +1,136 @@
+"""The student grid: expansion over every axis, cached cells, torchvision students, the report's analyses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from elfdd.pipeline import stages
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.errors import BadInput
+from helpers import TINY_RUN, staged_run
+
+GRID = [
+    "students.archs=[mlp,lenet]",
+    "students.modes=[task,front_rear_task,front_task]",
+    "students.lambda_front=[1,0.5]",
+    "students.lambda_rear=[1,0.5]",
+    "students.teacher_epoch=[2,0]",
+    "students.epochs=1",
+]
+
+
+@pytest.fixture(scope="module")
+def grid_run(toy_npz, tmp_path_factory):
+    return staged_run(toy_npz, tmp_path_factory.mktemp("grid"), [*TINY_RUN, *GRID])
+
+
+def test_the_grid_expands_every_axis_once(toy_npz):
+    config = load_config(
+        None,
+        [
+            "data.name=npz",
+            f"data.path={toy_npz}",
+            *GRID,
+            "students.seeds=[0,1]",
+            "students.feature_loss=[ce,l2]",
+            "teacher.checkpoint_epochs=[0,2]",
+            "teacher.epochs=2",
+        ],
+    )
+    jobs = stages.grid(config)
+    names = [j.name for j in jobs]
+    assert len(names) == len(set(names)) == len(jobs)
+    per_student_seed = {
+        "task": 1,  # one baseline, whatever the feature axes
+        "front_rear_task": 2 * 2 * 2 * 2,  # feature loss x lambda_front x lambda_rear x teacher epoch
+        "front_task": 2 * 2 * 2,  # lambda_rear unused
+    }
+    for mode, count in per_student_seed.items():
+        assert sum(j.loss_mode == mode for j in jobs) == count * 2 * 2  # x students x seeds
+    assert all(j.lambda_rear is None for j in jobs if j.loss_mode == "front_task")
+    assert all(j.teacher_epoch is None and j.layer is None for j in jobs if j.loss_mode == "task")
+    assert stages.reference_job(config, "mlp", "front_rear_task", 0) == next(
+        j for j in jobs if j.student == "mlp" and j.loss_mode == "front_rear_task" and j.seed == 0
+    )
+
+
+def test_a_scalar_axis_is_a_one_value_grid(toy_npz):
+    config = load_config(None, ["students.lambda_front=0.3", "students.feature_loss=l2"])
+    assert config.students.lambda_front == [0.3] and config.students.feature_loss == ["l2"]
+    with pytest.raises(BadInput, match="lambda_front"):
+        load_config(None, ["students.lambda_front=[1,-1]"])
+    with pytest.raises(BadInput, match="teacher_epoch"):
+        load_config(None, ["students.teacher_epoch=[4,3]"])
+
+
+def test_finished_cells_are_kept_and_changed_cells_retrained(grid_run):
+    run, config = grid_run
+    job = stages.reference_job(config, "mlp", "front_rear_task", 0)
+    path = stages.stage_student(run, config, job)
+    first = json.loads(path.read_text())
+    stamp = path.stat().st_mtime_ns
+    assert stages.stage_student(run, config, job) == path and path.stat().st_mtime_ns == stamp  # kept
+    longer = config.model_copy(deep=True)
+    longer.students.epochs = 2
+    again = json.loads(stages.stage_student(run, longer, job).read_text())
+    assert again["cache_key"] != first["cache_key"] and again["epochs"] == 2  # retrained
+    # the baseline does not depend on the feature axes: one cached run serves every lambda
+    baseline = stages.reference_job(config, "mlp", "task", 0)
+    stages.stage_student(run, config, baseline)
+    other_lambda = config.model_copy(deep=True)
+    other_lambda.students.lambda_front = [0.25]
+    stamp = run.student_run(baseline).stat().st_mtime_ns
+    stages.stage_student(run, other_lambda, baseline)
+    assert run.student_run(baseline).stat().st_mtime_ns == stamp
+
+
+def test_a_stale_run_is_not_reported(grid_run, tmp_path):
+    run, config = grid_run
+    for job in stages.grid(config):
+        stages.stage_student(run, config, job)
+    changed = config.model_copy(deep=True)
+    changed.students.lr = 0.02
+    with pytest.raises(BadInput, match="another config or store"):
+        stages.stage_report(run, changed)
+
+
+@pytest.mark.parametrize("student", ["tv_resnet18", "tv_mobilenet_v3_small"])
+def test_torchvision_students_train_with_elf_through_adapters(grid_run, student):
+    run, config = grid_run
+    job = stages.reference_job(config, student, "front_rear_task", 0)
+    record = json.loads(stages.stage_student(run, config, job).read_text())
+    assert record["mode"] == "elf" and 0 <= record["test_acc"] <= 1
+    assert record["student_split"] in ("layer4_0", "stage3")
+
+
+def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
+    from elfdd.flows.flows import report_flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    run, config = grid_run
+    for job in stages.grid(config):
+        stages.stage_student(run, config, job)
+    report_flow(str(run.root))
+    text = run.report.read_text()
+    for section in (
+        "ELF Fig. 1",
+        "λ_front x λ_rear",
+        "Teacher checkpoint epoch",
+        "Loss-mode ablation",
+        "Provenance",
+    ):
+        assert section in text, section
+    for plot in ("accuracy.png", "gains.png", "lambda_grid.png", "teacher_epoch.png"):
+        assert (run.plots / plot).stat().st_size > 1000, plot
+    results = json.loads(run.results.read_text())
+    assert len(results["runs"]) == len(stages.grid(config)) and all(r["cache_key"] for r in results["runs"])
+    assert results["reference"]["lambda_front"] == 1 and results["reference"]["teacher_epoch"] == 2
+    assert {s["epoch"] for s in results["stores"]} == {0, 2}
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["elfdd-report", "elfdd-summary"]))
+        )
+    kinds = {a.key: a.type for a in artifacts}
+    assert kinds == {"elfdd-report": "markdown", "elfdd-summary": "table"}
