@@ -88,7 +88,10 @@ def feature_loader(
     """Batches of (images, features, labels, view params) in the sampler's order.
 
     ``num_workers > 0`` reads in worker processes (each opens the store itself); with 0, a background thread
-    reads ``prefetch`` batches ahead (zarr and Blosc decode outside the GIL).
+    reads ``prefetch`` batches ahead (zarr and Blosc decode outside the GIL). Workers start from a fork server,
+    not by forking the caller: a process that ran a Prefect flow (event-loop threads, an ephemeral API server) or
+    holds zarr's async loop is not safe to fork, and forked workers of one died at start. They persist across
+    epochs (the sampler's epoch is read in this process, so ``set_epoch`` still reshuffles).
     """
     if num_workers > 0:
         return torch.utils.data.DataLoader(
@@ -97,7 +100,8 @@ def feature_loader(
             num_workers=num_workers,
             collate_fn=_whole_batch,
             prefetch_factor=prefetch,
-            persistent_workers=False,
+            persistent_workers=True,
+            multiprocessing_context="forkserver",
         )
     return Prefetched(dataset, sampler, prefetch)
 
