@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config key, e.g. distill.ipc=1",
         )
+        p.add_argument("--force", action="store_true", help="recompute even where the inputs are unchanged")
         if name in ("run", "distill"):
             p.add_argument(
                 "--method", choices=["dm", "dsa", "mtt"], help="distillation method (distill.method)"
@@ -83,7 +84,7 @@ def _run_stage(args: argparse.Namespace) -> int:
         from .flows import FLOWS, no_heartbeat
 
         with no_heartbeat():
-            result = FLOWS[args.command](str(run.root))
+            result = FLOWS[args.command](str(run.root), args.force)
     except BadInput:
         if created and _only_config(out):
             shutil.rmtree(out, ignore_errors=True)

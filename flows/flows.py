@@ -21,25 +21,25 @@ def _run(run_dir: str) -> tuple[stages.RunDir, stages.RunConfig]:
 
 
 @task(name="distill")
-def distill_task(run_dir: str) -> str:
-    return str(stages.stage_distill(*_run(run_dir)))
+def distill_task(run_dir: str, force: bool = False) -> str:
+    return str(stages.stage_distill(*_run(run_dir), force=force))
 
 
 @task(name="train-teacher")
-def teacher_task(run_dir: str) -> str:
-    return str(stages.stage_teacher(*_run(run_dir)))
+def teacher_task(run_dir: str, force: bool = False) -> str:
+    return str(stages.stage_teacher(*_run(run_dir), force=force))
 
 
 @task(name="extract-features")
-def extract_task(run_dir: str) -> str:
-    return str(stages.stage_extract(*_run(run_dir)))
+def extract_task(run_dir: str, force: bool = False) -> str:
+    return str(stages.stage_extract(*_run(run_dir), force=force))
 
 
 @task(name="train-student", task_run_name="student-{name}")
-def student_task(run_dir: str, name: str, cell: dict) -> str:
+def student_task(run_dir: str, name: str, cell: dict, force: bool = False) -> str:
     """One grid cell (``cell``: the StudentJob's fields; ``name``: its label, for the UI)."""
     run, config = _run(run_dir)
-    return str(stages.stage_student(run, config, StudentJob(**cell)))
+    return str(stages.stage_student(run, config, StudentJob(**cell), force=force))
 
 
 @task(name="report")
@@ -80,22 +80,22 @@ def publish_report(run: stages.RunDir) -> None:
 
 
 @flow(name="distill")
-def distill_flow(run_dir: str) -> str:
-    return distill_task(run_dir)
+def distill_flow(run_dir: str, force: bool = False) -> str:
+    return distill_task(run_dir, force)
 
 
 @flow(name="train-teacher")
-def teacher_flow(run_dir: str) -> str:
-    return teacher_task(run_dir)
+def teacher_flow(run_dir: str, force: bool = False) -> str:
+    return teacher_task(run_dir, force)
 
 
 @flow(name="extract-features")
-def extract_flow(run_dir: str) -> str:
-    return extract_task(run_dir)
+def extract_flow(run_dir: str, force: bool = False) -> str:
+    return extract_task(run_dir, force)
 
 
 @flow(name="train-students")
-def students_flow(run_dir: str) -> str:
+def students_flow(run_dir: str, force: bool = False) -> str:
     """Train every student of the config from the store (this run's, or ``students.store``), then report."""
     run, config = _run(run_dir)
     jobs = stages.grid(config)
@@ -104,22 +104,24 @@ def students_flow(run_dir: str) -> str:
             run, config, epoch, layer
         )  # refuse a mismatched store before any training
     for job in jobs:
-        student_task(run_dir, job.name, asdict(job))
+        student_task(run_dir, job.name, asdict(job), force)
     return report_task(run_dir)
 
 
 @flow(name="report")
-def report_flow(run_dir: str) -> str:
+def report_flow(run_dir: str, force: bool = False) -> str:
+    del force  # the report is always rewritten from the finished runs
     return report_task(run_dir)
 
 
 @flow(name="elf-pipeline")
-def elf_pipeline(run_dir: str) -> str:
-    """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows."""
-    distill_flow(run_dir)
-    teacher_flow(run_dir)
-    extract_flow(run_dir)
-    return students_flow(run_dir)
+def elf_pipeline(run_dir: str, force: bool = False) -> str:
+    """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps
+    its output when its inputs' key is unchanged; ``force`` recomputes everything."""
+    distill_flow(run_dir, force)
+    teacher_flow(run_dir, force)
+    extract_flow(run_dir, force)
+    return students_flow(run_dir, force)
 
 
 FLOWS = {

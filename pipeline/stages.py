@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,10 @@ class RunDir:
     def student_run(self, job: StudentJob) -> Path:
         return self.students / f"{job.name}.json"
 
+    def stage_marker(self, stage: str) -> Path:
+        """``stages/<stage>.json``: the key of the inputs the stage's output was made from."""
+        return self.root / "stages" / f"{stage}.json"
+
     @property
     def results(self) -> Path:
         return self.root / "results.json"
@@ -95,6 +102,51 @@ def data_for(config: RunConfig) -> DataSplits:
     return _cached_data(config.data.model_dump_json(), config.seed)
 
 
+@functools.lru_cache(maxsize=2)
+def _data_sha256(data_json: str, seed: int) -> str:
+    data = _cached_data(data_json, seed)
+    digest = hashlib.sha256()
+    for tensor in (data.x_train, data.y_train, data.x_test, data.y_test):
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(config: RunConfig) -> str:
+    """sha256 of the run's (normalised, subset) train and test tensors: a stage keyed on it recomputes when the
+    data changes, whatever the files are called."""
+    return _data_sha256(config.data.model_dump_json(), config.seed)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else str(value)
+
+
+def stage_key(*parts: Any) -> str:
+    """sha256 of a stage's inputs (configs, fingerprints, runtime)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_jsonable).encode()).hexdigest()
+
+
+def finished(run: RunDir, stage: str, key: str, output: Path) -> bool:
+    """Whether ``stage`` already produced ``output`` from the inputs ``key`` stands for."""
+    marker = run.stage_marker(stage)
+    if not marker.exists() or not output.exists():
+        return False
+    if load_json(marker, f"{stage} stage marker").get("key") != key:
+        return False
+    log.info("%s: inputs unchanged (key %s), kept %s", stage, key[:12], output)
+    return True
+
+
+def mark_finished(run: RunDir, stage: str, key: str, output: Path, started: float) -> None:
+    record = {
+        "stage": stage,
+        "key": key,
+        "output": str(output),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    atomic_write_json(run.stage_marker(stage), record)
+
+
 def save_zca(run: RunDir, data: DataSplits) -> None:
     """The run's ZCA statistics (mean, transform, eps, sha256) beside its artifacts, when the data is whitened."""
     if data.zca is not None and not run.zca.exists():
@@ -107,41 +159,96 @@ def _runtime(config: RunConfig) -> tuple[torch.device, str]:
     return device, resolve_precision(device, config.precision)
 
 
-def stage_distill(run: RunDir, config: RunConfig) -> Path:
+def stage_distill(run: RunDir, config: RunConfig, force: bool = False) -> Path:
+    """Distil the synthetic set; kept when data, distill config, seed and runtime are unchanged (unless ``force``)."""
+    started = time.perf_counter()
     device, precision = _runtime(config)
+    key = stage_key(
+        "distill", config.data, data_fingerprint(config), config.distill, config.seed, precision, device.type
+    )
+    if not force and finished(run, "distill", key, run.synthetic):
+        return run.synthetic
     experts = run.root / "experts" / config.distill.arch
     data = data_for(config)
     save_zca(run, data)
     synthetic, _ = distill(data, config.distill, device, precision, config.seed, experts)
     synthetic.save(run.synthetic)
+    mark_finished(run, "distill", key, run.synthetic, started)
     return run.synthetic
 
 
-def stage_teacher(run: RunDir, config: RunConfig) -> Path:
+def stage_teacher(run: RunDir, config: RunConfig, force: bool = False) -> Path:
+    """Train the teacher; kept when data, teacher config, seed and runtime are unchanged (unless ``force``)."""
+    started = time.perf_counter()
     device, precision = _runtime(config)
     out = run.teacher_dir(config.teacher.id)
+    key = stage_key(
+        "teacher", config.data, data_fingerprint(config), config.teacher, config.seed, precision, device.type
+    )
+    if not force and finished(run, "teacher", key, out / "manifest.json"):
+        return out / "manifest.json"
     save_zca(run, data_for(config))
     train_teacher(data_for(config), config.teacher, out, device, precision, config.seed)
+    mark_finished(run, "teacher", key, out / "manifest.json", started)
     return out / "manifest.json"
 
 
-def stage_extract(run: RunDir, config: RunConfig) -> Path:
+def stage_extract(run: RunDir, config: RunConfig, force: bool = False) -> Path:
+    """Extract features into the store; kept when the synthetic set, the checkpoints (by sha256) and the extract
+    config are unchanged (unless ``force``)."""
+    started = time.perf_counter()
     device, _ = _runtime(config)
     synthetic = load_synthetic(run.synthetic)
     teacher_dir = run.teacher_dir(config.teacher.id)
     manifest = load_manifest(teacher_dir)
+    checkpoints = {
+        c["epoch"]: c["sha256"] for c in manifest["checkpoints"] if c["epoch"] in config.extract_epochs
+    }
+    key = stage_key(
+        "extract",
+        synthetic.sha256,
+        config.teacher.id,
+        config.teacher.arch,
+        config.teacher.arch_kwargs,
+        checkpoints,
+        config.extract,
+        config.extract_epochs,
+        config.extract_layers,
+    )
+    if not force and finished(run, "extract", key, run.store):
+        return run.store
+    target = _store_to_build(run.store, synthetic.sha256)
     extract_to_store(
         synthetic,
         config.teacher,
         manifest,
         teacher_dir,
-        run.store,
+        target,
         config.extract_epochs,
         config.extract_layers,
         config.extract,
         device,
     )
+    if target != run.store:  # swap the rebuilt store in only once it is complete
+        stale = run.store.with_name(f".{run.store.name}.stale")
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(run.store, stale)
+        os.replace(target, run.store)
+        shutil.rmtree(stale, ignore_errors=True)
+    mark_finished(run, "extract", key, run.store, started)
     return run.store
+
+
+def _store_to_build(store: Path, synthetic_sha256: str) -> Path:
+    """Where extraction writes: the run's store, or, when it holds features of an earlier synthetic set of this run
+    (distill re-ran), a fresh store beside it that replaces it when complete."""
+    from ..store.reader import FeatureStore
+
+    if not store.exists() or FeatureStore(store).meta["synthetic_sha256"] == synthetic_sha256:
+        return store
+    building = store.with_name(f".{store.name}.rebuild")
+    shutil.rmtree(building, ignore_errors=True)
+    return building
 
 
 def grid(config: RunConfig) -> list[StudentJob]:

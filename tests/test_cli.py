@@ -152,3 +152,19 @@ def test_method_option_selects_the_distillation_method(tmp_path):
     assert cli._config_for(args).distill.method == "mtt"
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["distill", "--method", "kip"])
+
+
+def test_rerun_with_another_student_list_trains_only_the_students(smoke_run):
+    """Last in this file: it changes the smoke run's student list."""
+    out, _ = smoke_run
+    markers = {s: (out / "stages" / f"{s}.json").read_text() for s in ("distill", "teacher", "extract")}
+    synthetic = (out / "synthetic.pt").stat().st_mtime_ns
+    result = elfdd(
+        "run", str(out), "--config", "configs/smoke.yaml", *_sets([*TINY, "students.archs=[mlp,lenet]"])
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {s: (out / "stages" / f"{s}.json").read_text() for s in markers} == markers
+    assert (out / "synthetic.pt").stat().st_mtime_ns == synthetic
+    assert "inputs unchanged" in result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert {r["student"] for r in results["runs"]} == {"mlp", "lenet"}
