@@ -3,8 +3,6 @@ constant lr, as MTT expects), a snapshot of the parameters after every epoch, st
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ from ..models import create_model
 from .config import DistillConfig
 from .data import DataSplits
 from .errors import BadInput
-from .io import atomic_torch_save, atomic_write_json, load_json, sha256_file
+from .io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
 from .teacher import train_epoch
 from .training import evaluate, log
 
@@ -33,7 +31,7 @@ def expert_key(cfg: DistillConfig, data: DataSplits, seed: int) -> str:
         "normalization": data.normalization(),
         "seed": seed,
     }
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return json_sha256(what)[:16]
 
 
 def flat_params(model: torch.nn.Module) -> torch.Tensor:

@@ -44,6 +44,16 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _jsonable(value: Any) -> Any:
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else str(value)
+
+
+def json_sha256(obj: Any) -> str:
+    """sha256 of ``obj`` as canonical JSON (sorted keys; pydantic models as their JSON dump): a key of what a
+    result depends on."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_jsonable).encode()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -15,13 +14,14 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..store.layout import content_sha256
 from ..store.reader import FeatureDataset
 from .config import RunConfig, dump_config, load_config
 from .data import DataSplits, load_data
 from .distill import distill
 from .errors import BadInput
 from .extract import extract_to_store
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_json
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text, json_sha256, load_json
 from .report import arm, at_reference, build_results, render_markdown, write_plots
 from .students import StudentJob, check_store_matches, make_job, student_jobs, train_student
 from .synthetic import load_synthetic
@@ -105,10 +105,7 @@ def data_for(config: RunConfig) -> DataSplits:
 @functools.lru_cache(maxsize=2)
 def _data_sha256(data_json: str, seed: int) -> str:
     data = _cached_data(data_json, seed)
-    digest = hashlib.sha256()
-    for tensor in (data.x_train, data.y_train, data.x_test, data.y_test):
-        digest.update(tensor.contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return content_sha256(*(t.numpy() for t in (data.x_train, data.y_train, data.x_test, data.y_test)))
 
 
 def data_fingerprint(config: RunConfig) -> str:
@@ -117,13 +114,9 @@ def data_fingerprint(config: RunConfig) -> str:
     return _data_sha256(config.data.model_dump_json(), config.seed)
 
 
-def _jsonable(value: Any) -> Any:
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else str(value)
-
-
 def stage_key(*parts: Any) -> str:
     """sha256 of a stage's inputs (configs, fingerprints, runtime)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_jsonable).encode()).hexdigest()
+    return json_sha256(list(parts))
 
 
 def finished(run: RunDir, stage: str, key: str, output: Path) -> bool:
@@ -344,7 +337,7 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
         "precision": precision,
         "store": provenance,
     }
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+    return json_sha256(what)
 
 
 def student_config(run: RunDir, config: RunConfig):
