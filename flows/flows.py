@@ -57,18 +57,12 @@ def publish_report(run: stages.RunDir) -> None:
 
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    from ..pipeline.report import AXES
+
     results = json.loads(run.results.read_text())
     rows = [
         {
-            "student": s["student"],
-            "mode": s["mode"],
-            "loss_mode": s["loss_mode"],
-            "view_policy": s["view_policy"],
-            "feature_loss": s["feature_loss"],
-            "lambda_front": s["lambda_front"],
-            "lambda_rear": s["lambda_rear"],
-            "teacher_epoch": s["teacher_epoch"],
-            "layer": s["layer"],
+            **{k: s[k] for k in ("student", "mode", *AXES)},
             "accuracy_pct": round(100 * s["mean"], 2),
             "std_pct": round(100 * s["std"], 2),
             "n": s["n"],

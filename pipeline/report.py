@@ -107,18 +107,19 @@ def at_reference(run: dict[str, Any], reference: dict[str, Any], free: tuple[str
 
 
 def paired_gain(
-    runs: list[dict[str, Any]], baselines: dict[tuple[str, int], float]
+    runs: list[dict[str, Any]], baseline_acc: dict[tuple[str, int], float]
 ) -> tuple[float, float, int]:
     """Mean and std over seeds of (run - the same student's baseline at the same seed); NaN if none pairs."""
     gains = [
-        r["test_acc"] - baselines[(r["student"], r["seed"])]
+        r["test_acc"] - baseline_acc[(r["student"], r["seed"])]
         for r in runs
-        if (r["student"], r["seed"]) in baselines
+        if (r["student"], r["seed"]) in baseline_acc
     ]
     return (float(np.mean(gains)), float(np.std(gains)), len(gains)) if gains else (float("nan"), 0.0, 0)
 
 
-def _baselines(results: dict[str, Any]) -> dict[tuple[str, int], float]:
+def baselines(results: dict[str, Any]) -> dict[tuple[str, int], float]:
+    """Baseline test accuracy by (student, seed), what :func:`paired_gain` pairs with."""
     return {(r["student"], r["seed"]): r["test_acc"] for r in results["runs"] if r["mode"] == "baseline"}
 
 
@@ -148,74 +149,76 @@ def _elf_mode(results: dict[str, Any]) -> str | None:
     return "front_rear_task" if "front_rear_task" in modes else (modes[0] if modes else None)
 
 
+def figure1(results: dict[str, Any]) -> tuple[list[dict], list[str], list[str]]:
+    """Figure 1's runs (every mode and view policy, the other axes at the reference), its columns and the columns
+    with a gain over the baseline."""
+    runs = [r for r in results["runs"] if at_reference(r, results["reference"], free=("view_policy",))]
+    columns = list(dict.fromkeys(arm(r) for r in runs))
+    gain_columns = [c for c in columns if c != "baseline"] if baselines(results) else []
+    return runs, columns, gain_columns
+
+
+def _in_column(runs: list[dict], student: str, column: str) -> list[dict]:
+    return [r for r in runs if r["student"] == student and arm(r) == column]
+
+
+def _accuracy(cell: list[dict]) -> tuple[float, float] | None:
+    accs = [r["test_acc"] for r in cell]
+    return (float(np.mean(accs)), float(np.std(accs))) if accs else None
+
+
 def main_table(results: dict[str, Any]) -> list[str]:
     """Figure 1: every student under every mode and view policy, the other axes at the reference; gains paired."""
-    ref = results["reference"]
-    runs = [r for r in results["runs"] if at_reference(r, ref, free=("view_policy",))]
-    columns = list(dict.fromkeys(arm(r) for r in runs))
-    baselines = _baselines(results)
-    gain_columns = [c for c in columns if c != "baseline"] if baselines else []
+    runs, columns, gain_columns = figure1(results)
+    paired = baselines(results)
     rows = []
     for student in _students(results):
         row = [student]
         for column in columns:
-            cell = [r for r in runs if r["student"] == student and arm(r) == column]
-            accs = [r["test_acc"] for r in cell]
-            row.append(f"{_pct(np.mean(accs), np.std(accs))} (n={len(accs)})" if accs else "–")
+            cell = _in_column(runs, student, column)
+            row.append(f"{_pct(*_accuracy(cell))} (n={len(cell)})" if cell else "–")
         for column in gain_columns:
-            row.append(
-                _gain(
-                    paired_gain([r for r in runs if r["student"] == student and arm(r) == column], baselines)
-                )
-            )
+            row.append(_gain(paired_gain(_in_column(runs, student, column), paired)))
         rows.append(row)
     return _table(["student", *columns, *(f"gain {c}" for c in gain_columns)], rows)
 
 
+def _elf_runs(results: dict[str, Any], free: tuple[str, ...]) -> list[dict]:
+    """Runs of the ELF mode with every axis but ``free`` at the reference."""
+    mode, ref = _elf_mode(results), results["reference"]
+    return [r for r in results["runs"] if axes_of(r)["loss_mode"] == mode and at_reference(r, ref, free=free)]
+
+
 def axis_study(results: dict[str, Any], axis: str) -> tuple[list[Any], dict[str, dict[Any, tuple]]] | None:
     """Per student and value of ``axis`` (the ELF mode, other axes at the reference): (mean, std, gain)."""
-    mode, ref = _elf_mode(results), results["reference"]
-    runs = [
-        r for r in results["runs"] if axes_of(r)["loss_mode"] == mode and at_reference(r, ref, free=(axis,))
-    ]
+    runs = _elf_runs(results, (axis,))
     values = sorted({axes_of(r)[axis] for r in runs} - {None}, key=str)
     if len(values) < 2:
         return None
-    baselines = _baselines(results)
+    paired = baselines(results)
     table: dict[str, dict[Any, tuple]] = {}
     for student in _students(results):
         for value in values:
             cell = [r for r in runs if r["student"] == student and axes_of(r)[axis] == value]
             if cell:
-                accs = [r["test_acc"] for r in cell]
-                table.setdefault(student, {})[value] = (
-                    np.mean(accs),
-                    np.std(accs),
-                    paired_gain(cell, baselines),
-                )
+                table.setdefault(student, {})[value] = (*_accuracy(cell), paired_gain(cell, paired))
     return values, table
 
 
 def lambda_grid(results: dict[str, Any]) -> tuple[list[float], list[float], dict[tuple, list]] | None:
-    """ELF Fig. 3: per (lambda_front, lambda_rear), the paired gain of every non-baseline student."""
-    mode, ref = _elf_mode(results), results["reference"]
-    runs = [
-        r
-        for r in results["runs"]
-        if axes_of(r)["loss_mode"] == mode and at_reference(r, ref, free=("lambda_front", "lambda_rear"))
-    ]
+    """ELF Fig. 3: per (lambda_front, lambda_rear), the paired gain of every student."""
+    runs = _elf_runs(results, ("lambda_front", "lambda_rear"))
     fronts = sorted({axes_of(r)["lambda_front"] for r in runs} - {None})
     rears = sorted({axes_of(r)["lambda_rear"] for r in runs} - {None})
     if len(fronts) * len(rears) < 2:
         return None
-    baselines = _baselines(results)
+    paired = baselines(results)
     cells: dict[tuple, list] = {}
     for f in fronts:
         for r_ in rears:
             chosen = [r for r in runs if axes_of(r)["lambda_front"] == f and axes_of(r)["lambda_rear"] == r_]
             cells[(f, r_)] = [
-                paired_gain([r for r in chosen if r["student"] == s], baselines)[0]
-                for s in _students(results)
+                paired_gain([r for r in chosen if r["student"] == s], paired)[0] for s in _students(results)
             ]
     return fronts, rears, cells
 
@@ -290,18 +293,13 @@ def loss_mode_section(results: dict[str, Any]) -> list[str]:
     modes = list(dict.fromkeys(axes_of(r)["loss_mode"] for r in runs))
     if len(modes) < 3:
         return []
-    baselines = _baselines(results)
+    paired = baselines(results)
     rows = []
     for student in _students(results):
         row = [student]
         for mode in modes:
             cell = [r for r in runs if r["student"] == student and axes_of(r)["loss_mode"] == mode]
-            accs = [r["test_acc"] for r in cell]
-            row.append(
-                f"{_pct(np.mean(accs), np.std(accs))} ({_gain(paired_gain(cell, baselines))})"
-                if accs
-                else "–"
-            )
+            row.append(f"{_pct(*_accuracy(cell))} ({_gain(paired_gain(cell, paired))})" if cell else "–")
         rows.append(row)
     return [
         "## Loss-mode ablation",
@@ -383,18 +381,14 @@ def _bars(ax, groups: list[str], series: dict[str, tuple[list[float], list[float
 def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
     """Every PNG the report shows; returns {analysis: file name}."""
     written: dict[str, str] = {}
-    ref, students = results["reference"], _students(results)
-    runs = [r for r in results["runs"] if at_reference(r, ref, free=("view_policy",))]
-    columns = list(dict.fromkeys(arm(r) for r in runs))
+    students = _students(results)
+    runs, columns, gain_columns = figure1(results)
 
     def accuracy(ax) -> None:
         series = {}
         for column in columns:
-            accs = [
-                [100 * r["test_acc"] for r in runs if r["student"] == s and arm(r) == column]
-                for s in students
-            ]
-            series[column] = ([np.mean(a) if a else 0 for a in accs], [np.std(a) if a else 0 for a in accs])
+            cells = [_accuracy(_in_column(runs, s, column)) or (0.0, 0.0) for s in students]
+            series[column] = ([100 * m for m, _ in cells], [100 * sd for _, sd in cells])
         _bars(ax, students, series)
         ax.set_ylabel("test accuracy (%)")
         low = min((m for means, _ in series.values() for m in means if m), default=0)
@@ -403,17 +397,13 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
 
     _figure(folder / "accuracy.png", accuracy, (1.6 * len(students) + 2, 3.6))
     written["accuracy"] = "accuracy.png"
-    baselines = _baselines(results)
-    gain_columns = [c for c in columns if c != "baseline"] if baselines else []
     if gain_columns:
+        paired = baselines(results)
 
         def gains(ax) -> None:
             series = {}
             for column in gain_columns:
-                g = [
-                    paired_gain([r for r in runs if r["student"] == s and arm(r) == column], baselines)
-                    for s in students
-                ]
+                g = [paired_gain(_in_column(runs, s, column), paired) for s in students]
                 series[column] = ([100 * x[0] if x[2] else 0 for x in g], [100 * x[1] for x in g])
             _bars(ax, students, series)
             ax.axhline(0, color="black", linewidth=0.8)
