@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ...models import create_model
+from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..errors import BadInput
@@ -40,6 +41,19 @@ def initial_images(
 
 def class_indices(data: DataSplits) -> list[torch.Tensor]:
     return [(data.y_train == c).nonzero().squeeze(1) for c in range(data.num_classes)]
+
+
+def real_batch(
+    rows: torch.Tensor, cfg: DistillConfig, image_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One class's draw for an image update: ``cfg.batch_real`` of its real images (indices into the training set)
+    and the Siamese DSA parameters for them and for the class's synthetic images (the same op and per-row
+    parameters; all zero, i.e. no augmentation, without ``cfg.dsa``)."""
+    take = rows[torch.randperm(len(rows), generator=generator)[: cfg.batch_real]]
+    p_real, p_syn = augment.siamese_params(len(take), cfg.ipc, image_size, generator)
+    if not cfg.dsa:
+        p_real, p_syn = p_real.zero_(), p_syn.zero_()
+    return take, p_real, p_syn
 
 
 def random_net(cfg: DistillConfig, data: DataSplits, device: torch.device) -> torch.nn.Module:

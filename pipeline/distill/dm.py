@@ -8,7 +8,7 @@ from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..training import autocast
-from .base import Distillation, class_indices, random_net
+from .base import Distillation, class_indices, random_net, real_batch
 
 
 def dm_loss(
@@ -26,12 +26,8 @@ def dm_loss(
     size = data.image_shape[-1]
     real, real_params, syn_params = [], [], []
     for rows in index:
-        take = rows[torch.randperm(len(rows), generator=generator)[: cfg.batch_real]]
+        take, p_real, p_syn = real_batch(rows, cfg, size, generator)
         real.append(data.x_train[take])
-        # Siamese DSA: the real and synthetic images of a class share the op and the per-row parameters.
-        p_real, p_syn = augment.siamese_params(len(take), cfg.ipc, size, generator)
-        if not cfg.dsa:
-            p_real, p_syn = p_real.zero_(), p_syn.zero_()
         real_params.append(p_real)
         syn_params.append(p_syn)
     syn_x = augment.apply(images, torch.cat(syn_params))

@@ -9,7 +9,7 @@ from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..training import autocast
-from .base import Distillation, class_indices, random_net
+from .base import Distillation, class_indices, random_net, real_batch
 
 # Outer loop (image updates per iteration) and inner loop (network steps between them) by IPC, as the reference.
 LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -57,10 +57,7 @@ def gm_loss(
     loss = images.new_zeros(())
     syn_all = []
     for c, rows in enumerate(index):
-        take = rows[torch.randperm(len(rows), generator=generator)[: cfg.batch_real]]
-        p_real, p_syn = augment.siamese_params(len(take), cfg.ipc, size, generator)
-        if not cfg.dsa:
-            p_real, p_syn = p_real.zero_(), p_syn.zero_()
+        take, p_real, p_syn = real_batch(rows, cfg, size, generator)
         real_x = augment.apply(data.x_train[take].to(device), p_real)
         syn_x = augment.apply(images[c * cfg.ipc : (c + 1) * cfg.ipc], p_syn)
         syn_all.append(syn_x)
