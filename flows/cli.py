@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -46,12 +47,24 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--method", choices=["dm", "dsa", "mtt"], help="distillation method (distill.method)"
             )
+        if name in ("run", "extract", "students"):
+            p.add_argument(
+                "--dask-address",
+                default=os.environ.get("ELFDD_DASK_ADDRESS"),
+                metavar="URL",
+                help="dask.distributed scheduler (tcp://host:port) for the student grid and per-epoch extraction "
+                "(default: $ELFDD_DASK_ADDRESS; none: in this process)",
+            )
     p = sub.add_parser("inspect", help="dask-computed feature statistics of a store")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots (channel statistics, CKA) into DIR")
     p = sub.add_parser("verify", help="check a store's layout, completeness, checksums and provenance")
     p.add_argument("store")
+    p = sub.add_parser(
+        "serve", help="serve every flow as a deployment on the Prefect server of PREFECT_API_URL"
+    )
+    p.add_argument("--limit", type=int, default=1, help="flow runs at a time (default 1)")
     return parser
 
 
@@ -80,11 +93,12 @@ def _run_stage(args: argparse.Namespace) -> int:
     if args.command == "run":
         stages.data_for(config)  # refuse missing or malformed data before anything is written
     try:
-        run = stages.prepare_run(out, config)
-        from .flows import FLOWS, no_heartbeat
+        from .flows import DASK_STAGES, FLOWS, no_heartbeat
 
+        extra = {"dask_address": args.dask_address} if args.command in DASK_STAGES else {}
         with no_heartbeat():
-            result = FLOWS[args.command](str(run.root), args.force)
+            result = FLOWS[args.command](str(out), config, args.force, **extra)
+        run = stages.RunDir(out)
     except BadInput:
         if created and _only_config(out):
             shutil.rmtree(out, ignore_errors=True)
@@ -123,6 +137,13 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .deployments import serve
+
+    serve(args.limit)
+    return 0
+
+
 class _HideBadInput(logging.Filter):
     """Drop Prefect's traceback of a BadInput: the CLI reports it as one line and exits 2."""
 
@@ -147,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "serve":
+            return _serve(args)
         return _run_stage(args)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,10 @@
-"""Prefect flows: thin wrappers over pipeline.stages that pass run-directory paths, never arrays."""
+"""Prefect flows: thin wrappers over pipeline.stages that pass run-directory paths, never arrays.
+
+Every flow takes the run directory and, optionally, the whole run configuration as a typed (pydantic) parameter,
+so a deployment's UI shows the config as a form; a given config is validated and written to ``DIR/config.yaml``
+first, otherwise the directory's own config (or the defaults) is used. ``dask_address`` fans the per-epoch
+extraction and the student grid out over a dask.distributed cluster; without it everything runs in this process.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +19,44 @@ quiet_prefect_env()
 from prefect import flow, task  # noqa: E402
 
 from ..pipeline import stages  # noqa: E402
+from ..pipeline.config import RunConfig  # noqa: E402
 from ..pipeline.students import StudentJob  # noqa: E402
+from . import artifacts  # noqa: E402
+from .runner import RETRIES, RETRY_DELAYS, retry_transient, run_tasks  # noqa: E402
+
+RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_condition_fn": retry_transient}
 
 
-def _run(run_dir: str) -> tuple[stages.RunDir, stages.RunConfig]:
+def _run(run_dir: str) -> tuple[stages.RunDir, RunConfig]:
     return stages.RunDir(Path(run_dir)), stages.read_run_config(Path(run_dir))
 
 
-@task(name="distill")
+def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, RunConfig]:
+    """The run directory with ``config`` written into it, or with its own config.yaml (else the defaults)."""
+    root = Path(run_dir)
+    if config is None and (root / "config.yaml").exists():
+        return _run(run_dir)
+    config = config or RunConfig()
+    return stages.prepare_run(root, config), config
+
+
+@task(name="distill", **RETRYING)
 def distill_task(run_dir: str, force: bool = False) -> str:
     return str(stages.stage_distill(*_run(run_dir), force=force))
 
 
-@task(name="train-teacher")
+@task(name="train-teacher", **RETRYING)
 def teacher_task(run_dir: str, force: bool = False) -> str:
     return str(stages.stage_teacher(*_run(run_dir), force=force))
 
 
-@task(name="extract-features")
-def extract_task(run_dir: str, force: bool = False) -> str:
-    return str(stages.stage_extract(*_run(run_dir), force=force))
+@task(name="extract-epoch", task_run_name="extract-epoch-{epoch}", **RETRYING)
+def extract_epoch_task(run_dir: str, target: str, epoch: int) -> list[str]:
+    """One teacher checkpoint's features into the prepared store ``target``."""
+    return stages.stage_extract_epoch(*_run(run_dir), Path(target), epoch)
 
 
-@task(name="train-student", task_run_name="student-{name}")
+@task(name="train-student", task_run_name="student-{name}", **RETRYING)
 def student_task(run_dir: str, name: str, cell: dict, force: bool = False) -> str:
     """One grid cell (``cell``: the StudentJob's fields; ``name``: its label, for the UI)."""
     run, config = _run(run_dir)
@@ -47,75 +68,127 @@ def report_task(run_dir: str) -> str:
     """Write results.json, report.md and plots, and publish the summary table and the report as artifacts."""
     run, config = _run(run_dir)
     report = stages.stage_report(run, config)
-    publish_report(run)
+    artifacts.publish_report(run)
     return str(report)
 
 
-def publish_report(run: stages.RunDir) -> None:
-    """The report as Prefect artifacts of the flow run: a table (key elfdd-summary) and the markdown (elfdd-report)."""
-    import json
-
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    from ..pipeline.report import AXES
-
-    results = json.loads(run.results.read_text())
-    rows = [
-        {
-            **{k: s[k] for k in ("student", "mode", *AXES)},
-            "accuracy_pct": round(100 * s["mean"], 2),
-            "std_pct": round(100 * s["std"], 2),
-            "n": s["n"],
-        }
-        for s in results["summary"]
-    ]
-    create_table_artifact(rows, key="elfdd-summary", description=f"test accuracy per grid cell, {run.root}")
-    create_markdown_artifact(run.report.read_text(), key="elfdd-report", description=str(run.report))
-
-
 @flow(name="distill")
-def distill_flow(run_dir: str, force: bool = False) -> str:
-    return distill_task(run_dir, force)
+def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
+    """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD).
+
+    Args:
+        run_dir: run directory on the machine that runs the flow
+        config: the run configuration; empty: the directory's config.yaml, else the defaults
+        force: recompute even when the inputs are unchanged
+    """
+    run, _ = open_run(run_dir, config)
+    path = distill_task(run_dir, force)
+    artifacts.publish_distill(run)
+    return path
 
 
 @flow(name="train-teacher")
-def teacher_flow(run_dir: str, force: bool = False) -> str:
-    return teacher_task(run_dir, force)
+def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
+    """Train the teacher on the real data and checkpoint it at the configured epochs.
+
+    Args:
+        run_dir: run directory on the machine that runs the flow
+        config: the run configuration; empty: the directory's config.yaml, else the defaults
+        force: recompute even when the inputs are unchanged
+    """
+    run, config = open_run(run_dir, config)
+    path = teacher_task(run_dir, force)
+    artifacts.publish_teacher(run, config)
+    return path
 
 
 @flow(name="extract-features")
-def extract_flow(run_dir: str, force: bool = False) -> str:
-    return extract_task(run_dir, force)
+def extract_flow(
+    run_dir: str = "runs/default",
+    config: RunConfig | None = None,
+    force: bool = False,
+    dask_address: str | None = None,
+) -> str:
+    """Extract the teacher features of the synthetic set into the store, one task per checkpoint.
+
+    Args:
+        run_dir: run directory on the machine that runs the flow
+        config: the run configuration; empty: the directory's config.yaml, else the defaults
+        force: recompute even when the inputs are unchanged
+        dask_address: a dask.distributed scheduler (tcp://host:port) to run the epochs on; empty: in this process
+    """
+    run, config = open_run(run_dir, config)
+
+    def map_epochs(target: Path, epochs: list[int]) -> None:
+        calls = [{"run_dir": run_dir, "target": str(target), "epoch": epoch} for epoch in epochs]
+        run_tasks(extract_epoch_task, calls, dask_address)
+
+    path = stages.stage_extract(run, config, force, map_epochs)
+    artifacts.publish_extract(run, config)
+    return str(path)
 
 
 @flow(name="train-students")
-def students_flow(run_dir: str, force: bool = False) -> str:
-    """Train every student of the config from the store (this run's, or ``students.store``), then report."""
-    run, config = _run(run_dir)
+def students_flow(
+    run_dir: str = "runs/default",
+    config: RunConfig | None = None,
+    force: bool = False,
+    dask_address: str | None = None,
+) -> str:
+    """Train every student cell of the grid from the store (this run's, or ``students.store``), then report.
+
+    Args:
+        run_dir: run directory on the machine that runs the flow
+        config: the run configuration; empty: the directory's config.yaml, else the defaults
+        force: retrain cells that finished with the same inputs
+        dask_address: a dask.distributed scheduler (tcp://host:port) to train the cells on; empty: in this process
+    """
+    run, config = open_run(run_dir, config)
     jobs = stages.grid(config)
     for epoch, layer in dict.fromkeys((j.teacher_epoch, j.layer) for j in jobs):
         stages.open_student_dataset(
             run, config, epoch, layer
         )  # refuse a mismatched store before any training
-    for job in jobs:
-        student_task(run_dir, job.name, asdict(job), force)
+    calls = [{"run_dir": run_dir, "name": job.name, "cell": asdict(job), "force": force} for job in jobs]
+    run_tasks(student_task, calls, dask_address, progress="elfdd-students")
     return report_task(run_dir)
 
 
 @flow(name="report")
-def report_flow(run_dir: str, force: bool = False) -> str:
-    del force  # the report is always rewritten from the finished runs
+def report_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
+    """Write results.json, report.md and plots from the finished student runs.
+
+    Args:
+        run_dir: run directory on the machine that runs the flow
+        config: the run configuration; empty: the directory's config.yaml
+        force: unused (the report is always rewritten from the finished runs)
+    """
+    del force
+    open_run(run_dir, config)
     return report_task(run_dir)
 
 
 @flow(name="elf-pipeline")
-def elf_pipeline(run_dir: str, force: bool = False) -> str:
-    """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps
-    its output when its inputs' key is unchanged; ``force`` recomputes everything."""
-    distill_flow(run_dir, force)
-    teacher_flow(run_dir, force)
-    extract_flow(run_dir, force)
-    return students_flow(run_dir, force)
+def elf_pipeline(
+    run_dir: str = "runs/default",
+    config: RunConfig | None = None,
+    force: bool = False,
+    dask_address: str | None = None,
+) -> str:
+    """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps its
+    output when its inputs' key is unchanged.
+
+    Args:
+        run_dir: run directory on the machine that runs the flow
+        config: the run configuration; empty: the directory's config.yaml, else the defaults
+        force: recompute every stage even when its inputs are unchanged
+        dask_address: a dask.distributed scheduler (tcp://host:port) for extraction and the student grid
+    """
+    open_run(run_dir, config)
+    distill_flow(run_dir, force=force)
+    teacher_flow(run_dir, force=force)
+    extract_flow(run_dir, force=force, dask_address=dask_address)
+    return students_flow(run_dir, force=force, dask_address=dask_address)
 
 
 FLOWS = {
@@ -126,6 +199,7 @@ FLOWS = {
     "students": students_flow,
     "report": report_flow,
 }
+DASK_STAGES = ("run", "extract", "students")
 
 
 def no_heartbeat() -> contextlib.AbstractContextManager:

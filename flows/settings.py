@@ -11,6 +11,7 @@ QUIET_ENV = {
     "PREFECT_SERVER_UI_ENABLED": "false",
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "elfdd",  # stage progress reaches the flow run logs in the UI
 }
 
 

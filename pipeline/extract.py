@@ -57,6 +57,20 @@ def extract_to_store(
     device: torch.device,
 ) -> list[str]:
     """Write features and logits of every epoch x layer x view into the store; returns the array paths written."""
+    prepare_store(synthetic, teacher_cfg, manifest, store_path, cfg)
+    written = []
+    for epoch in epochs:
+        written += extract_epoch(
+            synthetic, teacher_cfg, manifest, teacher_dir, store_path, epoch, layers, cfg, device
+        )
+    return written
+
+
+def prepare_store(
+    synthetic: SyntheticSet, teacher_cfg: TeacherConfig, manifest: dict, store_path: Path, cfg: ExtractConfig
+) -> None:
+    """The store's root (images, labels, provenance), the teacher group and the stored views' parameters: what every
+    epoch's extraction writes under. The epochs can then be extracted in any order or in parallel."""
     writer.create_store(
         store_path,
         synthetic.images.numpy(),
@@ -76,15 +90,11 @@ def extract_to_store(
             "seed": manifest["seed"],
         },
     )
-    images = synthetic.images
-    n, image_shape = len(images), tuple(images.shape[1:])
-    policy = "replay" if cfg.views > 1 else "clean"
-    params = view_params(n, cfg, image_shape[-1])
     if cfg.views > 1:
         writer.write_views(
             store_path,
             teacher_cfg.id,
-            params.numpy(),
+            view_params(len(synthetic.images), cfg, synthetic.images.shape[-1]).numpy(),
             {
                 "fields": list(augment.FIELDS),
                 "seed": cfg.view_seed,
@@ -92,45 +102,62 @@ def extract_to_store(
                 "view0": "clean",
             },
         )
+
+
+def extract_epoch(
+    synthetic: SyntheticSet,
+    teacher_cfg: TeacherConfig,
+    manifest: dict,
+    teacher_dir: Path,
+    store_path: Path,
+    epoch: int,
+    layers: list[str],
+    cfg: ExtractConfig,
+    device: torch.device,
+) -> list[str]:
+    """One checkpoint's features at every layer and view (one forward pass per view serves all layers) into the
+    prepared store; the epoch's arrays are marked complete last. Returns the array paths written."""
+    images = synthetic.images
+    n, image_shape = len(images), tuple(images.shape[1:])
+    policy = "replay" if cfg.views > 1 else "clean"
+    params = view_params(n, cfg, image_shape[-1])
     model = build_teacher(teacher_cfg, image_shape, synthetic.num_classes).to(device)
     shapes = {layer: tuple(model.feature_shape(image_shape, layer)) for layer in layers}
-    written = []
-    for epoch in epochs:
-        state, digest = load_checkpoint(teacher_dir, manifest, epoch)
-        model.load_state_dict(state)
-        out = writer.EpochWriter(
-            store_path,
-            teacher_cfg.id,
-            epoch,
-            digest,
-            n,
-            cfg.views,
-            shapes,
-            synthetic.num_classes,
-            policy,
-            cfg.dtype,
-            cfg.codec,
-        )
-        for start in range(0, n, out.chunk):
-            block = slice(start, min(n, start + out.chunk))
-            per_view = [
-                teacher_features(
-                    model, augment.apply(images[block], params[block, v]), layers, device, cfg.batch_size
-                )
-                for v in range(cfg.views)
-            ]
-            out.write(
-                start,
-                {layer: np.stack([f[layer] for f, _ in per_view], axis=1) for layer in layers},
-                np.stack([logits for _, logits in per_view], axis=1),
+    state, digest = load_checkpoint(teacher_dir, manifest, epoch)
+    model.load_state_dict(state)
+    out = writer.EpochWriter(
+        store_path,
+        teacher_cfg.id,
+        epoch,
+        digest,
+        n,
+        cfg.views,
+        shapes,
+        synthetic.num_classes,
+        policy,
+        cfg.dtype,
+        cfg.codec,
+    )
+    for start in range(0, n, out.chunk):
+        block = slice(start, min(n, start + out.chunk))
+        per_view = [
+            teacher_features(
+                model, augment.apply(images[block], params[block, v]), layers, device, cfg.batch_size
             )
-        out.close()
-        written += [f"{teacher_cfg.id}/epoch_{epoch:04d}/{layer}" for layer in layers]
-        log.info(
-            "extract teacher %s epoch %d: %d views, %s",
-            teacher_cfg.id,
-            epoch,
-            cfg.views,
-            ", ".join(f"{k} {v}" for k, v in shapes.items()),
+            for v in range(cfg.views)
+        ]
+        out.write(
+            start,
+            {layer: np.stack([f[layer] for f, _ in per_view], axis=1) for layer in layers},
+            np.stack([logits for _, logits in per_view], axis=1),
         )
-    return written
+    out.close()
+    log.info(
+        "extract teacher %s epoch %d: %d images x %d views, %s",
+        teacher_cfg.id,
+        epoch,
+        n,
+        cfg.views,
+        ", ".join(f"{k} {v}" for k, v in shapes.items()),
+    )
+    return [f"{teacher_cfg.id}/epoch_{epoch:04d}/{layer}" for layer in layers]

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from .config import RunConfig, dump_config, load_config
 from .data import DataSplits, load_data
 from .distill import distill
 from .errors import BadInput
-from .extract import extract_to_store
+from .extract import extract_epoch, prepare_store
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, json_sha256, load_json
 from .report import arm, at_reference, build_results, render_markdown, write_plots
 from .students import StudentJob, check_store_matches, make_job, student_jobs, train_student
@@ -186,11 +187,14 @@ def stage_teacher(run: RunDir, config: RunConfig, force: bool = False) -> Path:
     return out / "manifest.json"
 
 
-def stage_extract(run: RunDir, config: RunConfig, force: bool = False) -> Path:
+def stage_extract(
+    run: RunDir, config: RunConfig, force: bool = False, map_epochs: MapEpochs | None = None
+) -> Path:
     """Extract features into the store; kept when the synthetic set, the checkpoints (by sha256) and the extract
-    config are unchanged (unless ``force``)."""
+    config are unchanged (unless ``force``). ``map_epochs(target, epochs)`` extracts the checkpoints into the prepared
+    store (default: one after the other here; the flows can fan them out as parallel tasks)."""
     started = time.perf_counter()
-    device, _ = _runtime(config)
+    _runtime(config)
     synthetic = load_synthetic(run.synthetic)
     teacher_dir = run.teacher_dir(config.teacher.id)
     manifest = load_manifest(teacher_dir)
@@ -211,17 +215,12 @@ def stage_extract(run: RunDir, config: RunConfig, force: bool = False) -> Path:
     if not force and finished(run, "extract", key, run.store):
         return run.store
     target = _store_to_build(run.store, synthetic.sha256)
-    extract_to_store(
-        synthetic,
-        config.teacher,
-        manifest,
-        teacher_dir,
-        target,
-        config.extract_epochs,
-        config.extract_layers,
-        config.extract,
-        device,
-    )
+    prepare_store(synthetic, config.teacher, manifest, target, config.extract)
+    if map_epochs is None:
+        for epoch in config.extract_epochs:
+            stage_extract_epoch(run, config, target, epoch)
+    else:
+        map_epochs(target, config.extract_epochs)
     if target != run.store:  # swap the rebuilt store in only once it is complete
         stale = run.store.with_name(f".{run.store.name}.stale")
         shutil.rmtree(stale, ignore_errors=True)
@@ -230,6 +229,26 @@ def stage_extract(run: RunDir, config: RunConfig, force: bool = False) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     mark_finished(run, "extract", key, run.store, started)
     return run.store
+
+
+MapEpochs = Callable[[Path, list[int]], None]
+
+
+def stage_extract_epoch(run: RunDir, config: RunConfig, target: Path, epoch: int) -> list[str]:
+    """One teacher checkpoint's features (all layers and views) into the prepared store ``target``."""
+    device, _ = _runtime(config)
+    teacher_dir = run.teacher_dir(config.teacher.id)
+    return extract_epoch(
+        load_synthetic(run.synthetic),
+        config.teacher,
+        load_manifest(teacher_dir),
+        teacher_dir,
+        target,
+        epoch,
+        config.extract_layers,
+        config.extract,
+        device,
+    )
 
 
 def _store_to_build(store: Path, synthetic_sha256: str) -> Path:

@@ -1,0 +1,78 @@
+"""Each stage's key figures as Prefect artifacts of its flow run (tables and the report's markdown)."""
+
+from __future__ import annotations
+
+import json
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from ..pipeline import stages
+from ..pipeline.config import RunConfig
+from ..pipeline.report import AXES
+from ..pipeline.synthetic import load_synthetic
+from ..pipeline.teacher import load_manifest
+
+
+def _seconds(run: stages.RunDir, stage: str) -> float | None:
+    marker = run.stage_marker(stage)
+    return json.loads(marker.read_text()).get("seconds") if marker.exists() else None
+
+
+def publish_distill(run: stages.RunDir) -> None:
+    synthetic = load_synthetic(run.synthetic)
+    row = {
+        "method": synthetic.method,
+        "ipc": synthetic.ipc,
+        "images": len(synthetic.images),
+        "seconds": _seconds(run, "distill"),
+        "sha256": synthetic.sha256[:16],
+    }
+    create_table_artifact([row], key="elfdd-distill", description=f"synthetic set {run.synthetic}")
+
+
+def publish_teacher(run: stages.RunDir, config: RunConfig) -> None:
+    manifest = load_manifest(run.teacher_dir(config.teacher.id))
+    rows = [
+        {k: c[k] for k in ("epoch", "train_acc", "test_acc")} | {"sha256": c["sha256"][:16]}
+        for c in manifest["checkpoints"]
+    ]
+    description = f"teacher {config.teacher.id} checkpoints ({_seconds(run, 'teacher')} s)"
+    create_table_artifact(rows, key="elfdd-teacher", description=description)
+
+
+def publish_extract(run: stages.RunDir, config: RunConfig) -> None:
+    from ..store.reader import FeatureStore
+
+    store = FeatureStore(run.store)
+    rows = []
+    for epoch in config.extract_epochs:
+        for layer in config.extract_layers:
+            array = store.features(config.teacher.id, epoch, layer)
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "layer": layer,
+                    "shape": "x".join(map(str, array.shape)),
+                    "dtype": str(array.dtype),
+                    "raw_mb": round(array.nbytes / 2**20, 3),
+                    "stored_mb": round(array.nbytes_stored() / 2**20, 3),
+                }
+            )
+    description = f"feature arrays of {run.store} ({_seconds(run, 'extract')} s)"
+    create_table_artifact(rows, key="elfdd-extract", description=description)
+
+
+def publish_report(run: stages.RunDir) -> None:
+    """The report: a table (key elfdd-summary) and the markdown (elfdd-report)."""
+    results = json.loads(run.results.read_text())
+    rows = [
+        {
+            **{k: s[k] for k in ("student", "mode", *AXES)},
+            "accuracy_pct": round(100 * s["mean"], 2),
+            "std_pct": round(100 * s["std"], 2),
+            "n": s["n"],
+        }
+        for s in results["summary"]
+    ]
+    create_table_artifact(rows, key="elfdd-summary", description=f"test accuracy per grid cell, {run.root}")
+    create_markdown_artifact(run.report.read_text(), key="elfdd-report", description=str(run.report))

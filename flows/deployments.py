@@ -1,0 +1,24 @@
+"""The deployments, one per flow and named like it (prefect.yaml declares the same for ``prefect deploy``);
+``elfdd serve`` serves them all from one process."""
+
+from __future__ import annotations
+
+from ..pipeline.errors import BadInput
+from .flows import FLOWS
+
+
+def serve(limit: int = 1) -> None:
+    """Register every flow as a deployment on the server of PREFECT_API_URL and run its flow runs here."""
+    from prefect import serve as serve_deployments
+    from prefect.deployments.runner import EntrypointType
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise BadInput(
+            "elfdd serve needs a Prefect server: start one (prefect server start) and set PREFECT_API_URL"
+        )
+    deployments = [
+        flow.to_deployment(name=flow.name, tags=["elfdd"], entrypoint_type=EntrypointType.MODULE_PATH)
+        for flow in FLOWS.values()
+    ]
+    serve_deployments(*deployments, limit=limit)

@@ -1,0 +1,64 @@
+"""Scale-out: the per-epoch extraction and the student grid as parallel tasks on a dask.distributed LocalCluster
+(2 worker processes on loopback) give the same store and the same results.json as the in-process run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from elfdd.flows.flows import extract_flow, students_flow
+from elfdd.pipeline.errors import BadInput
+from elfdd.store.layout import content_sha256
+from elfdd.store.reader import FeatureStore
+from helpers import TINY_RUN, staged_run
+
+GRID = [*TINY_RUN, "threads=1", "students.archs=[convnet,mlp]", "students.seeds=[0,1]"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as local:
+        yield local
+
+
+def _features(path, config) -> dict:
+    store = FeatureStore(path)
+    return {
+        (epoch, layer): content_sha256(store.features(config.teacher.id, epoch, layer)[:])
+        for epoch in config.extract_epochs
+        for layer in config.extract_layers
+    }
+
+
+def _results(run) -> dict:
+    results = json.loads(run.results.read_text())
+    for record in results["runs"]:
+        del record["train_seconds"]
+    return results
+
+
+def test_grid_on_dask_matches_in_process(toy_npz, tmp_path, cluster):
+    here, config = staged_run(toy_npz, tmp_path / "here", GRID)
+    there = tmp_path / "there"
+    shutil.copytree(here.root, there)
+    try:
+        students_flow(str(here.root))
+        extract_flow(str(there), force=True, dask_address=cluster.scheduler_address)
+        students_flow(str(there), dask_address=cluster.scheduler_address)
+    finally:
+        torch.set_num_threads(2)  # threads=1 in the config set it for this test process
+    assert _features(there / "store.zarr", config) == _features(here.store, config)
+    assert len(json.loads(here.results.read_text())["runs"]) == 2 * 2 * 2
+    assert _results(type(here)(there)) == _results(here)
+
+
+def test_unreachable_scheduler_is_bad_input():
+    from elfdd.flows.runner import dask_runner
+
+    with pytest.raises(BadInput, match="no Dask scheduler answers at 'tcp://127.0.0.1:9'"):
+        dask_runner("tcp://127.0.0.1:9", connect_timeout=2)
