@@ -9,6 +9,7 @@ extraction and the student grid out over a dask.distributed cluster; without it 
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +24,21 @@ from ..pipeline.config import RunConfig  # noqa: E402
 from ..pipeline.students import StudentJob  # noqa: E402
 from . import artifacts  # noqa: E402
 from .runner import RETRIES, RETRY_DELAYS, retry_transient, run_tasks  # noqa: E402
+
+
+def forward_logs() -> None:
+    """elfdd's progress lines join the flow run's logs (the UI's log view): the handlers Prefect gives the loggers of
+    PREFECT_LOGGING_EXTRA_LOGGERS, added here too for a process whose logging Prefect set up before this module was
+    imported (a worker's flow-run process)."""
+    target = logging.getLogger("elfdd")
+    if target.level == logging.NOTSET:
+        target.setLevel(logging.INFO)
+    for handler in logging.getLogger("prefect.extra").handlers:
+        if handler not in target.handlers:
+            target.addHandler(handler)
+
+
+forward_logs()
 
 RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_condition_fn": retry_transient}
 

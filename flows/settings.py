@@ -12,6 +12,7 @@ QUIET_ENV = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "elfdd",  # stage progress reaches the flow run logs in the UI
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # the stages also run outside flows (tests, bench)
 }
 
 

@@ -1,0 +1,171 @@
+"""Deployments on a real Prefect server (127.0.0.1, temporary PREFECT_HOME): `prefect deploy` from prefect.yaml, a
+process worker running a tiny elf-pipeline deployment with parameters, and `elfdd serve` serving every flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+BIN = Path(sys.executable).parent
+FLOW_NAMES = ["elf-pipeline", "distill", "train-teacher", "extract-features", "train-students", "report"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `prefect server start` process and the environment that points commands at it."""
+
+    def __init__(self, home: Path):
+        port = _free_port()
+        self.api = f"http://127.0.0.1:{port}/api"
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": self.api,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "ELFDD_ROOT": str(ROOT),
+        }
+        self.log = open(home / "server.log", "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/health") is True:
+                    return
+            except OSError:
+                time.sleep(1)
+        self.stop()
+        pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.api + path, timeout=10) as response:
+            return json.load(response)
+
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(
+            self.api + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def prefect(self, *args: str, timeout: float = 300, ok: bool = True) -> str:
+        done = subprocess.run(
+            [BIN / "prefect", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        )
+        assert (done.returncode == 0) is ok, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    def start_run(self, deployment: str, params: dict) -> str:
+        out = self.prefect("deployment", "run", deployment, "--params", json.dumps(params))
+        return re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+
+    def wait(self, flow_run: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.get(f"/flow_runs/{flow_run}")
+            if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                return run
+            time.sleep(2)
+        pytest.fail(f"flow run {flow_run} did not finish in {timeout} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    served = Server(tmp_path_factory.mktemp("prefect-server"))
+    yield served
+    served.stop()
+
+
+def _tiny_config(toy_npz: Path) -> dict:
+    """The run config as a deployment parameter: a partial RunConfig, the rest defaults."""
+    return {
+        "precision": "fp32",
+        "data": {"name": "npz", "path": str(toy_npz)},
+        "distill": {"ipc": 2, "iterations": 4, "batch_real": 8},
+        "teacher": {"epochs": 2, "checkpoint_epochs": [0, 2], "batch_size": 32},
+        "students": {"archs": ["convnet"], "epochs": 2, "seeds": [0]},
+    }
+
+
+def test_prefect_yaml_deployment_runs_on_a_worker(server, toy_npz, tmp_path):
+    server.prefect("work-pool", "create", "elfdd", "--type", "process")
+    server.prefect("--no-prompt", "deploy", "--all")
+    deployments = server.post("/deployments/filter", {})
+    assert sorted(d["name"] for d in deployments) == sorted(FLOW_NAMES)
+    schema = next(d for d in deployments if d["name"] == "elf-pipeline")["parameter_openapi_schema"]
+    assert "RunConfig" in schema["definitions"] and "StudentsConfig" in schema["definitions"]  # the UI's form
+
+    run_dir = tmp_path / "served"
+    flow_run = server.start_run(
+        "elf-pipeline/elf-pipeline", {"run_dir": str(run_dir), "config": _tiny_config(toy_npz)}
+    )
+    server.prefect("worker", "start", "--pool", "elfdd", "--run-once")
+    state = server.wait(flow_run)
+    assert state["state_type"] == "COMPLETED", state["state"]["message"]
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["config"]["students"]["epochs"] == 2 and len(results["runs"]) == 2
+    assert {p.name for p in (run_dir / "stages").iterdir()} == {
+        "distill.json",
+        "teacher.json",
+        "extract.json",
+    }
+    logs = server.post("/logs/filter", {"limit": 200})
+    assert any(entry["name"] == "elfdd" and "distill dm" in entry["message"] for entry in logs)
+    keys = {a["key"] for a in server.post("/artifacts/filter", {})}
+    assert {"elfdd-distill", "elfdd-teacher", "elfdd-extract", "elfdd-students", "elfdd-summary"} <= keys
+
+
+def test_elfdd_serve_runs_a_deployment(server, toy_npz, tmp_path):
+    run_dir = tmp_path / "served"
+    config = _tiny_config(toy_npz)
+    serving = subprocess.Popen([BIN / "elfdd", "serve"], env=server.env, cwd=tmp_path)
+    try:
+        flow_run = server.start_run("distill/distill", {"run_dir": str(run_dir), "config": config})
+        state = server.wait(flow_run)
+        assert state["state_type"] == "COMPLETED", state["state"]["message"]
+        assert (run_dir / "synthetic.pt").exists() and (run_dir / "stages" / "distill.json").exists()
+
+        # A config the parameter schema refuses never becomes a flow run; one only the model's cross-field checks
+        # refuse fails the run with the cause, before anything is written.
+        bad = {"run_dir": str(tmp_path / "bad"), "config": {"seed": "x"}}
+        refused = server.prefect(
+            "deployment", "run", "distill/distill", "--params", json.dumps(bad), ok=False
+        )
+        assert "config.seed" in refused
+        bad["config"] = {**config, "extract": {"teacher_epochs": [7]}}
+        state = server.wait(server.start_run("distill/distill", bad))
+        assert state["state_type"] == "FAILED" and "teacher_epochs" in state["state"]["message"]
+        assert not (tmp_path / "bad").exists()
+    finally:
+        serving.terminate()
+        serving.wait(30)

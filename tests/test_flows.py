@@ -1,0 +1,98 @@
+"""The flows' failure handling: transient errors are retried, a permanent failure leaves the run directory
+consistent and the flow Failed with its cause; every stage publishes its artifacts."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+from elfdd.flows import flows
+from elfdd.flows.runner import is_transient
+from elfdd.pipeline import stages
+from elfdd.pipeline.errors import BadInput
+from helpers import TINY_RUN, staged_run
+
+GRID = [*TINY_RUN, "students.archs=[convnet,mlp]", "students.modes=[task]"]
+
+
+@pytest.fixture()
+def run(toy_npz, tmp_path):
+    run, _ = staged_run(toy_npz, tmp_path / "run", GRID)
+    return run
+
+
+def _failing(monkeypatch, fail) -> list[str]:
+    """stage_student raises ``fail(job, attempt)`` when it returns an exception; records each call's cell."""
+    calls: list[str] = []
+    real = stages.stage_student
+
+    def stage_student(run, config, job, *args, **kwargs):
+        calls.append(job.name)
+        exc = fail(job, calls.count(job.name))
+        if exc is not None:
+            raise exc
+        return real(run, config, job, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "stage_student", stage_student)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (OSError(errno.EIO, "I/O error"), True),
+        (ConnectionResetError(), True),
+        (TimeoutError(), True),
+        (FileNotFoundError(errno.ENOENT, "gone"), False),
+        (OSError(errno.ENOSPC, "disk full"), False),
+        (BadInput("students.archs: unknown"), False),
+        (RuntimeError("bug"), False),
+    ],
+)
+def test_which_errors_are_transient(exc, transient):
+    assert is_transient(exc) is transient
+
+
+def test_transient_failure_is_retried(run, monkeypatch):
+    calls = _failing(
+        monkeypatch, lambda job, attempt: OSError(errno.EIO, "flaky disk") if attempt == 1 else None
+    )
+    state = flows.students_flow(str(run.root), return_state=True)
+    assert state.is_completed(), state.message
+    assert sorted(calls) == sorted(2 * ["convnet__task__seed0", "mlp__task__seed0"])
+    assert len(json.loads(run.results.read_text())["runs"]) == 2
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("student diverged"), BadInput("bad student input")])
+def test_permanent_failure_keeps_finished_work_and_fails_the_flow(run, monkeypatch, exc):
+    calls = _failing(monkeypatch, lambda job, attempt: exc if job.student == "mlp" else None)
+    state = flows.students_flow(str(run.root), return_state=True)
+    assert state.is_failed()
+    assert str(exc) in state.message
+    assert calls.count("mlp__task__seed0") == 1  # not retried
+    finished = json.loads((run.students / "convnet__task__seed0.json").read_text())
+    assert finished["cache_key"]  # the other cell ran to its end and is kept
+    assert not (run.students / "mlp__task__seed0.json").exists() and not run.results.exists()
+    assert not list(run.root.rglob("*.tmp"))
+
+
+def test_stage_flows_publish_artifacts(toy_npz, tmp_path):
+    from elfdd.pipeline.config import load_config
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *GRID])
+    root = str(tmp_path / "run")
+    report = flows.elf_pipeline(root, config)
+    assert report.endswith("report.md")
+    keys = ["elfdd-distill", "elfdd-teacher", "elfdd-extract", "elfdd-students", "elfdd-summary"]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    latest = {a.key: a for a in sorted(found, key=lambda a: a.created)}
+    assert set(latest) == set(keys)
+    assert [row["epoch"] for row in json.loads(latest["elfdd-teacher"].data)] == [0, 2]
+    extract = json.loads(latest["elfdd-extract"].data)
+    assert {(r["epoch"], r["layer"]) for r in extract} == {(0, "block3"), (2, "block3")}
+    assert all(r["stored_mb"] > 0 for r in extract)
+    assert latest["elfdd-students"].type == "progress" and float(latest["elfdd-students"].data) == 100.0
