@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..pipeline.errors import BadInput
+from ..store import location
 
 STAGES = ("run", "distill", "teacher", "extract", "students", "report")
 
@@ -74,7 +75,7 @@ def _config_for(args: argparse.Namespace):
     if getattr(args, "method", None):
         args.set = [*args.set, f"distill.method={args.method}"]
 
-    existing = Path(args.out) / "config.yaml"
+    existing = location.local_dir(args.out) / "config.yaml"
     if args.config:
         return load_config(args.config, args.set)
     if existing.exists():
@@ -88,7 +89,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     from ..pipeline import stages
 
     config = _config_for(args)
-    out = Path(args.out)
+    out = location.local_dir(args.out)
     created = not out.exists()
     if args.command == "run":
         stages.data_for(config)  # refuse missing or malformed data before anything is written

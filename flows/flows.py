@@ -22,6 +22,7 @@ from prefect import flow, task  # noqa: E402
 from ..pipeline import stages  # noqa: E402
 from ..pipeline.config import RunConfig  # noqa: E402
 from ..pipeline.students import StudentJob  # noqa: E402
+from ..store import location  # noqa: E402
 from . import artifacts  # noqa: E402
 from .runner import RETRIES, RETRY_DELAYS, retry_transient, run_tasks  # noqa: E402
 
@@ -44,12 +45,13 @@ RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_cond
 
 
 def _run(run_dir: str) -> tuple[stages.RunDir, RunConfig]:
-    return stages.RunDir(Path(run_dir)), stages.read_run_config(Path(run_dir))
+    root = location.local_dir(run_dir)
+    return stages.RunDir(root), stages.read_run_config(root)
 
 
 def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, RunConfig]:
     """The run directory with ``config`` written into it, or with its own config.yaml (else the defaults)."""
-    root = Path(run_dir)
+    root = location.local_dir(run_dir)
     if config is None and (root / "config.yaml").exists():
         return _run(run_dir)
     config = config or RunConfig()

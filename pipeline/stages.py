@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..store import location
 from ..store.layout import content_sha256
 from ..store.reader import FeatureDataset
 from .config import RunConfig, dump_config, load_config
@@ -268,8 +269,9 @@ def grid(config: RunConfig) -> list[StudentJob]:
     return student_jobs(config.students, config.student_teacher_epochs, config.student_layers)
 
 
-def student_store(run: RunDir, config: RunConfig) -> Path:
-    return Path(config.students.store) if config.students.store else run.store
+def student_store(run: RunDir, config: RunConfig) -> str | Path:
+    """The store the students read: ``students.store`` (a path or any fsspec URL), else the run's own."""
+    return location.normalize(config.students.store) if config.students.store else run.store
 
 
 def open_student_dataset(

@@ -51,7 +51,7 @@ def open_view_params(path: str | Path, teacher_id: str):
 
 def _lazy(store: FeatureStore, teacher_id: str, epoch: int, layer: str) -> da.Array:
     store.features(teacher_id, epoch, layer)  # refuses a missing or incomplete array
-    return da.from_zarr(str(store.path), component=feature_path(teacher_id, epoch, layer))
+    return da.from_zarr(store.path, component=feature_path(teacher_id, epoch, layer))
 
 
 def _flat(x: da.Array) -> da.Array:
@@ -156,7 +156,7 @@ def feature_stats(path: str | Path) -> dict[str, Any]:
                 "linear_cka": np.round(matrix, 5).tolist(),
             }
         )
-    return {"store": str(store.path), "arrays": entries, "cka": cka}
+    return {"store": store.path, "arrays": entries, "cka": cka}
 
 
 def format_stats(stats: dict[str, Any]) -> str:

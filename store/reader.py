@@ -13,6 +13,7 @@ import torch
 import zarr
 
 from ..pipeline.errors import BadInput
+from . import location
 from .layout import REQUIRED_ATTRS, SCHEMA, epoch_group, epoch_path, feature_path, logits_path, teacher_path
 
 
@@ -20,11 +21,11 @@ class FeatureStore:
     """Read access to a store; every array handed out has its ``complete`` marker."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.exists():
+        self.path = location.normalize(path)
+        if not location.exists(self.path):
             raise BadInput(f"feature store not found: {self.path}")
         try:
-            self.root = zarr.open_group(str(self.path), mode="r")
+            self.root = zarr.open_group(self.path, mode="r")
         except Exception as exc:
             raise BadInput(f"{self.path} is not a Zarr group: {str(exc).splitlines()[0]}") from None
         meta = self.root.attrs.get("elfdd")
@@ -114,7 +115,12 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __init__(
         self, path: str | Path, teacher_id: str, epoch: int, layer: str, cache_bytes: int = 256 << 20
     ):
-        self.path, self.teacher_id, self.epoch, self.layer = Path(path), teacher_id, epoch, layer
+        self.path, self.teacher_id, self.epoch, self.layer = (
+            location.normalize(path),
+            teacher_id,
+            epoch,
+            layer,
+        )
         self.cache_bytes = cache_bytes
         store = FeatureStore(path)
         features = store.features(teacher_id, epoch, layer)

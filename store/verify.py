@@ -10,6 +10,7 @@ import numpy as np
 import zarr
 
 from ..pipeline.errors import BadInput
+from . import location
 from .layout import content_sha256
 from .reader import FeatureStore
 
@@ -94,7 +95,9 @@ def _view_problems(store: FeatureStore, teacher: str) -> list[str]:
 
 
 def _manifest_beside(store_path: Path, teacher: str) -> dict | None:
-    """The teacher manifest of the run directory holding the store, when there is one."""
+    """The teacher manifest of the run directory holding the store, when there is one (a local store)."""
+    if location.is_url(store_path):
+        return None
     manifest = Path(store_path).parent / "checkpoints" / teacher / "manifest.json"
     try:
         return json.loads(manifest.read_text())

@@ -10,6 +10,7 @@ import numpy as np
 import zarr
 
 from ..pipeline.errors import BadInput
+from . import location
 from .codecs import LOSSLESS, CodecSpec
 from .layout import (
     FEATURE_DIMS,
@@ -90,7 +91,8 @@ def create_store(
 ) -> str:
     """Create the store with its synthetic set, or check that an existing one holds the same set."""
     digest = content_sha256(images.astype(np.float32), labels.astype(np.int64))
-    if Path(path).exists():
+    path = location.normalize(path)
+    if location.exists(path):
         from .reader import FeatureStore
 
         existing = FeatureStore(path).meta["synthetic_sha256"]
@@ -99,7 +101,7 @@ def create_store(
                 f"store {path} holds synthetic set {existing[:12]}, not this run's {digest[:12]}; use a new store path"
             )
         return digest
-    root = zarr.open_group(str(path), mode="w-")
+    root = zarr.open_group(location.normalize(path), mode="w-")
     synthetic = root.create_group("synthetic")
     write_array(synthetic, "images", images.astype(np.float32), ("sample", "channel", "y", "x"), {})
     write_array(synthetic, "labels", labels.astype(np.int64), ("sample",), {})
@@ -116,13 +118,13 @@ def create_store(
 
 
 def write_teacher(path: Path, teacher_id: str, attrs: dict[str, Any]) -> None:
-    root = zarr.open_group(str(path), mode="r+")
+    root = zarr.open_group(location.normalize(path), mode="r+")
     root.require_group(teacher_path(teacher_id)).attrs.update(attrs)
 
 
 def write_views(path: Path, teacher_id: str, params: np.ndarray, attrs: dict[str, Any]) -> None:
     """The (N, V, P) augmentation parameters of the stored views; view 0 is the un-augmented image."""
-    root = zarr.open_group(str(path), mode="r+")
+    root = zarr.open_group(location.normalize(path), mode="r+")
     group = root.require_group(f"{teacher_path(teacher_id)}/views")
     write_array(group, "params", params.astype(np.float32), ("sample", "view", "param"), attrs)
 
@@ -152,7 +154,7 @@ class EpochWriter:
             dtype,
             codec,
         )
-        root = zarr.open_group(str(path), mode="r+")
+        root = zarr.open_group(location.normalize(path), mode="r+")
         group = root.require_group(epoch_path(teacher_id, epoch))
         group.attrs.update({"epoch": int(epoch), "checkpoint_sha256": checkpoint_sha256})
         shapes = [(views, *shape) for shape in layer_shapes.values()] + [(views, num_classes)]
