@@ -69,9 +69,9 @@ def teacher_task(run_dir: str, force: bool = False) -> str:
 
 
 @task(name="extract-epoch", task_run_name="extract-epoch-{epoch}", **RETRYING)
-def extract_epoch_task(run_dir: str, target: str, epoch: int) -> list[str]:
-    """One teacher checkpoint's features into the prepared store ``target``."""
-    return stages.stage_extract_epoch(*_run(run_dir), Path(target), epoch)
+def extract_epoch_task(run_dir: str, target: str, epoch: int, key: str) -> list[str]:
+    """One teacher checkpoint's features into the prepared store ``target`` (``key``: the stage's input key)."""
+    return stages.stage_extract_epoch(*_run(run_dir), Path(target), epoch, key)
 
 
 @task(name="train-student", task_run_name="student-{name}", **RETRYING)
@@ -137,8 +137,8 @@ def extract_flow(
     """
     run, config = open_run(run_dir, config)
 
-    def map_epochs(target: Path, epochs: list[int]) -> None:
-        calls = [{"run_dir": run_dir, "target": str(target), "epoch": epoch} for epoch in epochs]
+    def map_epochs(target: Path, epochs: list[int], key: str) -> None:
+        calls = [{"run_dir": run_dir, "target": str(target), "epoch": epoch, "key": key} for epoch in epochs]
         run_tasks(extract_epoch_task, calls, dask_address)
 
     path = stages.stage_extract(run, config, force, map_epochs)

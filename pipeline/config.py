@@ -132,6 +132,7 @@ class DistillConfig(Strict):
     distance: Literal["ours", "mse", "cos"] = "ours"
     mtt: MTTConfig = MTTConfig()
     metadd: MetaDDConfig = MetaDDConfig()
+    resume_every: int = Field(default=10, ge=1)  # iterations between resume points (no effect on the result)
 
     _arch = field_validator("arch")(_check_arch)
 

@@ -114,9 +114,11 @@ def extract_epoch(
     layers: list[str],
     cfg: ExtractConfig,
     device: torch.device,
+    build_key: str | None = None,
 ) -> list[str]:
     """One checkpoint's features at every layer and view (one forward pass per view serves all layers) into the
-    prepared store; the epoch's arrays are marked complete last. Returns the array paths written."""
+    prepared store; the epoch's arrays are marked complete last. With ``build_key`` a killed extraction resumes:
+    complete epochs are kept, a partial one continues after its last written chunk. Returns the array paths."""
     images = synthetic.images
     n, image_shape = len(images), tuple(images.shape[1:])
     policy = "replay" if cfg.views > 1 else "clean"
@@ -137,8 +139,17 @@ def extract_epoch(
         policy,
         cfg.dtype,
         cfg.codec,
+        build_key,
     )
-    for start in range(0, n, out.chunk):
+    written = [f"{teacher_cfg.id}/epoch_{epoch:04d}/{layer}" for layer in layers]
+    if out.finished:
+        log.info("extract teacher %s epoch %d: complete arrays kept", teacher_cfg.id, epoch)
+        return written
+    if out.done:
+        log.info(
+            "extract teacher %s epoch %d: resuming after %d of %d images", teacher_cfg.id, epoch, out.done, n
+        )
+    for start in range(out.done, n, out.chunk):
         block = slice(start, min(n, start + out.chunk))
         per_view = [
             teacher_features(
@@ -160,4 +171,4 @@ def extract_epoch(
         cfg.views,
         ", ".join(f"{k} {v}" for k, v in shapes.items()),
     )
-    return [f"{teacher_cfg.id}/epoch_{epoch:04d}/{layer}" for layer in layers]
+    return written

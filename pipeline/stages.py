@@ -25,6 +25,7 @@ from .errors import BadInput
 from .extract import extract_epoch, prepare_store
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, json_sha256, load_json
 from .report import arm, at_reference, build_results, render_markdown, write_plots
+from .resume import ResumePoint
 from .students import StudentJob, check_store_matches, make_job, student_jobs, train_student
 from .synthetic import load_synthetic
 from .teacher import load_manifest, train_teacher
@@ -62,6 +63,10 @@ class RunDir:
 
     def student_run(self, job: StudentJob) -> Path:
         return self.students / f"{job.name}.json"
+
+    def resume_point(self, name: str) -> Path:
+        """``resume/<name>.pt``: the training state a killed stage continues from (removed when it finishes)."""
+        return self.root / "resume" / f"{name}.pt"
 
     def stage_marker(self, stage: str) -> Path:
         """``stages/<stage>.json``: the key of the inputs the stage's output was made from."""
@@ -158,15 +163,17 @@ def stage_distill(run: RunDir, config: RunConfig, force: bool = False) -> Path:
     """Distil the synthetic set; kept when data, distill config, seed and runtime are unchanged (unless ``force``)."""
     started = time.perf_counter()
     device, precision = _runtime(config)
+    distill_cfg = config.distill.model_dump(mode="json", exclude={"resume_every"})  # resume_every: no effect
     key = stage_key(
-        "distill", config.data, data_fingerprint(config), config.distill, config.seed, precision, device.type
+        "distill", config.data, data_fingerprint(config), distill_cfg, config.seed, precision, device.type
     )
     if not force and finished(run, "distill", key, run.synthetic):
         return run.synthetic
     experts = run.root / "experts" / config.distill.arch
     data = data_for(config)
     save_zca(run, data)
-    synthetic, _ = distill(data, config.distill, device, precision, config.seed, experts)
+    resume = ResumePoint(run.resume_point("distill"), key)
+    synthetic, _ = distill(data, config.distill, device, precision, config.seed, experts, resume)
     synthetic.save(run.synthetic)
     mark_finished(run, "distill", key, run.synthetic, started)
     return run.synthetic
@@ -183,7 +190,8 @@ def stage_teacher(run: RunDir, config: RunConfig, force: bool = False) -> Path:
     if not force and finished(run, "teacher", key, out / "manifest.json"):
         return out / "manifest.json"
     save_zca(run, data_for(config))
-    train_teacher(data_for(config), config.teacher, out, device, precision, config.seed)
+    resume = ResumePoint(run.resume_point(f"teacher-{config.teacher.id}"), key)
+    train_teacher(data_for(config), config.teacher, out, device, precision, config.seed, resume)
     mark_finished(run, "teacher", key, out / "manifest.json", started)
     return out / "manifest.json"
 
@@ -219,9 +227,9 @@ def stage_extract(
     prepare_store(synthetic, config.teacher, manifest, target, config.extract)
     if map_epochs is None:
         for epoch in config.extract_epochs:
-            stage_extract_epoch(run, config, target, epoch)
+            stage_extract_epoch(run, config, target, epoch, key)
     else:
-        map_epochs(target, config.extract_epochs)
+        map_epochs(target, config.extract_epochs, key)
     if target != run.store:  # swap the rebuilt store in only once it is complete
         stale = run.store.with_name(f".{run.store.name}.stale")
         shutil.rmtree(stale, ignore_errors=True)
@@ -232,11 +240,12 @@ def stage_extract(
     return run.store
 
 
-MapEpochs = Callable[[Path, list[int]], None]
+MapEpochs = Callable[[Path, list[int], str], None]
 
 
-def stage_extract_epoch(run: RunDir, config: RunConfig, target: Path, epoch: int) -> list[str]:
-    """One teacher checkpoint's features (all layers and views) into the prepared store ``target``."""
+def stage_extract_epoch(run: RunDir, config: RunConfig, target: Path, epoch: int, key: str) -> list[str]:
+    """One teacher checkpoint's features (all layers and views) into the prepared store ``target``; resumes the
+    epoch's arrays left by a killed extraction under the same stage ``key``."""
     device, _ = _runtime(config)
     teacher_dir = run.teacher_dir(config.teacher.id)
     return extract_epoch(
@@ -249,6 +258,7 @@ def stage_extract_epoch(run: RunDir, config: RunConfig, target: Path, epoch: int
         config.extract_layers,
         config.extract,
         device,
+        key,
     )
 
 
@@ -257,7 +267,15 @@ def _store_to_build(store: Path, synthetic_sha256: str) -> Path:
     (distill re-ran), a fresh store beside it that replaces it when complete."""
     from ..store.reader import FeatureStore
 
-    if not store.exists() or FeatureStore(store).meta["synthetic_sha256"] == synthetic_sha256:
+    if not store.exists():
+        return store
+    try:
+        held = FeatureStore(store).meta["synthetic_sha256"]
+    except BadInput:  # killed before its root attributes were written: nothing in it is usable
+        log.info("extract: %s was left unfinished before any feature; starting it over", store)
+        shutil.rmtree(store)
+        return store
+    if held == synthetic_sha256:
         return store
     building = store.with_name(f".{store.name}.rebuild")
     shutil.rmtree(building, ignore_errors=True)

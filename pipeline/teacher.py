@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from .config import TeacherConfig
 from .data import DataSplits
 from .errors import BadInput
 from .io import atomic_torch_save, atomic_write_json, load_json, sha256_file
+from .resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from .training import autocast, evaluate, log, seed_everything, sgd_with_half_decay
 
 
@@ -56,9 +58,17 @@ def train_epoch(
 
 
 def train_teacher(
-    data: DataSplits, cfg: TeacherConfig, out_dir: Path, device: torch.device, precision: str, seed: int
+    data: DataSplits,
+    cfg: TeacherConfig,
+    out_dir: Path,
+    device: torch.device,
+    precision: str,
+    seed: int,
+    resume: ResumePoint = NO_RESUME,
 ) -> dict[str, Any]:
-    """Train ``cfg.arch`` on the real training split; write ``out_dir/epoch_EEEE.pt`` and ``manifest.json``."""
+    """Train ``cfg.arch`` on the real training split; write ``out_dir/epoch_EEEE.pt`` and ``manifest.json``.
+    After every epoch the training state goes to ``resume``; a killed run continues from there (its checkpoints
+    kept) and ends with the same weights."""
     generator = seed_everything(seed)
     model = build_teacher(cfg, data.image_shape, data.num_classes).to(device)
     optimizer, scheduler = sgd_with_half_decay(
@@ -97,9 +107,18 @@ def train_teacher(
         )
         atomic_write_json(out_dir / "manifest.json", manifest)
 
-    if 0 in cfg.checkpoint_epochs:
+    start = 0
+    restored = resume.load()
+    if restored is not None:
+        start, state = restored
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(generator, state["rng"])
+        manifest = json.loads(state["manifest"])
+    elif 0 in cfg.checkpoint_epochs:
         checkpoint(0, None, evaluate(model, data.x_test, data.y_test, device, precision))
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start + 1, cfg.epochs + 1):
         train_acc = train_epoch(
             model, optimizer, x_train, y_train, cfg.batch_size, cfg.dsa, generator, device, precision
         )
@@ -111,8 +130,17 @@ def train_teacher(
         )
         if epoch in cfg.checkpoint_epochs:
             checkpoint(epoch, train_acc, test_acc)
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(generator),
+            "manifest": json.dumps(manifest),
+        }
+        resume.save(epoch, state)
     manifest["complete"] = True
     atomic_write_json(out_dir / "manifest.json", manifest)
+    resume.clear()
     return manifest
 
 

@@ -131,7 +131,11 @@ def write_views(path: Path, teacher_id: str, params: np.ndarray, attrs: dict[str
 
 class EpochWriter:
     """The feature arrays of one checkpoint, written block by block (a block = one chunk of samples), so stores
-    larger than memory are written without holding whole arrays; ``close`` marks them complete."""
+    larger than memory are written without holding whole arrays; ``close`` marks them complete.
+
+    With a ``build_key`` (the key of the extraction's inputs) the epoch resumes: arrays left by a killed writer under
+    the same key are reopened and ``done`` samples (whole chunks, counted in the group's ``samples_done`` after each
+    block) are kept; ``finished`` when they are already complete. Without one, the arrays are always rewritten."""
 
     def __init__(
         self,
@@ -146,6 +150,7 @@ class EpochWriter:
         view_policy: str,
         dtype: str = "float16",
         codec: CodecSpec = LOSSLESS,
+        build_key: str | None = None,
     ):
         self.teacher_id, self.epoch, self.view_policy, self.dtype, self.codec = (
             teacher_id,
@@ -155,18 +160,45 @@ class EpochWriter:
             codec,
         )
         root = zarr.open_group(location.normalize(path), mode="r+")
-        group = root.require_group(epoch_path(teacher_id, epoch))
-        group.attrs.update({"epoch": int(epoch), "checkpoint_sha256": checkpoint_sha256})
+        self.group = root.require_group(epoch_path(teacher_id, epoch))
         shapes = [(views, *shape) for shape in layer_shapes.values()] + [(views, num_classes)]
         self.chunk = samples_per_chunk(n, *shapes)
-        self.arrays: dict[str, zarr.Array] = {}
+        names = {layer: feature_path(teacher_id, epoch, layer).rsplit("/", 1)[1] for layer in layer_shapes}
+        attrs = dict(self.group.attrs)
+        resumable = (
+            build_key is not None
+            and attrs.get("build_key") == build_key
+            and attrs.get("checkpoint_sha256") == checkpoint_sha256
+            and all(name in self.group for name in [*names.values(), "logits"])
+        )
+        if resumable:
+            self.arrays = {layer: self.group[name] for layer, name in names.items()}
+            self.logits = self.group["logits"]
+            self.done = int(attrs.get("samples_done", 0))
+            return
+        self.group.attrs.update(
+            {
+                "epoch": int(epoch),
+                "checkpoint_sha256": checkpoint_sha256,
+                "build_key": build_key,
+                "samples_done": 0,
+            }
+        )
+        self.arrays = {}
         for layer, shape in layer_shapes.items():
             dims = FEATURE_DIMS if len(shape) == 3 else VECTOR_FEATURE_DIMS
-            name = feature_path(teacher_id, epoch, layer).rsplit("/", 1)[1]
-            self.arrays[layer] = create_array(group, name, (n, views, *shape), dtype, dims, self.chunk, codec)
+            self.arrays[layer] = create_array(
+                self.group, names[layer], (n, views, *shape), dtype, dims, self.chunk, codec
+            )
         self.logits = create_array(
-            group, "logits", (n, views, num_classes), "float32", ("sample", "view", "class"), self.chunk
+            self.group, "logits", (n, views, num_classes), "float32", ("sample", "view", "class"), self.chunk
         )
+        self.done = 0
+
+    @property
+    def finished(self) -> bool:
+        """Every array of the epoch carries its ``complete`` marker."""
+        return all(a.attrs.get("complete") is True for a in (*self.arrays.values(), self.logits))
 
     def write(self, start: int, features: dict[str, np.ndarray], logits: np.ndarray) -> None:
         """Samples ``start:start+len(logits)`` (chunk-aligned) of every layer and the logits."""
@@ -178,6 +210,7 @@ class EpochWriter:
                 )
             self.arrays[layer][start:stop] = values.astype(self.dtype)
         self.logits[start:stop] = logits.astype(np.float32)
+        self.group.attrs["samples_done"] = stop  # after the block's chunks: a resumed writer starts here
 
     def close(self) -> None:
         for layer, array in self.arrays.items():

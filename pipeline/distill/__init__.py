@@ -11,6 +11,7 @@ import torch
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..errors import BadInput
+from ..resume import NO_RESUME, ResumePoint
 from ..synthetic import SyntheticSet
 from ..training import seed_everything
 from .base import Distillation, ImageUpdate, initial_images, synthetic_set
@@ -29,10 +30,12 @@ def distill(
     precision: str,
     seed: int,
     experts_dir: Path | None = None,
+    resume: ResumePoint = NO_RESUME,
 ) -> tuple[SyntheticSet, ImageUpdate]:
     """Distil ``cfg.ipc`` images per class with ``cfg.method``; returns the set and the update (its loss history).
 
-    MTT reads (or first records) expert trajectories under ``experts_dir``."""
+    MTT reads (or first records) expert trajectories under ``experts_dir``. ``resume``: where the state goes every
+    ``cfg.resume_every`` iterations and where a killed run continues from."""
     started = time.perf_counter()
     generator = seed_everything(seed)
     init, labels = initial_images(data, cfg.ipc, cfg.init, generator)
@@ -52,15 +55,16 @@ def distill(
         trajectories = [t.to(device) for t in load_trajectories(experts_dir, manifest)]
         syn_lr = torch.tensor(cfg.mtt.syn_lr_init, device=device)
         update = ImageUpdate(images, cfg, "distill mtt", regulariser, extra=[(syn_lr, cfg.mtt.lr_lr)])
-        job = Distillation(data, cfg, images, labels, update, generator, device, precision)
+        job = Distillation(data, cfg, images, labels, update, generator, device, precision, resume)
         extra = distill_mtt(job, trajectories=trajectories, syn_lr=syn_lr)
         extra["experts"] = manifest["key"]
     else:
         update = ImageUpdate(images, cfg, f"distill {cfg.method}", regulariser)
-        job = Distillation(data, cfg, images, labels, update, generator, device, precision)
+        job = Distillation(data, cfg, images, labels, update, generator, device, precision, resume)
         extra = (distill_dm if cfg.method == "dm" else distill_gm)(job)
     if not torch.isfinite(images).all():
         raise BadInput(f"distill {cfg.method}: the images diverged to NaN/Inf; lower distill.lr_img")
+    resume.clear()
     extra["seconds"] = round(time.perf_counter() - started, 2)
     extra["lr_img"] = cfg.image_lr
     if regulariser is not None:

@@ -3,7 +3,7 @@ synthetic set it returns."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +13,7 @@ from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..errors import BadInput
+from ..resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from ..synthetic import SyntheticSet
 from ..training import Progress
 
@@ -76,6 +77,7 @@ class ImageUpdate:
     ):
         self.images = images.requires_grad_(True)
         self.optimizer = torch.optim.SGD([images], lr=cfg.image_lr, momentum=cfg.momentum)
+        self.extra_tensors = [t for t, _ in extra]
         self.extra = [torch.optim.SGD([t.requires_grad_(True)], lr=lr, momentum=0.5) for t, lr in extra]
         self.regulariser = regulariser
         self.progress = Progress(what, cfg.iterations)
@@ -104,6 +106,22 @@ class ImageUpdate:
         if iteration is not None:
             self.progress(iteration, message)
 
+    def state(self) -> dict:
+        """What a resume point needs: the learned tensors, the optimisers' momenta, the objective's history."""
+        return {
+            "tensors": [t.detach().cpu() for t in (self.images, *self.extra_tensors)],
+            "optimizers": [o.state_dict() for o in (self.optimizer, *self.extra)],
+            "history": torch.tensor(self.history, dtype=torch.float64),
+        }
+
+    def load_state(self, state: dict) -> None:
+        with torch.no_grad():
+            for tensor, saved in zip((self.images, *self.extra_tensors), state["tensors"], strict=True):
+                tensor.copy_(saved)
+        for optimizer, saved in zip((self.optimizer, *self.extra), state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        self.history = state["history"].tolist()
+
 
 @dataclass
 class Distillation:
@@ -117,6 +135,21 @@ class Distillation:
     generator: torch.Generator
     device: torch.device
     precision: str
+    resume: ResumePoint = NO_RESUME
+
+    def iterations(self) -> Iterator[int]:
+        """1..cfg.iterations, continuing after the last resume point; the images, optimisers and RNG streams go to
+        the resume point every ``cfg.resume_every`` iterations, so a killed run ends with the same images."""
+        start = 0
+        restored = self.resume.load()
+        if restored is not None:
+            start, state = restored
+            self.update.load_state(state["update"])
+            set_rng_state(self.generator, state["rng"])
+        for iteration in range(start + 1, self.cfg.iterations + 1):
+            yield iteration
+            if iteration % self.cfg.resume_every == 0 and iteration < self.cfg.iterations:
+                self.resume.save(iteration, {"update": self.update.state(), "rng": rng_state(self.generator)})
 
 
 def synthetic_set(

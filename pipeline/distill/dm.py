@@ -56,7 +56,7 @@ def distill_dm(
     update, generator, device, precision = job.update, job.generator, job.device, job.precision
     index = class_indices(data)
     labels = labels.to(device)
-    for iteration in range(1, cfg.iterations + 1):
+    for iteration in job.iterations():
         net = frozen_random_net(cfg, data, device)
         loss, syn_x = dm_loss(data, cfg, images, net, index, generator, device, precision)
         update.step(loss, iteration, (syn_x, labels, net))

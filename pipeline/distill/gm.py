@@ -80,7 +80,7 @@ def distill_gm(
     outer, inner = loops_for(cfg)
     index = class_indices(data)
     labels = labels.to(device)
-    for iteration in range(1, cfg.iterations + 1):
+    for iteration in job.iterations():
         net = random_net(cfg, data, device).train()
         net_optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=0.5)
         for step in range(outer):

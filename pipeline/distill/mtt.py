@@ -68,7 +68,7 @@ def distill_mtt(
     epochs = len(trajectories[0]) - 1
     max_start = min(mtt.max_start_epoch, epochs - mtt.expert_steps)
     batch = mtt.batch_syn or len(images)
-    for iteration in range(1, cfg.iterations + 1):
+    for iteration in job.iterations():
         expert = trajectories[int(torch.randint(len(trajectories), (1,), generator=generator))]
         t = int(torch.randint(max_start + 1, (1,), generator=generator))
         start, target = expert[t].to(device), expert[t + mtt.expert_steps].to(device)
