@@ -1,0 +1,195 @@
+"""Resume after SIGKILL: each stage, killed mid-way in a child process, re-run, ends with exactly the outputs of an
+uninterrupted run and keeps what the killed run had finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from elfdd.pipeline import stages
+from elfdd.pipeline.config import load_config
+from elfdd.store.layout import content_sha256
+from elfdd.store.reader import FeatureStore
+
+# Fashion-MNIST, small but with enough steps that a kill lands inside a stage.
+RUN = [
+    "threads=1",
+    "precision=fp32",
+    "data.train_subset=1000",
+    "data.test_subset=200",
+    "distill.ipc=2",
+    "distill.arch_kwargs={width: 16}",
+    "distill.iterations=30",
+    "distill.batch_real=32",
+    "distill.resume_every=2",
+    "teacher.arch_kwargs={width: 16}",
+    "teacher.epochs=6",
+    "teacher.checkpoint_epochs=[0,2,4,6]",
+    "teacher.batch_size=32",
+    "extract.views=8",
+    "students.archs=[convnet,mlp]",
+    "students.modes=[task,front_rear_task]",
+    "students.epochs=20",
+    "students.seeds=[0]",
+]
+CHILD = """
+import logging
+import sys
+from pathlib import Path
+logging.basicConfig(level=logging.INFO)
+from elfdd.pipeline import stages
+run = stages.RunDir(Path(sys.argv[2]))
+config = stages.read_run_config(run.root)
+if sys.argv[1] == "student":
+    for job in stages.grid(config):
+        stages.stage_student(run, config, job)
+else:
+    getattr(stages, "stage_" + sys.argv[1])(run, config)
+"""
+PREREQUISITES = {
+    "distill": [],
+    "teacher": [],
+    "extract": ["synthetic.pt", "checkpoints", "stages"],
+    "student": ["synthetic.pt", "checkpoints", "stages", "store.zarr"],
+}
+
+
+def _run_all(run, config) -> None:
+    stages.stage_distill(run, config)
+    stages.stage_teacher(run, config)
+    stages.stage_extract(run, config)
+    for job in stages.grid(config):
+        stages.stage_student(run, config, job)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, fashion_mnist_available):
+    """An uninterrupted run of every stage."""
+    config = load_config(None, RUN)
+    run = stages.prepare_run(tmp_path_factory.mktemp("reference") / "run", config)
+    try:
+        _run_all(run, config)
+    finally:
+        torch.set_num_threads(2)
+    return run, config
+
+
+def _evidence(stage: str, run: stages.RunDir, config) -> bool:
+    """The killed run has finished some work the resumed one must keep."""
+    if stage == "distill":
+        return run.resume_point("distill").exists()
+    if stage == "teacher":
+        return run.resume_point(f"teacher-{config.teacher.id}").exists()
+    if stage == "extract":
+        first = run.store / "teachers" / config.teacher.id / "epoch_0000" / "logits" / "zarr.json"
+        return first.exists() and '"complete": true' in first.read_text()
+    return any(run.students.glob("*.json")) if run.students.exists() else False
+
+
+def _kill_midway(stage: str, run: stages.RunDir, config) -> None:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, stage, str(run.root)], env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while not _evidence(stage, run, config):
+        assert child.poll() is None, (
+            f"the {stage} child ended (exit {child.returncode}) before it could be killed"
+        )
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def _outputs(stage: str, run: stages.RunDir, config):
+    if stage == "distill":
+        return torch.load(run.synthetic, weights_only=True)["images"].numpy().tobytes()
+    if stage == "teacher":
+        manifest = json.loads((run.teacher_dir(config.teacher.id) / "manifest.json").read_text())
+        return [(c["epoch"], c["sha256"]) for c in manifest["checkpoints"]], manifest["complete"]
+    if stage == "extract":
+        store = FeatureStore(run.store)
+        return {
+            (epoch, layer): content_sha256(store.features(config.teacher.id, epoch, layer)[:])
+            for epoch in config.extract_epochs
+            for layer in config.extract_layers
+        }
+    return {p.name: json.loads(p.read_text())["test_acc"] for p in sorted(run.students.glob("*.json"))}
+
+
+def _kept(stage: str, run: stages.RunDir, config) -> dict[Path, int]:
+    """Files the killed run finished, with their mtimes: the resumed run must not rewrite them."""
+    if stage == "teacher":
+        files = sorted(run.teacher_dir(config.teacher.id).glob("epoch_*.pt"))
+    elif stage == "extract":
+        files = sorted((run.store / "teachers" / config.teacher.id / "epoch_0000").rglob("c/*"))
+    elif stage == "student":
+        files = sorted(run.students.glob("*.json"))
+    else:
+        files = []
+    return {f: f.stat().st_mtime_ns for f in files}
+
+
+@pytest.mark.parametrize("stage", ["distill", "teacher", "extract", "student"])
+def test_sigkill_then_rerun_gives_the_uninterrupted_outputs(stage, reference, tmp_path):
+    ref_run, config = reference
+    run = stages.prepare_run(tmp_path / "run", config)
+    _copy(ref_run, run, PREREQUISITES[stage])
+    if stage == "extract":
+        (run.stage_marker("extract")).unlink()
+    _kill_midway(stage, run, config)
+    kept = _kept(stage, run, config)
+    if stage in ("teacher", "extract", "student"):
+        assert kept, "the killed run finished nothing to keep"
+    rerun = subprocess.run(
+        [sys.executable, "-c", CHILD, stage, str(run.root)], check=True, capture_output=True, text=True
+    )
+    if stage in ("distill", "teacher"):  # continued from the resume point, not started over
+        assert "resuming from" in rerun.stderr, rerun.stderr[-2000:]
+    assert _outputs(stage, run, config) == _outputs(stage, ref_run, config)
+    assert {f: f.stat().st_mtime_ns for f in kept} == kept
+    assert not run.resume_point("distill").exists() and not list(run.root.rglob("*.tmp"))
+
+
+def _copy(source: stages.RunDir, run: stages.RunDir, names: list[str]) -> None:
+    for name in names:
+        path = source.root / name
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, run.root / name)
+
+
+def test_partial_epoch_continues_after_its_last_chunk(reference, tmp_path, monkeypatch):
+    """A writer dying after two blocks of an epoch: the re-run writes only the blocks after them, and the store
+    equals one written in one go."""
+    from elfdd.store import writer
+
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 8 << 10)  # one synthetic image per chunk here
+    ref_run, config = reference
+    run, fresh = (stages.prepare_run(tmp_path / name, config) for name in ("run", "fresh"))
+    for target in (run, fresh):
+        _copy(ref_run, target, ["synthetic.pt", "checkpoints"])
+    real_write = writer.EpochWriter.write
+    starts: list[tuple[int, int]] = []
+    die_after = [2]
+
+    def write(self, start, features, logits):
+        if len(starts) == die_after[0]:
+            raise KeyboardInterrupt  # the process dies between two blocks
+        real_write(self, start, features, logits)
+        starts.append((self.epoch, start))
+
+    monkeypatch.setattr(writer.EpochWriter, "write", write)
+    with pytest.raises(KeyboardInterrupt):
+        stages.stage_extract(run, config)
+    assert starts == [(0, 0), (0, 1)]
+    starts.clear()
+    die_after[0] = -1
+    stages.stage_extract(run, config)
+    assert starts[0] == (0, 2) and (0, 0) not in starts and (0, 1) not in starts
+    stages.stage_extract(fresh, config)
+    assert _outputs("extract", run, config) == _outputs("extract", fresh, config)
