@@ -112,7 +112,7 @@ def _run_stage(args: argparse.Namespace) -> int:
 
 
 def _only_config(out: Path) -> bool:
-    return out.is_dir() and {p.name for p in out.iterdir()} <= {"config.yaml"}
+    return out.is_dir() and {p.name for p in out.iterdir()} <= {"config.yaml", ".lock"}
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -9,9 +9,12 @@ extraction and the student grid out over a dask.distributed cluster; without it 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from .settings import quiet_prefect_env
 
@@ -21,6 +24,7 @@ from prefect import flow, task  # noqa: E402
 
 from ..pipeline import stages  # noqa: E402
 from ..pipeline.config import RunConfig  # noqa: E402
+from ..pipeline.lock import run_lock  # noqa: E402
 from ..pipeline.students import StudentJob  # noqa: E402
 from ..store import location  # noqa: E402
 from . import artifacts  # noqa: E402
@@ -47,6 +51,17 @@ RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_cond
 def _run(run_dir: str) -> tuple[stages.RunDir, RunConfig]:
     root = location.local_dir(run_dir)
     return stages.RunDir(root), stages.read_run_config(root)
+
+
+def locked(flow_fn: Callable[..., str]) -> Callable[..., str]:
+    """Hold the run directory's lock (pipeline.lock) while the flow works on it."""
+
+    @functools.wraps(flow_fn)
+    def wrapper(run_dir: str = "runs/default", *args: Any, **kwargs: Any) -> str:
+        with run_lock(location.local_dir(run_dir)):
+            return flow_fn(run_dir, *args, **kwargs)
+
+    return wrapper
 
 
 def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, RunConfig]:
@@ -91,6 +106,7 @@ def report_task(run_dir: str) -> str:
 
 
 @flow(name="distill")
+@locked
 def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
     """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD).
 
@@ -106,6 +122,7 @@ def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None,
 
 
 @flow(name="train-teacher")
+@locked
 def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
     """Train the teacher on the real data and checkpoint it at the configured epochs.
 
@@ -121,6 +138,7 @@ def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None,
 
 
 @flow(name="extract-features")
+@locked
 def extract_flow(
     run_dir: str = "runs/default",
     config: RunConfig | None = None,
@@ -147,6 +165,7 @@ def extract_flow(
 
 
 @flow(name="train-students")
+@locked
 def students_flow(
     run_dir: str = "runs/default",
     config: RunConfig | None = None,
@@ -173,6 +192,7 @@ def students_flow(
 
 
 @flow(name="report")
+@locked
 def report_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
     """Write results.json, report.md and plots from the finished student runs.
 
@@ -187,6 +207,7 @@ def report_flow(run_dir: str = "runs/default", config: RunConfig | None = None, 
 
 
 @flow(name="elf-pipeline")
+@locked
 def elf_pipeline(
     run_dir: str = "runs/default",
     config: RunConfig | None = None,

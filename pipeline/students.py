@@ -16,7 +16,7 @@ from ..store.reader import FeatureDataset
 from ..store.stream import ChunkShuffleSampler, feature_loader
 from . import augment
 from .config import StudentsConfig
-from .errors import BadInput
+from .errors import BadInput, NumericalFault
 from .losses import LOSS_TERMS, feature_loss, result_mode
 from .training import Progress, autocast, evaluate, seed_everything, sgd_with_half_decay
 
@@ -112,10 +112,6 @@ def student_jobs(cfg: StudentsConfig, teacher_epochs: list[int], layers: list[st
     return list(dict.fromkeys(cells))
 
 
-class NumericalFault(RuntimeError):
-    """A loss term became NaN or Inf."""
-
-
 def student_view(
     images: torch.Tensor, view_params: torch.Tensor, replay: bool, dsa: bool, generator: torch.Generator
 ) -> torch.Tensor:
@@ -167,12 +163,17 @@ def train_student(
     )
     batches = feature_loader(dataset, sampler, cfg.loader_workers)
     progress = Progress(f"student {job.name}", cfg.epochs)
+    uses_features = "front" in terms or "rear" in terms
     started = time.perf_counter()
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         for images, teacher, labels, view_params in batches:
             images, labels, teacher = images.to(device), labels.to(device), teacher.to(device)
+            if uses_features and not torch.isfinite(teacher).all():
+                raise NumericalFault(
+                    f"student {job.name}: teacher features from {dataset.path} hold NaN or Inf at epoch {epoch}"
+                )
             images = student_view(images, view_params, replay, cfg.dsa, generator)
             with autocast(device, precision):
                 h = model.front(images, split)

@@ -13,7 +13,7 @@ from ..models import create_model
 from . import augment
 from .config import TeacherConfig
 from .data import DataSplits
-from .errors import BadInput
+from .errors import BadInput, NumericalFault
 from .io import atomic_torch_save, atomic_write_json, load_json, sha256_file
 from .resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from .training import autocast, evaluate, log, seed_everything, sgd_with_half_decay
@@ -37,8 +37,10 @@ def train_epoch(
     generator: torch.Generator,
     device: torch.device,
     precision: str,
+    where: str = "network",
 ) -> float:
-    """One epoch of cross-entropy training in a seeded order (DSA on each batch when ``dsa``); the train accuracy."""
+    """One epoch of cross-entropy training in a seeded order (DSA on each batch when ``dsa``); the train accuracy.
+    A NaN or Inf loss stops it with a NumericalFault naming ``where``."""
     model.train()
     order = torch.randperm(len(y_train), generator=generator)
     correct = 0
@@ -50,6 +52,8 @@ def train_epoch(
         with autocast(device, precision):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise NumericalFault(f"{where}: cross-entropy loss is {loss.item()} (diverged)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -120,7 +124,16 @@ def train_teacher(
         checkpoint(0, None, evaluate(model, data.x_test, data.y_test, device, precision))
     for epoch in range(start + 1, cfg.epochs + 1):
         train_acc = train_epoch(
-            model, optimizer, x_train, y_train, cfg.batch_size, cfg.dsa, generator, device, precision
+            model,
+            optimizer,
+            x_train,
+            y_train,
+            cfg.batch_size,
+            cfg.dsa,
+            generator,
+            device,
+            precision,
+            f"teacher {cfg.id} epoch {epoch}",
         )
         scheduler.step()
         test_acc = evaluate(model, data.x_test, data.y_test, device, precision)
