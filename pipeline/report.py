@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .io import save_figure
+
 RUN_KEYS = (
     "student",
     "mode",
@@ -364,8 +366,7 @@ def _figure(path: Path, draw: Callable, size: tuple[float, float]) -> None:
     fig, ax = plt.subplots(figsize=size)
     draw(ax)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

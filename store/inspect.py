@@ -13,6 +13,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..pipeline.io import save_figure
 from .layout import feature_path
 from .reader import FeatureStore
 
@@ -203,7 +204,7 @@ def plot_stats(stats: dict[str, Any], out: Path) -> list[Path]:
         axes[1].legend(fontsize=7)
         fig.tight_layout()
         written.append(out / f"channels_{teacher}_{layer}.png")
-        fig.savefig(written[-1], dpi=110)
+        save_figure(fig, written[-1], dpi=110)
         plt.close(fig)
     for c in stats["cka"]:
         fig, ax = plt.subplots(figsize=(3.8, 3.4))
@@ -215,6 +216,6 @@ def plot_stats(stats: dict[str, Any], out: Path) -> list[Path]:
         fig.colorbar(image, ax=ax)
         fig.tight_layout()
         written.append(out / f"cka_{c['teacher']}_{c['layer']}.png")
-        fig.savefig(written[-1], dpi=110)
+        save_figure(fig, written[-1], dpi=110)
         plt.close(fig)
     return written
