@@ -3,6 +3,7 @@ constant lr, as MTT expects), a snapshot of the parameters after every epoch, st
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from .config import DistillConfig
 from .data import DataSplits
 from .errors import BadInput
 from .io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
+from .resume import ResumePoint
 from .teacher import train_epoch
 from .training import evaluate, log
 
@@ -57,7 +59,14 @@ def record_experts(
         keep = torch.randperm(len(y_train), generator=generator)[: mtt.expert_subset]
         x_train, y_train = x_train[keep], y_train[keep]
     channels, size = data.image_shape[0], data.image_shape[-1]
-    for k in range(mtt.experts):
+    resume = ResumePoint(out_dir / "resume.pt", key)  # after each expert: a killed recording keeps those done
+    first = 0
+    restored = resume.load()
+    if restored is not None:
+        first, state = restored
+        generator.set_state(state["generator"])
+        manifest = json.loads(state["manifest"])
+    for k in range(first, mtt.experts):
         torch.manual_seed(seed * 1000 + k)
         model = create_model(cfg.arch, channels, data.num_classes, size, **cfg.arch_kwargs).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=mtt.expert_lr, momentum=0, weight_decay=0)
@@ -77,8 +86,10 @@ def record_experts(
             {"file": path.name, "sha256": sha256_file(path), "test_acc": test_acc}
         )
         atomic_write_json(manifest_path, manifest)
+        resume.save(k + 1, {"generator": generator.get_state(), "manifest": json.dumps(manifest)})
     manifest["complete"] = True
     atomic_write_json(manifest_path, manifest)
+    resume.clear()
     return manifest
 
 

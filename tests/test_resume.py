@@ -193,3 +193,42 @@ def test_partial_epoch_continues_after_its_last_chunk(reference, tmp_path, monke
     assert starts[0] == (0, 2) and (0, 0) not in starts and (0, 1) not in starts
     stages.stage_extract(fresh, config)
     assert _outputs("extract", run, config) == _outputs("extract", fresh, config)
+
+
+def test_killed_expert_recording_keeps_the_finished_experts(toy_npz, tmp_path, monkeypatch):
+    """MTT's experts: dying inside the third expert keeps the first two (files untouched); the re-run records the
+    rest, and the trajectories equal a recording in one go."""
+    from elfdd.pipeline import experts as experts_module
+    from elfdd.pipeline.data import load_data
+
+    config = load_config(
+        None,
+        [
+            "data.name=npz",
+            f"data.path={toy_npz}",
+            "distill.mtt.experts=3",
+            "distill.mtt.expert_epochs=2",
+            "distill.mtt.expert_batch=16",
+        ],
+    )
+    data, cpu = load_data(config.data), torch.device("cpu")
+    real_epoch, calls = experts_module.train_epoch, []
+
+    def train_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # the first epoch of the third expert
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(experts_module, "train_epoch", train_epoch)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
+    kept = {p: p.stat().st_mtime_ns for p in sorted(killed.glob("trajectory_*.pt"))}
+    assert len(kept) == 2
+    monkeypatch.setattr(experts_module, "train_epoch", real_epoch)
+    resumed = experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
+    whole = experts_module.record_experts(data, config.distill, tmp_path / "whole", cpu, "fp32", seed=0)
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert [t["sha256"] for t in resumed["trajectories"]] == [t["sha256"] for t in whole["trajectories"]]
+    assert resumed["complete"] and not (killed / "resume.pt").exists()
