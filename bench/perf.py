@@ -1,0 +1,273 @@
+"""Performance: elfdd's own paths side by side with the baselines that are their limit, each printed as a ratio.
+
+    python bench/perf.py [--quick] [--threads 2]
+
+Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
+- elf_store_over_plain_loop: ELF student training from the store (train_student) / a plain PyTorch loop over
+  in-memory tensors doing the same computation (goal <= 1.05);
+- online_over_cached_student, online_over_cached_sweep10: ELF with the teacher's features recomputed every step /
+  read from the cache, for one student and for a 10-student sweep (the sweep pays the extraction once);
+- extract_over_bare_forward: elfdd's extraction into a store / the teacher's bare forward pass over the same images
+  and views in inference mode (goal <= 1.1);
+- rerun_over_first_make_run: `elfdd run` on a finished directory / the first run (smoke config with --quick, the
+  default config otherwise; first-run seconds printed too).
+Then `scale ...` lines: time and peak memory (RSS of a fresh process) of extraction and of one ELF student as the
+synthetic set (IPC) and the stored views grow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from elfdd.models import adapter_pair, create_model
+from elfdd.pipeline import augment
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.data import load_data
+from elfdd.pipeline.distill import distill
+from elfdd.pipeline.extract import extract_to_store, view_params
+from elfdd.pipeline.losses import feature_loss
+from elfdd.pipeline.students import StudentJob, train_student
+from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest, train_teacher
+from elfdd.pipeline.training import configure_threads, seed_everything, sgd_with_half_decay
+from elfdd.store.reader import FeatureDataset, InMemoryFeatures
+from torch.nn import functional as F
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def setup(work: Path, ipc: int, views: int, quick: bool):
+    """Data, a teacher (checkpointed), a synthetic set (random real images: the values do not change the cost) and
+    its store; returns (config, data, synthetic, teacher_dir, manifest, store)."""
+    config = load_config(
+        None,
+        [
+            "precision=fp32",
+            f"data.train_subset={2000 if quick else 10000}",
+            "data.test_subset=500",
+            f"distill.ipc={ipc}",
+            "distill.iterations=0",
+            "teacher.epochs=1",
+            "teacher.checkpoint_epochs=[1]",
+            f"extract.views={views}",
+        ],
+    )
+    data = load_data(config.data, config.seed)
+    teacher_dir = work / "teacher"
+    if not (teacher_dir / "manifest.json").exists():
+        train_teacher(data, config.teacher, teacher_dir, CPU, "fp32", 0)
+    synthetic, _ = distill(data, config.distill, CPU, "fp32", 0)
+    manifest = load_manifest(teacher_dir)
+    store = work / f"store_ipc{ipc}_v{views}.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    extract_to_store(
+        synthetic, config.teacher, manifest, teacher_dir, store, [1], ["block3"], config.extract, CPU
+    )
+    return config, data, synthetic, teacher_dir, manifest, store
+
+
+def plain_elf(dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Module | None = None) -> float:
+    """The ELF student loop of pipeline/students.py written plainly over in-memory tensors (clean view policy:
+    fresh DSA, the stored clean feature); with ``teacher``, its features are recomputed every step instead."""
+    memory = InMemoryFeatures(dataset)
+    images, features, labels = memory.images, memory.features[:, 0].float(), memory.labels
+    generator = seed_everything(0)
+    model = create_model("convnet", images.shape[1], 10, images.shape[-1])
+    split = model.default_split
+    adapters = adapter_pair(model.feature_shape(tuple(images.shape[1:]), split), dataset.feature_shape)
+    optimizer, scheduler = sgd_with_half_decay(
+        [*model.parameters(), *adapters.parameters()], cfg.lr, cfg.momentum, cfg.weight_decay, epochs
+    )
+    started = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(labels), generator=generator)
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            x, y = augment.augment(images[batch], generator)[0], labels[batch]
+            if teacher is None:
+                target = features[batch]
+            else:
+                with torch.inference_mode():
+                    target = teacher.front(x, "block3").float()
+                target = target.clone()
+            h = model.front(x, split)
+            loss = (
+                F.cross_entropy(model.rear(h, split), y)
+                + feature_loss("ce", adapters["to_teacher"](h), target)
+                + F.cross_entropy(model.rear(adapters["from_teacher"](target), split), y)
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    return time.perf_counter() - started
+
+
+def elfdd_elf(dataset: FeatureDataset, data, cfg, epochs: int) -> float:
+    job = StudentJob("convnet", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, "block3")
+    cfg = cfg.model_copy(update={"epochs": epochs})
+    return train_student(job, dataset, data.x_test, data.y_test, cfg, 10, CPU, "fp32")["train_seconds"]
+
+
+def median_pair(a, b, repeats: int) -> tuple[float, float]:
+    """Interleaved repeats (a, b, a, b, ...) so drift on a noisy machine hits both sides alike."""
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        times_a.append(a())
+        times_b.append(b())
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def bare_forward(
+    synthetic, teacher_cfg, manifest, teacher_dir, views: int, view_seed: int, batch: int
+) -> float:
+    """The teacher's forward pass over every image and view in inference mode, nothing stored."""
+    model = build_teacher(teacher_cfg, tuple(synthetic.images.shape[1:]), synthetic.num_classes)
+    model.load_state_dict(load_checkpoint(teacher_dir, manifest, 1)[0])
+    model.eval()
+    from elfdd.pipeline.config import ExtractConfig
+
+    params = view_params(
+        len(synthetic.images), ExtractConfig(views=views, view_seed=view_seed), synthetic.images.shape[-1]
+    )
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, len(synthetic.images), batch):
+            for v in range(views):
+                x = augment.apply(synthetic.images[start : start + batch], params[start : start + batch, v])
+                model(x)
+    return time.perf_counter() - started
+
+
+def timed_extract(synthetic, config, manifest, teacher_dir, store: Path) -> float:
+    shutil.rmtree(store, ignore_errors=True)
+    started = time.perf_counter()
+    extract_to_store(
+        synthetic, config.teacher, manifest, teacher_dir, store, [1], ["block3"], config.extract, CPU
+    )
+    return time.perf_counter() - started
+
+
+def make_run_seconds(config_file: Path, out: Path) -> tuple[float, float]:
+    command = [
+        str(Path(sys.executable).parent / "elfdd"),
+        "run",
+        "--config",
+        str(config_file),
+        "--out",
+        str(out),
+    ]
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return times[0], times[1]
+
+
+def _scale_point(args: tuple[str, int, int, bool, int, str]) -> tuple[float, float]:
+    """In a fresh process: (seconds, peak RSS MB) of extraction or of one ELF student at this IPC and V."""
+    what, ipc, views, quick, threads, work = args
+    configure_threads(threads)
+    config, data, synthetic, teacher_dir, manifest, store = setup(Path(work), ipc, views, quick)
+    if what == "extract":
+        seconds = timed_extract(synthetic, config, manifest, teacher_dir, store)
+    else:
+        dataset = FeatureDataset(store, config.teacher.id, 1, "block3")
+        seconds = elfdd_elf(dataset, data, config.students, 2 if quick else 10)
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller work, under 5 minutes")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    configure_threads(args.threads)
+    quick = args.quick
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.machine()} {args.threads} threads torch {torch.__version__} quick={quick}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="elfdd-perf-"))
+    try:
+        config, data, synthetic, teacher_dir, manifest, store = setup(work, 10, 4, quick)
+        dataset = FeatureDataset(store, config.teacher.id, 1, "block3")
+        epochs, repeats = (10, 3) if quick else (60, 3)
+        cfg = config.students
+
+        ours, plain = median_pair(
+            lambda: elfdd_elf(dataset, data, cfg, epochs), lambda: plain_elf(dataset, cfg, epochs), repeats
+        )
+        print(
+            f"elf student {epochs} epochs: elfdd from the store {ours:.3f} s, plain in-memory loop {plain:.3f} s"
+        )
+        print(f"ratio elf_store_over_plain_loop {ours / plain:.3f}")
+
+        teacher = build_teacher(config.teacher, tuple(synthetic.images.shape[1:]), 10)
+        teacher.load_state_dict(load_checkpoint(teacher_dir, manifest, 1)[0])
+        teacher.eval()
+        cached, online = median_pair(
+            lambda: plain_elf(dataset, cfg, epochs), lambda: plain_elf(dataset, cfg, epochs, teacher), repeats
+        )
+        extract_once = timed_extract(synthetic, config, manifest, teacher_dir, work / "once.zarr")
+        print(
+            f"elf student: cached features {cached:.3f} s, online teacher {online:.3f} s; extraction {extract_once:.3f} s"
+        )
+        print(f"ratio online_over_cached_student {online / cached:.3f}")
+        print(f"ratio online_over_cached_sweep10 {10 * online / (extract_once + 10 * cached):.3f}")
+
+        views = config.extract.views
+        extract, bare = median_pair(
+            lambda: timed_extract(synthetic, config, manifest, teacher_dir, work / "timed.zarr"),
+            lambda: bare_forward(
+                synthetic,
+                config.teacher,
+                manifest,
+                teacher_dir,
+                views,
+                config.extract.view_seed,
+                config.extract.batch_size,
+            ),
+            repeats,
+        )
+        print(
+            f"extraction of {len(synthetic.images)} images x {views} views: store {extract:.3f} s, bare forward {bare:.3f} s"
+        )
+        print(f"ratio extract_over_bare_forward {extract / bare:.3f}")
+
+        config_file = ROOT / "configs" / ("smoke.yaml" if quick else "default.yaml")
+        first, rerun = make_run_seconds(config_file, work / "run")
+        print(f"elfdd run --config {config_file.name}: first {first:.1f} s, re-run {rerun:.1f} s")
+        print(f"ratio rerun_over_first_make_run {rerun / first:.3f}")
+
+        ipcs, view_counts = ((1, 10), (1, 8)) if quick else ((1, 10, 50), (1, 8, 32))
+        points = [
+            (what, ipc, v, quick, args.threads, str(work))
+            for what in ("extract", "student")
+            for ipc in ipcs
+            for v in view_counts
+        ]
+        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            for point, (seconds, peak) in zip(
+                points, pool.map(_scale_point, points, chunksize=1), strict=True
+            ):
+                print(
+                    f"scale {point[0]} ipc={point[1]} views={point[2]} seconds={seconds:.3f} peak_rss_mb={peak:.0f}"
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
