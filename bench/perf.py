@@ -11,16 +11,14 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
   and views in inference mode (goal <= 1.1);
 - rerun_over_first_make_run: `elfdd run` on a finished directory / the first run (smoke config with --quick, the
   default config otherwise; first-run seconds printed too).
-Then `scale ...` lines: time and peak memory (RSS of a fresh process) of extraction and of one ELF student as the
-synthetic set (IPC) and the stored views grow.
+Then `scale ...` lines: time and peak memory (the process's peak RSS, reset before each point, and its growth over
+the RSS before the point) of extraction and of one ELF student as the synthetic set (IPC) and the stored views grow.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -159,7 +157,8 @@ def timed_extract(synthetic, config, manifest, teacher_dir, store: Path) -> floa
     return time.perf_counter() - started
 
 
-def make_run_seconds(config_file: Path, out: Path) -> tuple[float, float]:
+def make_run_seconds(config_file: Path, out: Path, overrides: list[str]) -> tuple[float, float]:
+    """`elfdd run` into a new directory, then again on the finished one."""
     command = [
         str(Path(sys.executable).parent / "elfdd"),
         "run",
@@ -168,6 +167,7 @@ def make_run_seconds(config_file: Path, out: Path) -> tuple[float, float]:
         "--out",
         str(out),
     ]
+    command += [arg for override in overrides for arg in ("--set", override)]
     times = []
     for _ in range(2):
         started = time.perf_counter()
@@ -176,17 +176,26 @@ def make_run_seconds(config_file: Path, out: Path) -> tuple[float, float]:
     return times[0], times[1]
 
 
-def _scale_point(args: tuple[str, int, int, bool, int, str]) -> tuple[float, float]:
-    """In a fresh process: (seconds, peak RSS MB) of extraction or of one ELF student at this IPC and V."""
-    what, ipc, views, quick, threads, work = args
-    configure_threads(threads)
-    config, data, synthetic, teacher_dir, manifest, store = setup(Path(work), ipc, views, quick)
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def scale_point(what: str, ipc: int, views: int, quick: bool, work: Path) -> tuple[float, float, float]:
+    """(seconds, peak RSS MB, peak minus the RSS before) of extraction or of one ELF student at this IPC and V; the
+    kernel's peak-RSS counter is reset before the work (/proc/self/clear_refs), so the peak is this work's."""
+    config, data, synthetic, teacher_dir, manifest, store = setup(work, ipc, views, quick)
+    dataset = FeatureDataset(store, config.teacher.id, 1, "block3")
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_mb("VmRSS")
     if what == "extract":
-        seconds = timed_extract(synthetic, config, manifest, teacher_dir, store)
+        seconds = timed_extract(synthetic, config, manifest, teacher_dir, work / "scaled.zarr")
     else:
-        dataset = FeatureDataset(store, config.teacher.id, 1, "block3")
         seconds = elfdd_elf(dataset, data, config.students, 2 if quick else 10)
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
+    return seconds, peak, peak - before
 
 
 def main() -> None:
@@ -227,44 +236,44 @@ def main() -> None:
         print(f"ratio online_over_cached_student {online / cached:.3f}")
         print(f"ratio online_over_cached_sweep10 {10 * online / (extract_once + 10 * cached):.3f}")
 
-        views = config.extract.views
+        # A larger set for extraction, so its throughput, not the store's fixed cost (metadata, checkpoint check), shows.
+        ext_config, _, ext_synthetic, _, _, _ = setup(work, 10 if quick else 50, 16 if quick else 8, quick)
+        views, extract_batch = ext_config.extract.views, ext_config.extract.batch_size
         extract, bare = median_pair(
-            lambda: timed_extract(synthetic, config, manifest, teacher_dir, work / "timed.zarr"),
+            lambda: timed_extract(ext_synthetic, ext_config, manifest, teacher_dir, work / "timed.zarr"),
             lambda: bare_forward(
-                synthetic,
-                config.teacher,
+                ext_synthetic,
+                ext_config.teacher,
                 manifest,
                 teacher_dir,
                 views,
-                config.extract.view_seed,
-                config.extract.batch_size,
+                ext_config.extract.view_seed,
+                extract_batch,
             ),
             repeats,
         )
         print(
-            f"extraction of {len(synthetic.images)} images x {views} views: store {extract:.3f} s, bare forward {bare:.3f} s"
+            f"extraction of {len(ext_synthetic.images)} images x {views} views: store {extract:.3f} s, bare forward {bare:.3f} s"
         )
         print(f"ratio extract_over_bare_forward {extract / bare:.3f}")
 
         config_file = ROOT / "configs" / ("smoke.yaml" if quick else "default.yaml")
-        first, rerun = make_run_seconds(config_file, work / "run")
-        print(f"elfdd run --config {config_file.name}: first {first:.1f} s, re-run {rerun:.1f} s")
+        overrides = ["students.archs=[convnet]"] if quick else []
+        first, rerun = make_run_seconds(config_file, work / "run", overrides)
+        print(
+            f"elfdd run --config {config_file.name} {' '.join(overrides)}: first {first:.1f} s, re-run {rerun:.1f} s"
+        )
         print(f"ratio rerun_over_first_make_run {rerun / first:.3f}")
 
         ipcs, view_counts = ((1, 10), (1, 8)) if quick else ((1, 10, 50), (1, 8, 32))
-        points = [
-            (what, ipc, v, quick, args.threads, str(work))
-            for what in ("extract", "student")
-            for ipc in ipcs
-            for v in view_counts
-        ]
-        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-            for point, (seconds, peak) in zip(
-                points, pool.map(_scale_point, points, chunksize=1), strict=True
-            ):
-                print(
-                    f"scale {point[0]} ipc={point[1]} views={point[2]} seconds={seconds:.3f} peak_rss_mb={peak:.0f}"
-                )
+        for what in ("extract", "student"):
+            for ipc in ipcs:
+                for v in view_counts:
+                    seconds, peak, grew = scale_point(what, ipc, v, quick, work)
+                    print(
+                        f"scale {what} ipc={ipc} views={v} seconds={seconds:.3f} "
+                        f"peak_rss_mb={peak:.0f} peak_over_start_mb={grew:.0f}"
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
