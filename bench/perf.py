@@ -130,7 +130,22 @@ def median_pair(a, b, repeats: int) -> tuple[float, float]:
 def bare_forward(
     synthetic, teacher_cfg, manifest, teacher_dir, views: int, view_seed: int, batch: int
 ) -> float:
-    """The teacher's forward pass over every image and view in inference mode, nothing stored."""
+    """The teacher's forward pass over every image and view in inference mode, nothing stored, at the faster of
+    the extraction's own block size (a store chunk's samples) and ``batch``, so the baseline is the limit."""
+    from elfdd.store.writer import samples_per_chunk
+
+    shape = tuple(synthetic.images.shape[1:])
+    feature = build_teacher(teacher_cfg, shape, synthetic.num_classes).feature_shape(shape, "block3")
+    chunk = samples_per_chunk(len(synthetic.images), (views, *feature), (views, synthetic.num_classes))
+    sizes = sorted({min(chunk, batch), batch})
+    return min(
+        _bare_forward(synthetic, teacher_cfg, manifest, teacher_dir, views, view_seed, b) for b in sizes
+    )
+
+
+def _bare_forward(
+    synthetic, teacher_cfg, manifest, teacher_dir, views: int, view_seed: int, batch: int
+) -> float:
     model = build_teacher(teacher_cfg, tuple(synthetic.images.shape[1:]), synthetic.num_classes)
     model.load_state_dict(load_checkpoint(teacher_dir, manifest, 1)[0])
     model.eval()

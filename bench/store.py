@@ -24,10 +24,7 @@ import numpy as np
 import torch
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import ExtractConfig
-from elfdd.pipeline.extract import extract_to_store
 from elfdd.pipeline.students import StudentJob, train_student
-from elfdd.pipeline.synthetic import load_synthetic
-from elfdd.pipeline.teacher import load_manifest
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset, InMemoryFeatures
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
@@ -62,18 +59,7 @@ def build_store(run: stages.RunDir, config, folder: Path, name: str, **extract) 
     """One store from the run's synthetic set and teacher checkpoint, at the students' epoch and layer."""
     cfg = ExtractConfig(**{**config.extract.model_dump(), **extract})
     path = folder / f"{name}.zarr"
-    teacher_dir = run.teacher_dir(config.teacher.id)
-    extract_to_store(
-        load_synthetic(run.synthetic),
-        config.teacher,
-        load_manifest(teacher_dir),
-        teacher_dir,
-        path,
-        [config.student_teacher_epoch],
-        [config.student_layer],
-        cfg,
-        torch.device("cpu"),
-    )
+    stages.extract_run_store(run, config, path, [config.student_teacher_epoch], [config.student_layer], cfg)
     return path
 
 

@@ -18,11 +18,11 @@ from .. import __version__
 from ..store import location
 from ..store.layout import content_sha256
 from ..store.reader import FeatureDataset
-from .config import RunConfig, dump_config, load_config
+from .config import ExtractConfig, RunConfig, dump_config, load_config
 from .data import DataSplits, load_data
 from .distill import distill
 from .errors import BadInput
-from .extract import extract_epoch, prepare_store
+from .extract import extract_epoch, extract_to_store, prepare_store
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, json_sha256, load_json
 from .report import arm, at_reference, build_results, render_markdown, write_plots
 from .resume import ResumePoint
@@ -259,6 +259,30 @@ def stage_extract_epoch(run: RunDir, config: RunConfig, target: Path, epoch: int
         config.extract,
         device,
         key,
+    )
+
+
+def extract_run_store(
+    run: RunDir,
+    config: RunConfig,
+    target: str | Path,
+    epochs: list[int] | None = None,
+    layers: list[str] | None = None,
+    extract: ExtractConfig | None = None,
+) -> list[str]:
+    """The run's synthetic set through its teacher checkpoints into another store ``target`` (a path or fsspec
+    URL): other extract settings, epochs or layers (default: the config's), or another file system."""
+    teacher_dir = run.teacher_dir(config.teacher.id)
+    return extract_to_store(
+        load_synthetic(run.synthetic),
+        config.teacher,
+        load_manifest(teacher_dir),
+        teacher_dir,
+        target,
+        epochs or config.extract_epochs,
+        layers or config.extract_layers,
+        extract or config.extract,
+        _runtime(config)[0],
     )
 
 

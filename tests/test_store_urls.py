@@ -8,12 +8,9 @@ import uuid
 
 import numpy as np
 import pytest
-import torch
 from elfdd.pipeline import stages
 from elfdd.pipeline.errors import BadInput
-from elfdd.pipeline.extract import extract_to_store
 from elfdd.pipeline.synthetic import load_synthetic
-from elfdd.pipeline.teacher import load_manifest
 from elfdd.store import location
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureDataset
@@ -61,18 +58,7 @@ def test_students_train_from_a_store_on_another_url(toy_npz, tmp_path):
 
     run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "students.archs=[convnet]"])
     url = _memory_url()
-    teacher_dir = run.teacher_dir(config.teacher.id)
-    extract_to_store(
-        load_synthetic(run.synthetic),
-        config.teacher,
-        load_manifest(teacher_dir),
-        teacher_dir,
-        url,
-        config.extract_epochs,
-        config.extract_layers,
-        config.extract,
-        torch.device("cpu"),
-    )
+    stages.extract_run_store(run, config, url)
     assert verify_store(url) == []
     job = stages.reference_job(config, "convnet", "front_rear_task", 0)
     local = json.loads(stages.stage_student(run, config, job).read_text())
