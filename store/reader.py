@@ -195,12 +195,15 @@ class FeatureDataset(torch.utils.data.Dataset):
             return self._cache[index]
         self._open()
         part = slice(index * self.chunk, min(self.length, (index + 1) * self.chunk))
-        try:
-            chunk = {name: array[part] for name, array in self._arrays.items()}
-        except Exception as exc:
-            raise BadInput(
-                f"store {self.path}: cannot read samples {part.start}:{part.stop}: {str(exc).splitlines()[0]}"
-            ) from None
+        chunk = {}
+        for name, array in self._arrays.items():
+            try:
+                chunk[name] = array[part]
+            except Exception as exc:
+                raise BadInput(
+                    f"store {self.path}: cannot read samples {part.start}:{part.stop} of {array.path}: "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
         self._cache[index] = chunk
         while len(self._cache) > 1 and self.cached_bytes() > self.cache_bytes:
             self._cache.popitem(last=False)

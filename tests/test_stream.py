@@ -121,7 +121,7 @@ def test_a_damaged_chunk_reaches_the_consumer_of_the_prefetch_thread(many_chunks
     chunk.write_bytes(chunk.read_bytes()[:-5])
     dataset = FeatureDataset(path, "t1", 1, "block3")
     sampler = ChunkShuffleSampler(len(dataset), dataset.chunk, 16, seed=0)
-    with pytest.raises(BadInput, match="cannot read samples 80:96"):
+    with pytest.raises(BadInput, match="cannot read samples 80:96 of teachers/t1/epoch_0001/block3"):
         for _ in feature_loader(dataset, sampler, prefetch=2):
             pass
 
