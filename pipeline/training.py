@@ -79,9 +79,10 @@ def evaluate(
     y: torch.Tensor,
     device: torch.device,
     precision: str,
-    batch_size: int = 1000,
+    batch_size: int = 256,
 ) -> float:
-    """Top-1 accuracy (a fraction) of ``model`` in eval mode on clean images."""
+    """Top-1 accuracy (a fraction) of ``model`` in eval mode on clean images, ``batch_size`` at a time (256: half
+    the peak memory of 500 at the same speed on this CPU, bench note in docs/benchmarks.md)."""
     was_training = model.training
     model.eval()
     correct = 0
