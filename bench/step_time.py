@@ -2,7 +2,8 @@
 
     python bench/step_time.py [--batch 100] [--repeats 3] [--archs convnet,resnet18,...]
 
-Prints one line per architecture and `ratio bf16_over_fp32_<arch> VALUE` (above 1: bf16 is slower here).
+Prints one line per architecture, `ratio bf16_over_fp32_<arch> VALUE` (above 1: bf16 is slower here) and
+`ratio channels_last_over_contiguous_<arch> VALUE` (fp32; above 1: channels_last is slower here).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def main() -> None:
             f"{arch:10s} step on {args.batch} images: fp32 {times['fp32']:.3f} s, bf16 {times['bf16']:.3f} s"
         )
         print(f"ratio bf16_over_fp32_{arch} {times['bf16'] / times['fp32']:.2f}")
+        torch.manual_seed(0)
+        model = create_model(arch, 1, 10, 28).to(memory_format=torch.channels_last)
+        last = step_seconds(model, x.contiguous(memory_format=torch.channels_last), y, "fp32", args.repeats)
+        print(f"ratio channels_last_over_contiguous_{arch} {last / times['fp32']:.2f}")
 
 
 if __name__ == "__main__":
