@@ -38,7 +38,7 @@ def run_tasks(
     kept) before the first failure is raised; returns the results in call order. ``progress``: the key of a
     progress artifact updated as calls finish."""
     calls = list(calls)
-    tracker = Progress(progress, len(calls), task.name)
+    tracker = TaskProgress(progress, len(calls), task.name)
     if not dask_address:
         outcomes = []
         for params in calls:
@@ -70,7 +70,7 @@ def _outcome(result: Callable[[], Any]) -> Any:
         return _Failed(exc)
 
 
-class Progress:
+class TaskProgress:
     """A Prefect progress artifact (percent of calls finished) and a log line per finished call."""
 
     def __init__(self, key: str | None, total: int, what: str):
