@@ -37,7 +37,12 @@ from elfdd.pipeline.extract import extract_to_store, view_params
 from elfdd.pipeline.losses import feature_loss
 from elfdd.pipeline.students import StudentJob, train_student
 from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest, train_teacher
-from elfdd.pipeline.training import configure_threads, seed_everything, sgd_with_half_decay
+from elfdd.pipeline.training import (
+    CPU_INFERENCE_BATCH,
+    configure_threads,
+    seed_everything,
+    sgd_with_half_decay,
+)
 from elfdd.store.reader import FeatureDataset, InMemoryFeatures
 from torch.nn import functional as F
 
@@ -130,14 +135,15 @@ def median_pair(a, b, repeats: int) -> tuple[float, float]:
 def bare_forward(
     synthetic, teacher_cfg, manifest, teacher_dir, views: int, view_seed: int, batch: int
 ) -> float:
-    """The teacher's forward pass over every image and view in inference mode, nothing stored, at the faster of
-    the extraction's own block size (a store chunk's samples) and ``batch``, so the baseline is the limit."""
+    """The teacher's forward pass over every image and view in inference mode, nothing stored, at the fastest of
+    the CPU inference batch, the extraction's block size (a store chunk's samples) and ``batch``, so the baseline
+    is the limit."""
     from elfdd.store.writer import samples_per_chunk
 
     shape = tuple(synthetic.images.shape[1:])
     feature = build_teacher(teacher_cfg, shape, synthetic.num_classes).feature_shape(shape, "block3")
     chunk = samples_per_chunk(len(synthetic.images), (views, *feature), (views, synthetic.num_classes))
-    sizes = sorted({min(chunk, batch), batch})
+    sizes = sorted({CPU_INFERENCE_BATCH, min(chunk, batch), batch})
     return min(
         _bare_forward(synthetic, teacher_cfg, manifest, teacher_dir, views, view_seed, b) for b in sizes
     )

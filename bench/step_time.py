@@ -1,15 +1,20 @@
 """Training-step time per registered student on this machine, fp32 vs bf16 autocast, side by side.
 
     python bench/step_time.py [--batch 100] [--repeats 3] [--archs convnet,resnet18,...]
+    python bench/step_time.py --inference [--archs ...]     # images per inference pass: 16 vs 256
+    python bench/step_time.py --compile [--archs convnet]   # torch.compile vs eager training step
 
 Prints one line per architecture, `ratio bf16_over_fp32_<arch> VALUE` (above 1: bf16 is slower here) and
-`ratio channels_last_over_contiguous_<arch> VALUE` (fp32; above 1: channels_last is slower here).
+`ratio channels_last_over_contiguous_<arch> VALUE` (fp32; above 1: channels_last is slower here); with
+--inference `ratio inference_batch16_over_256_<arch> VALUE` (time per image in eval mode, 16 vs 256 images a pass);
+with --compile `ratio compiled_over_eager_step_<arch> VALUE` and the seconds the first compiled step took.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import torch
@@ -37,12 +42,53 @@ def step_seconds(
     return (time.perf_counter() - started) / repeats
 
 
+def per_image_seconds(model: torch.nn.Module, x: torch.Tensor, batch: int) -> float:
+    """Seconds per image of an eval-mode pass over ``x``, ``batch`` images at a time."""
+    model.eval()
+    with torch.inference_mode():
+        model(x[:batch])  # warm-up
+        started = time.perf_counter()
+        for start in range(0, len(x), batch):
+            model(x[start : start + batch])
+    return (time.perf_counter() - started) / len(x)
+
+
+def inference(archs: list[str], repeats: int) -> None:
+    x = torch.randn(512, 1, 28, 28)
+    for arch in archs:
+        torch.manual_seed(0)
+        model = create_model(arch, 1, 10, 28)
+        times: dict[int, list[float]] = {16: [], 256: []}
+        for _ in range(repeats):  # interleaved
+            for batch in times:
+                times[batch].append(per_image_seconds(model, x, batch))
+        small, large = (statistics.median(times[b]) for b in (16, 256))
+        print(f"{arch:10s} eval per image: 16 a pass {small * 1e3:.2f} ms, 256 a pass {large * 1e3:.2f} ms")
+        print(f"ratio inference_batch16_over_256_{arch} {small / large:.2f}")
+
+
+def compiled(archs: list[str], x: torch.Tensor, y: torch.Tensor, repeats: int) -> None:
+    for arch in archs:
+        torch.manual_seed(0)
+        eager = step_seconds(create_model(arch, 1, 10, 28), x, y, "fp32", repeats)
+        torch.manual_seed(0)
+        model = torch.compile(create_model(arch, 1, 10, 28))
+        started = time.perf_counter()
+        step_seconds(model, x, y, "fp32", 1)  # compiles forward and backward
+        first = time.perf_counter() - started
+        fast = step_seconds(model, x, y, "fp32", repeats)
+        print(f"{arch:10s} step: eager {eager:.3f} s, compiled {fast:.3f} s; compiling took {first:.1f} s")
+        print(f"ratio compiled_over_eager_step_{arch} {fast / eager:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--archs", default="convnet,resnet18,vgg11,alexnet,mlp")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--inference", action="store_true", help="inference pass sizes only")
+    parser.add_argument("--compile", action="store_true", help="torch.compile vs eager only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -50,6 +96,10 @@ def main() -> None:
     )
     x = torch.randn(args.batch, 1, 28, 28)
     y = torch.randint(0, 10, (args.batch,))
+    if args.inference:
+        return inference(args.archs.split(","), args.repeats)
+    if args.compile:
+        return compiled(args.archs.split(","), x, y, args.repeats)
     for arch in args.archs.split(","):
         times = {}
         for precision in ("fp32", "bf16"):

@@ -28,7 +28,7 @@ from ..pipeline.lock import run_lock  # noqa: E402
 from ..pipeline.students import StudentJob  # noqa: E402
 from ..store import location  # noqa: E402
 from . import artifacts  # noqa: E402
-from .runner import RETRIES, RETRY_DELAYS, retry_transient, run_tasks  # noqa: E402
+from .runner import RETRIES, RETRY_DELAYS, LocalPool, retry_transient, run_tasks  # noqa: E402
 
 
 def forward_logs() -> None:
@@ -182,12 +182,11 @@ def students_flow(
     """
     run, config = open_run(run_dir, config)
     jobs = stages.grid(config)
-    for epoch, layer in dict.fromkeys((j.teacher_epoch, j.layer) for j in jobs):
-        stages.open_student_dataset(
-            run, config, epoch, layer
-        )  # refuse a mismatched store before any training
+    pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
+    device = stages.resolve_device(config.device).type
+    pool = LocalPool.for_cells(len(jobs if force else pending), config.workers, config.threads, device)
     calls = [{"run_dir": run_dir, "name": job.name, "cell": asdict(job), "force": force} for job in jobs]
-    run_tasks(student_task, calls, dask_address, progress="elfdd-students")
+    run_tasks(student_task, calls, dask_address, progress="elfdd-students", pool=pool)
     return report_task(run_dir)
 
 

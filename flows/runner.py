@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Callable, Iterable
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..pipeline.errors import BadInput
+
+log = logging.getLogger("elfdd")
 
 # OS errors a second try can cure (a busy or flaky file system, a dropped connection); a missing file, a denied
 # permission or a full disk are the user's to fix and fail at once.
@@ -31,14 +37,22 @@ def retry_transient(task, task_run, state) -> bool:
 
 
 def run_tasks(
-    task, calls: Iterable[dict[str, Any]], dask_address: str | None = None, progress: str | None = None
+    task,
+    calls: Iterable[dict[str, Any]],
+    dask_address: str | None = None,
+    progress: str | None = None,
+    pool: LocalPool | None = None,
 ) -> list[Any]:
-    """Run ``task`` once per parameter dict: here in order, or, with ``dask_address`` (a dask.distributed
-    scheduler), as parallel tasks on its workers through prefect-dask. Every call runs to its end (finished work is
+    """Run ``task`` once per parameter dict: here in order; with ``dask_address`` (a dask.distributed scheduler) as
+    parallel tasks on its workers through prefect-dask; or, with a ``pool`` of more than one worker and no address,
+    on a local cluster of that many processes started for these calls. Every call runs to its end (finished work is
     kept) before the first failure is raised; returns the results in call order. ``progress``: the key of a
     progress artifact updated as calls finish."""
     calls = list(calls)
     tracker = TaskProgress(progress, len(calls), task.name)
+    if not dask_address and pool is not None and pool.workers > 1:
+        with local_cluster(pool) as address:
+            return run_tasks(task, calls, address, progress)
     if not dask_address:
         outcomes = []
         for params in calls:
@@ -102,3 +116,65 @@ def dask_runner(address: str, connect_timeout: float = 10):
     except (OSError, TimeoutError, ValueError) as exc:
         raise BadInput(f"no Dask scheduler answers at {address!r}: {str(exc).splitlines()[0]}") from None
     return DaskTaskRunner(address=address)
+
+
+# Measured on this project's 2-core CPU (bench/perf.py, docs/benchmarks.md): two student cells side by side with one
+# torch thread each finish sooner than one after the other with two threads, because a 10-image training step
+# does not keep two threads busy. A worker process holds torch, the data and one student (about 1.5 GB at most).
+WORKER_MEMORY_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class LocalPool:
+    """How many worker processes train student cells at once on this machine, with how many torch threads each."""
+
+    workers: int
+    threads: int
+
+    @classmethod
+    def for_cells(cls, cells: int, workers: int = 0, threads: int = 0, device: str = "cpu") -> LocalPool:
+        """``workers`` 0 (auto): one per CPU core, at most one per cell and per 2 GB of available memory, and 1 on
+        a GPU (whose work the cells would share); ``threads`` 0: the cores shared out among the workers."""
+        cores = len(os.sched_getaffinity(0))
+        if workers == 0:
+            workers = (
+                1
+                if device == "cuda"
+                else max(1, min(cores, cells, available_memory() // WORKER_MEMORY_BYTES))
+            )
+        workers = max(1, min(workers, cells))
+        return cls(workers, threads or max(1, cores // workers))
+
+
+def available_memory() -> int:
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+@contextlib.contextmanager
+def local_cluster(pool: LocalPool) -> Iterator[str]:
+    """A dask.distributed cluster of ``pool.workers`` processes on loopback for the length of the block (its
+    scheduler address); each worker's torch uses ``pool.threads`` threads."""
+    from distributed import LocalCluster
+
+    threads = str(pool.threads)
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    chatty = logging.getLogger("distributed")
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)  # its start/stop lines would bury the students' progress
+    try:
+        with LocalCluster(
+            n_workers=pool.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            env=env,
+        ) as cluster:
+            log.info(
+                "training on %d local worker processes, %d torch threads each", pool.workers, pool.threads
+            )
+            yield cluster.scheduler_address
+    finally:
+        chatty.setLevel(level)

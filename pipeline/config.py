@@ -176,7 +176,9 @@ class ExtractConfig(Strict):
     views: int = Field(default=1, ge=1, le=1024)  # V; > 1 stores augmented views for view_policy replay
     view_seed: int = 0
     view_strategy: str = "color_crop_cutout_flip_scale_rotate"
-    batch_size: int = Field(default=256, gt=0)
+    batch_size: int = Field(
+        default=256, gt=0
+    )  # at most this many images per forward pass (CPU: 16, measured)
 
     @field_validator("view_strategy")
     @classmethod
@@ -244,7 +246,10 @@ class RunConfig(Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
-    threads: int = Field(default=0, ge=0)  # 0: leave torch's default
+    threads: int = Field(default=0, ge=0)  # 0: leave torch's default (each local worker: cores // workers)
+    workers: int = Field(
+        default=0, ge=0
+    )  # student cells trained at once on this machine; 0: auto (flows.runner)
     data: DataConfig = DataConfig()
     distill: DistillConfig = DistillConfig()
     teacher: TeacherConfig = TeacherConfig()

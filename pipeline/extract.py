@@ -14,7 +14,7 @@ from . import augment
 from .config import ExtractConfig, TeacherConfig
 from .synthetic import SyntheticSet
 from .teacher import build_teacher, load_checkpoint
-from .training import log
+from .training import inference_batch, log
 
 
 @torch.inference_mode()
@@ -31,6 +31,11 @@ def teacher_features(
         for layer in layers:
             features[layer].append(captured[layer].float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in features.items()}, np.concatenate(logits)
+
+
+def by_sample(view_major: np.ndarray, views: int) -> np.ndarray:
+    """(V*k, ...) rows ordered view by view -> (k, V, ...)."""
+    return np.swapaxes(view_major.reshape(views, -1, *view_major.shape[1:]), 0, 1)
 
 
 def view_params(n: int, cfg: ExtractConfig, image_size: int) -> torch.Tensor:
@@ -151,16 +156,15 @@ def extract_epoch(
         )
     for start in range(out.done, n, out.chunk):
         block = slice(start, min(n, start + out.chunk))
-        per_view = [
-            teacher_features(
-                model, augment.apply(images[block], params[block, v]), layers, device, cfg.batch_size
-            )
-            for v in range(cfg.views)
-        ]
+        # every view of the block through the model together, in passes of the inference batch
+        views = torch.cat([augment.apply(images[block], params[block, v]) for v in range(cfg.views)])
+        features, logits = teacher_features(
+            model, views, layers, device, min(cfg.batch_size, inference_batch(device))
+        )
         out.write(
             start,
-            {layer: np.stack([f[layer] for f, _ in per_view], axis=1) for layer in layers},
-            np.stack([logits for _, logits in per_view], axis=1),
+            {layer: by_sample(f, cfg.views) for layer, f in features.items()},
+            by_sample(logits, cfg.views),
         )
     out.close()
     log.info(

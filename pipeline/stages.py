@@ -367,7 +367,7 @@ def stage_student(
     students = student_config(run, config)
     key = cell_key(job, config, students, dataset, precision)
     path = run.student_run(job)
-    if not force and path.exists() and load_json(path, "student run").get("cache_key") == key:
+    if not force and cell_finished(path, key):
         log.info("student %s: finished run with the same key, kept (%s)", job.name, path.name)
         return path
     data = data_for(config)
@@ -380,6 +380,28 @@ def stage_student(
     )
     atomic_write_json(path, {**record, "cache_key": key})
     return path
+
+
+def cell_finished(path: Path, key: str) -> bool:
+    return path.exists() and load_json(path, "student run").get("cache_key") == key
+
+
+def pending_cells(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> list[StudentJob]:
+    """The cells of ``jobs`` without a finished run of the same cache key (what is left to train)."""
+    precision = resolve_precision(resolve_device(config.device), config.precision)
+    students = student_config(run, config)
+    datasets = {
+        (e, layer): open_student_dataset(run, config, e, layer)
+        for e, layer in {(j.teacher_epoch, j.layer) for j in jobs}
+    }
+    return [
+        job
+        for job in jobs
+        if not cell_finished(
+            run.student_run(job),
+            cell_key(job, config, students, datasets[job.teacher_epoch, job.layer], precision),
+        )
+    ]
 
 
 def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDataset, precision: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,29 @@ def sgd_with_half_decay(
     return optimizer, scheduler
 
 
+# Images per forward pass where nothing is trained (test evaluation, feature extraction, DM's real embeddings). On
+# this project's 2-core CPU a pass over 16 images ran 1.1-1.9x faster per image than one over 256 for every student
+# (a ConvNet's activations of 16 images fit in the cache; `bench/step_time.py --inference`, docs/benchmarks.md); a
+# GPU wants large batches.
+CPU_INFERENCE_BATCH = 16
+GPU_INFERENCE_BATCH = 512
+
+
+def inference_batch(device: torch.device) -> int:
+    return GPU_INFERENCE_BATCH if device.type == "cuda" else CPU_INFERENCE_BATCH
+
+
+def forward_in_chunks(
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, model: nn.Module, device: torch.device
+) -> torch.Tensor:
+    """``forward(x)`` in passes of :func:`inference_batch` images when ``model`` has no layer that mixes the
+    samples of a batch (batch norm in train mode does; then in one pass)."""
+    size = inference_batch(device)
+    if len(x) <= size or any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return forward(x)
+    return torch.cat([forward(x[start : start + size]) for start in range(0, len(x), size)])
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -79,10 +103,11 @@ def evaluate(
     y: torch.Tensor,
     device: torch.device,
     precision: str,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> float:
-    """Top-1 accuracy (a fraction) of ``model`` in eval mode on clean images, ``batch_size`` at a time (256: half
-    the peak memory of 500 at the same speed on this CPU, bench note in docs/benchmarks.md)."""
+    """Top-1 accuracy (a fraction) of ``model`` in eval mode on clean images, ``batch_size`` at a time (default:
+    :func:`inference_batch`)."""
+    batch_size = batch_size or inference_batch(device)
     was_training = model.training
     model.eval()
     correct = 0

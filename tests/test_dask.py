@@ -62,3 +62,48 @@ def test_unreachable_scheduler_is_bad_input():
 
     with pytest.raises(BadInput, match="no Dask scheduler answers at 'tcp://127.0.0.1:9'"):
         dask_runner("tcp://127.0.0.1:9", connect_timeout=2)
+
+
+def test_local_pool_trains_the_grid_side_by_side(toy_npz, tmp_path, caplog):
+    """``workers=2``: the student cells train on a local pool of 2 processes (one torch thread each here, as in
+    the in-process run), with the in-process run's results; a re-run with every cell finished starts no pool."""
+    here, config = staged_run(toy_npz, tmp_path / "here", GRID)
+    there = tmp_path / "there"
+    shutil.copytree(here.root, there)
+    try:
+        students_flow(str(here.root))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="elfdd"):
+            students_flow(str(there), config=config.model_copy(update={"workers": 2}))
+        assert "training on 2 local worker processes, 1 torch threads each" in caplog.text
+        pooled, in_process = _results(type(here)(there)), _results(here)
+        assert pooled["config"].pop("workers") == 2 and in_process["config"].pop("workers") == 1
+        assert pooled == in_process
+        caplog.clear()
+        with caplog.at_level("INFO", logger="elfdd"):
+            students_flow(str(there))
+        assert "local worker processes" not in caplog.text
+        assert caplog.text.count("finished run with the same key, kept") == 2 * 2 * 2
+    finally:
+        torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize(
+    ("cores", "memory_gb", "cells", "workers", "threads", "device", "expected"),
+    [
+        (2, 24, 30, 0, 0, "cpu", (2, 1)),  # this machine: one cell per core
+        (16, 9, 30, 0, 0, "cpu", (4, 4)),  # memory allows 4 workers: the cores are shared among them
+        (8, 24, 3, 0, 0, "cpu", (3, 2)),  # no more workers than cells
+        (2, 24, 1, 0, 0, "cpu", (1, 2)),  # one cell: in this process with every core
+        (8, 24, 30, 0, 0, "cuda", (1, 8)),  # one GPU: one cell at a time
+        (2, 24, 2, 3, 0, "cpu", (2, 1)),  # asked for 3, 2 cells
+        (2, 24, 30, 2, 2, "cpu", (2, 2)),  # threads asked for are kept
+    ],
+)
+def test_local_pool_size(monkeypatch, cores, memory_gb, cells, workers, threads, device, expected):
+    from elfdd.flows import runner
+
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(runner, "available_memory", lambda: memory_gb << 30)
+    pool = runner.LocalPool.for_cells(cells, workers, threads, device)
+    assert (pool.workers, pool.threads) == expected

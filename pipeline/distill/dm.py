@@ -7,7 +7,7 @@ import torch
 from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
-from ..training import autocast
+from ..training import autocast, forward_in_chunks
 from .base import Distillation, class_indices, random_net, real_batch
 
 
@@ -33,7 +33,7 @@ def dm_loss(
     syn_x = augment.apply(images, torch.cat(syn_params))
     with torch.no_grad(), autocast(device, precision):  # only the synthetic pixels get gradients
         real_x = augment.apply(torch.cat(real).to(device), torch.cat(real_params))
-        real_embed = net.front(real_x).flatten(1).float()
+        real_embed = forward_in_chunks(lambda x: net.front(x).flatten(1).float(), real_x, net, device)
         real_means = torch.stack([chunk.mean(0) for chunk in real_embed.split([len(r) for r in real])])
     with autocast(device, precision):
         syn_embed = net.front(syn_x).flatten(1).float()
