@@ -10,7 +10,9 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
 - extract_over_bare_forward: elfdd's extraction into a store / the teacher's bare forward pass over the same images
   and views in inference mode (goal <= 1.1);
 - rerun_over_first_make_run: `elfdd run` on a finished directory / the first run (smoke config with --quick, the
-  default config otherwise; first-run seconds printed too).
+  default config otherwise; first-run seconds printed too);
+- pooled_over_sequential_student_grid: that run's student grid retrained on the local pool (`workers` auto: one
+  process per core) / one cell after the other in one process (`workers=1`).
 Then `scale ...` lines: time and peak memory (the process's peak RSS, reset before each point, and its growth over
 the RSS before the point) of extraction and of one ELF student as the synthetic set (IPC) and the stored views grow.
 """
@@ -197,6 +199,15 @@ def make_run_seconds(config_file: Path, out: Path, overrides: list[str]) -> tupl
     return times[0], times[1]
 
 
+def grid_seconds(run_dir: Path, workers: int, overrides: list[str]) -> float:
+    """`elfdd students DIR --force` (the whole student grid retrained) with ``workers`` (0: auto, the local pool)."""
+    command = [str(Path(sys.executable).parent / "elfdd"), "students", str(run_dir), "--force"]
+    command += [arg for override in [f"workers={workers}", *overrides] for arg in ("--set", override)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
 def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -285,6 +296,15 @@ def main() -> None:
             f"elfdd run --config {config_file.name} {' '.join(overrides)}: first {first:.1f} s, re-run {rerun:.1f} s"
         )
         print(f"ratio rerun_over_first_make_run {rerun / first:.3f}")
+
+        grid = [*overrides, "students.epochs=20"] if quick else []
+        sequential, pooled = median_pair(
+            lambda: grid_seconds(work / "run", 1, grid),
+            lambda: grid_seconds(work / "run", 0, grid),
+            repeats if quick else 1,
+        )
+        print(f"student grid {' '.join(grid)}: workers=1 {sequential:.1f} s, workers=auto {pooled:.1f} s")
+        print(f"ratio pooled_over_sequential_student_grid {pooled / sequential:.3f}")
 
         ipcs, view_counts = ((1, 10), (1, 8)) if quick else ((1, 10, 50), (1, 8, 32))
         for what in ("extract", "student"):

@@ -118,10 +118,14 @@ def dask_runner(address: str, connect_timeout: float = 10):
     return DaskTaskRunner(address=address)
 
 
-# Measured on this project's 2-core CPU (bench/perf.py, docs/benchmarks.md): two student cells side by side with one
-# torch thread each finish sooner than one after the other with two threads, because a 10-image training step
-# does not keep two threads busy. A worker process holds torch, the data and one student (about 1.5 GB at most).
+# A worker process holds torch, the data and one student: about 1.5 GB at most (bench/perf.py scale lines). On the
+# 2-core CPU the pool was slower than one process (README, "Several student cells at once"), so `workers` is 1
+# unless asked for.
 WORKER_MEMORY_BYTES = 2 << 30
+# dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers, which turns off glibc's adaptive mmap threshold:
+# every activation tensor is then a fresh mmap with page faults, and a ResNet18 step took 1.6-2x as long in a
+# worker as in a plain process (measured here). The local pool leaves glibc's default.
+TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 @dataclass(frozen=True)
@@ -156,25 +160,31 @@ def available_memory() -> int:
 def local_cluster(pool: LocalPool) -> Iterator[str]:
     """A dask.distributed cluster of ``pool.workers`` processes on loopback for the length of the block (its
     scheduler address); each worker's torch uses ``pool.threads`` threads."""
+    import dask
     from distributed import LocalCluster
 
     threads = str(pool.threads)
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "DASK_LOGGING__DISTRIBUTED": "warning"}
     chatty = logging.getLogger("distributed")
-    level = chatty.level
+    level, environ = chatty.level, dict(os.environ)
     chatty.setLevel(logging.WARNING)  # its start/stop lines would bury the students' progress
     try:
-        with LocalCluster(
-            n_workers=pool.workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            env=env,
-        ) as cluster:
+        with (
+            dask.config.set({TRIM: None}),
+            LocalCluster(
+                n_workers=pool.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                env=env,
+            ) as cluster,
+        ):
             log.info(
                 "training on %d local worker processes, %d torch threads each", pool.workers, pool.threads
             )
             yield cluster.scheduler_address
     finally:
         chatty.setLevel(level)
+        os.environ.clear()  # the nannies set their workers' variables in this process's environment too
+        os.environ.update(environ)

@@ -74,9 +74,9 @@ def sgd_with_half_decay(
 
 
 # Images per forward pass where nothing is trained (test evaluation, feature extraction, DM's real embeddings). On
-# this project's 2-core CPU a pass over 16 images ran 1.1-1.9x faster per image than one over 256 for every student
-# (a ConvNet's activations of 16 images fit in the cache; `bench/step_time.py --inference`, docs/benchmarks.md); a
-# GPU wants large batches.
+# this project's 2-core CPU a pass over 16 images took 0.80-0.89 of the time per image of one over 256 for ConvNet,
+# ResNet18 and AlexNet and 1.05 for VGG11 (activations of 16 images stay in the cache; `bench/step_time.py
+# --inference`, docs/benchmarks.md); a GPU wants large batches.
 CPU_INFERENCE_BATCH = 16
 GPU_INFERENCE_BATCH = 512
 

@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # A whole run on the toy data in seconds: DM 4 iterations, a teacher checkpointed at epochs 0 and 2, 2-epoch students.
 TINY_RUN = [
     "precision=fp32",
-    "workers=1",  # in this process; tests/test_flows.py trains on a local pool
     "distill.ipc=2",
     "distill.iterations=4",
     "distill.batch_real=8",
