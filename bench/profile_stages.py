@@ -89,10 +89,14 @@ def main() -> None:
     print(f"# {time.strftime('%Y-%m-%d')} {args.threads} threads torch {torch.__version__}")
     config = load_config(
         ROOT / "configs" / "default.yaml",
-        ["precision=fp32", "distill.iterations=5", "teacher.train_subset=1024", "teacher.epochs=1"],
-    )
-    config = config.model_copy(
-        update={"teacher": config.teacher.model_copy(update={"checkpoint_epochs": [1]})}
+        [
+            "precision=fp32",
+            "distill.iterations=5",
+            "teacher.train_subset=1024",
+            "teacher.epochs=1",
+            "teacher.checkpoint_epochs=[1]",
+            "extract.teacher_epochs=[1]",
+        ],
     )
     data = load_data(config.data, config.seed)
     work = Path(tempfile.mkdtemp(prefix="elfdd-profile-"))

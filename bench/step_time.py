@@ -3,11 +3,14 @@
     python bench/step_time.py [--batch 100] [--repeats 3] [--archs convnet,resnet18,...]
     python bench/step_time.py --inference [--archs ...]     # images per inference pass: 16 vs 256
     python bench/step_time.py --compile [--archs convnet]   # torch.compile vs eager training step
+    python bench/step_time.py --dm                          # DM's real embeddings: passes of 16 vs one pass
 
 Prints one line per architecture, `ratio bf16_over_fp32_<arch> VALUE` (above 1: bf16 is slower here) and
 `ratio channels_last_over_contiguous_<arch> VALUE` (fp32; above 1: channels_last is slower here); with
 --inference `ratio inference_batch16_over_256_<arch> VALUE` (time per image in eval mode, 16 vs 256 images a pass);
-with --compile `ratio compiled_over_eager_step_<arch> VALUE` and the seconds the first compiled step took.
+with --compile `ratio compiled_over_eager_step_<arch> VALUE` and the seconds the first compiled step took; with
+--dm `ratio dm_chunked_over_one_pass VALUE` (10 DM iterations of the default config, the real images' embeddings in
+passes of 16 vs all 320 in one pass; the synthetic sets' sums are printed to show they agree).
 """
 
 from __future__ import annotations
@@ -81,6 +84,31 @@ def compiled(archs: list[str], x: torch.Tensor, y: torch.Tensor, repeats: int) -
         print(f"ratio compiled_over_eager_step_{arch} {fast / eager:.2f}")
 
 
+def dm_passes(repeats: int) -> None:
+    from pathlib import Path
+
+    from elfdd.pipeline import training
+    from elfdd.pipeline.config import load_config
+    from elfdd.pipeline.data import load_data
+    from elfdd.pipeline.distill import distill
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "default.yaml", ["distill.iterations=10"])
+    data = load_data(config.data, config.seed)
+    times: dict[int, list[float]] = {training.CPU_INFERENCE_BATCH: [], 10**9: []}
+    for _ in range(repeats):  # interleaved
+        for size in times:
+            training.CPU_INFERENCE_BATCH = size
+            started = time.perf_counter()
+            synthetic, _ = distill(data, config.distill, torch.device("cpu"), "fp32", 0)
+            times[size].append(time.perf_counter() - started)
+            print(
+                f"passes of {min(size, 320)}: {times[size][-1]:.2f} s, synthetic sum {float(synthetic.images.sum()):.6f}"
+            )
+    chunked, one = (statistics.median(t) for t in times.values())
+    print(f"ratio dm_chunked_over_one_pass {chunked / one:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=100)
@@ -89,6 +117,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--inference", action="store_true", help="inference pass sizes only")
     parser.add_argument("--compile", action="store_true", help="torch.compile vs eager only")
+    parser.add_argument("--dm", action="store_true", help="DM's real-embedding passes only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -100,6 +129,8 @@ def main() -> None:
         return inference(args.archs.split(","), args.repeats)
     if args.compile:
         return compiled(args.archs.split(","), x, y, args.repeats)
+    if args.dm:
+        return dm_passes(args.repeats)
     for arch in args.archs.split(","):
         times = {}
         for precision in ("fp32", "bf16"):

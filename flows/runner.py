@@ -122,10 +122,6 @@ def dask_runner(address: str, connect_timeout: float = 10):
 # 2-core CPU the pool was slower than one process (README, "Several student cells at once"), so `workers` is 1
 # unless asked for.
 WORKER_MEMORY_BYTES = 2 << 30
-# dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers, which turns off glibc's adaptive mmap threshold:
-# every activation tensor is then a fresh mmap with page faults, and a ResNet18 step took 1.6-2x as long in a
-# worker as in a plain process (measured here). The local pool leaves glibc's default.
-TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 @dataclass(frozen=True)
@@ -160,7 +156,6 @@ def available_memory() -> int:
 def local_cluster(pool: LocalPool) -> Iterator[str]:
     """A dask.distributed cluster of ``pool.workers`` processes on loopback for the length of the block (its
     scheduler address); each worker's torch uses ``pool.threads`` threads."""
-    import dask
     from distributed import LocalCluster
 
     threads = str(pool.threads)
@@ -169,17 +164,14 @@ def local_cluster(pool: LocalPool) -> Iterator[str]:
     level, environ = chatty.level, dict(os.environ)
     chatty.setLevel(logging.WARNING)  # its start/stop lines would bury the students' progress
     try:
-        with (
-            dask.config.set({TRIM: None}),
-            LocalCluster(
-                n_workers=pool.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                env=env,
-            ) as cluster,
-        ):
+        with LocalCluster(
+            n_workers=pool.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            env=env,
+        ) as cluster:
             log.info(
                 "training on %d local worker processes, %d torch threads each", pool.workers, pool.threads
             )
