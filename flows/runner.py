@@ -49,10 +49,10 @@ def run_tasks(
     kept) before the first failure is raised; returns the results in call order. ``progress``: the key of a
     progress artifact updated as calls finish."""
     calls = list(calls)
-    tracker = TaskProgress(progress, len(calls), task.name)
     if not dask_address and pool is not None and pool.workers > 1:
         with local_cluster(pool) as address:
             return run_tasks(task, calls, address, progress)
+    tracker = TaskProgress(progress, len(calls), task.name)
     if not dask_address:
         outcomes = []
         for params in calls:

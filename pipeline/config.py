@@ -176,9 +176,8 @@ class ExtractConfig(Strict):
     views: int = Field(default=1, ge=1, le=1024)  # V; > 1 stores augmented views for view_policy replay
     view_seed: int = 0
     view_strategy: str = "color_crop_cutout_flip_scale_rotate"
-    batch_size: int = Field(
-        default=256, gt=0
-    )  # at most this many images per forward pass (CPU: 16, measured)
+    # At most this many images per forward pass; on the CPU at most 16 (training.inference_batch, measured).
+    batch_size: int = Field(default=256, gt=0)
 
     @field_validator("view_strategy")
     @classmethod

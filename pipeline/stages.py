@@ -27,7 +27,7 @@ from .io import atomic_torch_save, atomic_write_json, atomic_write_text, json_sh
 from .report import arm, at_reference, build_results, render_markdown, write_plots
 from .resume import ResumePoint
 from .students import StudentJob, check_store_matches, make_job, student_jobs, train_student
-from .synthetic import load_synthetic
+from .synthetic import SyntheticSet, load_synthetic
 from .teacher import load_manifest, train_teacher
 from .training import configure_threads, log, resolve_device, resolve_precision
 
@@ -204,9 +204,7 @@ def stage_extract(
     store (default: one after the other here; the flows can fan them out as parallel tasks)."""
     started = time.perf_counter()
     _runtime(config)
-    synthetic = load_synthetic(run.synthetic)
-    teacher_dir = run.teacher_dir(config.teacher.id)
-    manifest = load_manifest(teacher_dir)
+    synthetic, teacher_dir, manifest = extraction_inputs(run, config)
     checkpoints = {
         c["epoch"]: c["sha256"] for c in manifest["checkpoints"] if c["epoch"] in config.extract_epochs
     }
@@ -243,15 +241,21 @@ def stage_extract(
 MapEpochs = Callable[[Path, list[int], str], None]
 
 
+def extraction_inputs(run: RunDir, config: RunConfig) -> tuple[SyntheticSet, Path, dict]:
+    """What every extraction of the run reads: its synthetic set, the teacher's checkpoint folder and manifest."""
+    teacher_dir = run.teacher_dir(config.teacher.id)
+    return load_synthetic(run.synthetic), teacher_dir, load_manifest(teacher_dir)
+
+
 def stage_extract_epoch(run: RunDir, config: RunConfig, target: Path, epoch: int, key: str) -> list[str]:
     """One teacher checkpoint's features (all layers and views) into the prepared store ``target``; resumes the
     epoch's arrays left by a killed extraction under the same stage ``key``."""
     device, _ = _runtime(config)
-    teacher_dir = run.teacher_dir(config.teacher.id)
+    synthetic, teacher_dir, manifest = extraction_inputs(run, config)
     return extract_epoch(
-        load_synthetic(run.synthetic),
+        synthetic,
         config.teacher,
-        load_manifest(teacher_dir),
+        manifest,
         teacher_dir,
         target,
         epoch,
@@ -272,11 +276,11 @@ def extract_run_store(
 ) -> list[str]:
     """The run's synthetic set through its teacher checkpoints into another store ``target`` (a path or fsspec
     URL): other extract settings, epochs or layers (default: the config's), or another file system."""
-    teacher_dir = run.teacher_dir(config.teacher.id)
+    synthetic, teacher_dir, manifest = extraction_inputs(run, config)
     return extract_to_store(
-        load_synthetic(run.synthetic),
+        synthetic,
         config.teacher,
-        load_manifest(teacher_dir),
+        manifest,
         teacher_dir,
         target,
         epochs or config.extract_epochs,
