@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.report import arm, paired_gain
+from elfdd.pipeline.report import arm, baselines, paired_gain
 
 STUDENTS = "convnet,resnet18,vgg11,alexnet,mlp,tv_resnet18,tv_mobilenet_v3_small"
 
@@ -69,17 +69,15 @@ def main() -> None:
     jobs = stages.grid(config)
     for i, job in enumerate(jobs, 1):
         record = json.loads(stages.stage_student(run, config, job).read_text())
-        print(f"# student {i}/{len(jobs)} {job.name}: {100 * record['test_acc']:.2f} %", flush=True)
+        outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
+        print(f"# student {i}/{len(jobs)} {job.name}: {outcome}", flush=True)
     seconds["students"] = time.perf_counter() - t0
     stages.stage_report(run, config)
     seconds["total"] = time.perf_counter() - started
     results = json.loads(run.results.read_text())
     for student in config.students.archs:
         elf = [r for r in results["runs"] if r["student"] == student and arm(r).startswith("elf")]
-        gain = paired_gain(
-            elf,
-            {(r["student"], r["seed"]): r["test_acc"] for r in results["runs"] if r["mode"] == "baseline"},
-        )
+        gain = paired_gain(elf, baselines(results))
         print(f"gain {student} {100 * gain[0]:+.2f} ± {100 * gain[1]:.2f} points (n={gain[2]})")
     print("# wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     write_docs(run, Path(args.docs), seconds, results)

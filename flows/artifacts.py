@@ -68,9 +68,10 @@ def publish_report(run: stages.RunDir) -> None:
     rows = [
         {
             **{k: s[k] for k in ("student", "mode", *AXES)},
-            "accuracy_pct": round(100 * s["mean"], 2),
-            "std_pct": round(100 * s["std"], 2),
+            "accuracy_pct": None if s["mean"] is None else round(100 * s["mean"], 2),
+            "std_pct": None if s["std"] is None else round(100 * s["std"], 2),
             "n": s["n"],
+            "diverged": s.get("diverged", 0),
         }
         for s in results["summary"]
     ]

@@ -1,4 +1,5 @@
-"""The ``elfdd`` command line (DESIGN.md): exit 0 success, 2 bad input with one line on stderr, 1 internal error."""
+"""The ``elfdd`` command line (DESIGN.md): exit 0 success, 2 bad input with one line on stderr, 3 finished with
+diverged student runs (listed on stderr), 1 internal error."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from ..pipeline.errors import BadInput
 from ..store import location
 
 STAGES = ("run", "distill", "teacher", "extract", "students", "report")
+# Exit codes: 0 success, 1 internal error, 2 bad input (nothing half-written), 3 the study finished and its report is
+# written, but some student runs diverged (students.on_diverge: record; they are listed on stderr).
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,9 +110,25 @@ def _run_stage(args: argparse.Namespace) -> int:
             shutil.rmtree(out, ignore_errors=True)
         raise
     print(f"{args.command}: {result}")
-    if args.command in ("run", "students", "report"):
-        print(f"report: {run.report}")
-        print(f"summary: {stages.summary_line(run)}")
+    if args.command not in ("run", "students", "report"):
+        return 0
+    print(f"report: {run.report}")
+    print(f"summary: {stages.summary_line(run)}")
+    diverged = stages.diverged_runs(run)
+    for record in diverged:
+        fault = record.get("diverged") or {}
+        print(
+            f"diverged: {record['cell']}: loss term {fault.get('term')} is {fault.get('value')} at epoch "
+            f"{fault.get('epoch')}",
+            file=sys.stderr,
+        )
+    if diverged:
+        print(
+            f"warning: {len(diverged)} of {len(json.loads(run.results.read_text())['runs'])} student runs "
+            f"diverged (recorded in {run.results}; the report shows them)",
+            file=sys.stderr,
+        )
+        return EXIT_DIVERGED
     return 0
 
 
@@ -133,7 +154,8 @@ def _verify(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"damaged: {problem}")
     if problems:
-        raise BadInput(f"store {args.store} failed verification ({len(problems)} problems)")
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise BadInput(f"store {args.store} failed verification: {problems[0]}{more}")
     print(f"ok: {args.store}")
     return 0
 
@@ -174,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_stage(args)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -43,10 +43,14 @@ class SplitNet(nn.Sequential):
         return h
 
     def feature_shape(self, input_shape: tuple[int, int, int], split: str | None = None) -> tuple[int, ...]:
-        """Shape of ``front(x)`` for one sample of ``input_shape`` (C, H, W), without the batch dim."""
+        """Shape of ``front(x)`` for one sample of ``input_shape`` (C, H, W), without the batch dim. The probe is
+        made on the device (and in the dtype) of the network's parameters, wherever the network was moved."""
+        param = next(self.parameters(), None)
+        device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), None)
         was_training = self.training
         self.eval()
         with torch.no_grad():
-            shape = tuple(self.front(torch.zeros(1, *input_shape), split).shape[1:])
+            probe = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+            shape = tuple(self.front(probe, split).shape[1:])
         self.train(was_training)
         return shape

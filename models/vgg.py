@@ -1,4 +1,5 @@
-"""VGG11 as in the DC/ELF code (3x3 convs, norm, ReLU, max-pools), split after its fifth conv (ELF's VGG11_L5)."""
+"""VGG11 as in the DC/ELF code (cfg 64 M 128 M 256 256 M 512 512 M 512 512 M: 8 convs with norm and ReLU, 5
+max-pools), split after its fifth conv (ELF's VGG11_L5: front = cfg[:8], 512x4x4; rear = 512 M 512 512 M)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ VGG11_STAGES = {
     "stage1": ((64,), True),
     "stage2": ((128,), True),
     "stage3": ((256, 256), True),
-    "stage4a": ((512,), False),  # ELF's cut: cfg[:8] ends after this conv, before the pool
-    "stage4b": ((), True),
+    "stage4a": ((512,), False),  # ELF's cut: cfg[:8] ends after this conv
+    "stage4b": ((512,), True),
     "stage5": ((512, 512), True),
 }
 

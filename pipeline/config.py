@@ -21,7 +21,7 @@ from .errors import BadInput
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]
-FeatureLoss = Literal["ce", "l2", "l1", "cosine"]
+FeatureLoss = Literal["ce", "kl", "l2", "l1", "cosine"]
 ViewPolicy = Literal["clean", "replay"]
 Lambda = Annotated[float, Field(ge=0)]
 
@@ -211,9 +211,17 @@ class StudentsConfig(Strict):
     layer: list[Name] | None = None  # default: the first extracted layer
     epochs: int = Field(default=300, ge=1)
     lr: float = Field(default=0.01, gt=0)
+    # A learning rate per architecture where ``lr`` does not suit it (e.g. {alexnet: 0.005}).
+    arch_lr: dict[str, Annotated[float, Field(gt=0)]] = {}
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=5e-4, ge=0)
     batch_size: int = Field(default=256, gt=0)
+    # Clip the L2 norm of the whole gradient (student and adapters) to this value each step; null: no clipping.
+    grad_clip: float | None = Field(default=None, gt=0)
+    feature_temperature: float = Field(default=1.0, gt=0)  # T of feature_loss kl
+    # A cell whose loss becomes NaN/Inf: record it as diverged and go on (exit 3 once the report is written), or
+    # fail the stage at once (exit 2).
+    on_diverge: Literal["record", "fail"] = "record"
     seeds: list[int] = [0, 1]
     dsa: bool = True
     view_policies: list[ViewPolicy] = ["clean"]  # replay needs a store with extract.views > 1
@@ -228,6 +236,17 @@ class StudentsConfig(Strict):
         if not archs:
             raise ValueError("students.archs must name at least one architecture")
         return [_check_arch(a) for a in archs]
+
+    @field_validator("arch_lr")
+    @classmethod
+    def _arch_lr(cls, lrs: dict[str, float]) -> dict[str, float]:
+        for arch in lrs:
+            _check_arch(arch)
+        return lrs
+
+    def lr_for(self, arch: str) -> float:
+        """The learning rate a student of ``arch`` trains with."""
+        return self.arch_lr.get(arch, self.lr)
 
     _as_list = field_validator(
         "feature_loss", "lambda_front", "lambda_rear", "teacher_epoch", "layer", "seeds", mode="before"

@@ -22,12 +22,23 @@ def result_mode(loss_mode: str) -> str:
     return RESULT_MODE.get(loss_mode, loss_mode)
 
 
-def feature_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+def feature_loss(
+    kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """Distance between the (adapted) student front output and the teacher feature, both (B, C, ...)."""
     if kind == "ce":
         # As the reference: soft-target cross-entropy with a softmax over channels at every position; the raw
-        # (non-negative, unnormalised) teacher activations are the target.
+        # (non-negative, unnormalised) teacher activations are the target. Its gradient, softmax(s) * sum_c(t) - t,
+        # grows with the teacher's activation mass per position (about 230 for the default ConvNet teacher).
         return F.cross_entropy(student, teacher)
+    if kind == "kl":
+        # The same channel-wise matching against a proper distribution: the teacher normalised over channels at
+        # each position, softmax(t / T), and the student's softmax(s / T); KL per position, mean over B*H*W, times
+        # T^2 so the gradient scale does not shrink with T (Hinton et al. 2015). Its gradient is bounded by 2T.
+        log_student = F.log_softmax(student / temperature, dim=1)
+        target = F.softmax(teacher / temperature, dim=1)
+        per_position = F.kl_div(log_student, target, reduction="none").sum(1)
+        return per_position.mean() * temperature**2
     if kind == "l2":
         return F.mse_loss(student, teacher)
     if kind == "l1":

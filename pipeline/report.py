@@ -13,6 +13,7 @@ import numpy as np
 from .io import save_figure
 
 RUN_KEYS = (
+    "cell",
     "student",
     "mode",
     "loss",
@@ -24,6 +25,8 @@ RUN_KEYS = (
     "seed",
     "epochs",
     "lr",
+    "status",
+    "diverged",
     "test_acc",
     "train_seconds",
     "cache_key",
@@ -60,22 +63,41 @@ def arm(entry: dict[str, Any]) -> str:
     return entry["mode"] if policy is None else f"{entry['mode']} ({policy})"
 
 
+def converged(run: dict[str, Any]) -> bool:
+    """Whether a run finished with a test accuracy (not recorded as diverged; older records have no status)."""
+    return run.get("status", "ok") == "ok" and run.get("test_acc") is not None
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and population std (np.std, as the reference reports) of test accuracy per grid cell (all seeds)."""
-    groups: dict[tuple, list[float]] = defaultdict(list)
+    """Mean and population std (np.std, as the reference reports) of test accuracy per grid cell over the seeds
+    that did not diverge (``n``); ``diverged`` counts the others. A cell whose seeds all diverged has no mean."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
-        groups[(run["student"], run["mode"], *axes_of(run).values())].append(run["test_acc"])
-    return [
-        {
-            "student": key[0],
-            "mode": key[1],
-            **dict(zip(AXES, key[2:], strict=True)),
-            "mean": float(np.mean(v)),
-            "std": float(np.std(v)),
-            "n": len(v),
-        }
-        for key, v in groups.items()
-    ]
+        groups[(run["student"], run["mode"], *axes_of(run).values())].append(run)
+    summary = []
+    for key, group in groups.items():
+        accs = [r["test_acc"] for r in group if converged(r)]
+        summary.append(
+            {
+                "student": key[0],
+                "mode": key[1],
+                **dict(zip(AXES, key[2:], strict=True)),
+                "mean": float(np.mean(accs)) if accs else None,
+                "std": float(np.std(accs)) if accs else None,
+                "n": len(accs),
+                "diverged": len(group) - len(accs),
+            }
+        )
+    return summary
+
+
+def summary_value(entry: dict[str, Any]) -> str:
+    """A summary entry as text: its mean accuracy, and how many seeds diverged."""
+    diverged = entry.get("diverged", 0)
+    if entry["mean"] is None:
+        return f"diverged ({diverged} of {diverged})"
+    suffix = f" ({diverged} diverged)" if diverged else ""
+    return f"{100 * entry['mean']:.1f}%{suffix}"
 
 
 def build_results(
@@ -115,14 +137,18 @@ def paired_gain(
     gains = [
         r["test_acc"] - baseline_acc[(r["student"], r["seed"])]
         for r in runs
-        if (r["student"], r["seed"]) in baseline_acc
+        if converged(r) and (r["student"], r["seed"]) in baseline_acc
     ]
     return (float(np.mean(gains)), float(np.std(gains)), len(gains)) if gains else (float("nan"), 0.0, 0)
 
 
 def baselines(results: dict[str, Any]) -> dict[tuple[str, int], float]:
-    """Baseline test accuracy by (student, seed), what :func:`paired_gain` pairs with."""
-    return {(r["student"], r["seed"]): r["test_acc"] for r in results["runs"] if r["mode"] == "baseline"}
+    """Baseline test accuracy by (student, seed), what :func:`paired_gain` pairs with (diverged ones left out)."""
+    return {
+        (r["student"], r["seed"]): r["test_acc"]
+        for r in results["runs"]
+        if r["mode"] == "baseline" and converged(r)
+    }
 
 
 def _pct(mean: float, std: float) -> str:
@@ -165,8 +191,24 @@ def _in_column(runs: list[dict], student: str, column: str) -> list[dict]:
 
 
 def _accuracy(cell: list[dict]) -> tuple[float, float] | None:
-    accs = [r["test_acc"] for r in cell]
+    """Mean and std of the converged runs of ``cell``; None when there are none."""
+    accs = [r["test_acc"] for r in cell if converged(r)]
     return (float(np.mean(accs)), float(np.std(accs))) if accs else None
+
+
+def _cell_text(cell: list[dict], gain: tuple[float, float, int] | None = None) -> str:
+    """A table cell: accuracy over the converged seeds (with the paired gain), and the diverged seeds by name of
+    their fate, never as a number."""
+    if not cell:
+        return "–"
+    accuracy = _accuracy(cell)
+    diverged = sum(not converged(r) for r in cell)
+    if accuracy is None:
+        return f"**diverged** ({diverged} of {len(cell)})"
+    text = f"{_pct(*accuracy)}" + (
+        f" ({_gain(gain)})" if gain is not None else f" (n={len(cell) - diverged})"
+    )
+    return text + (f", **{diverged} diverged**" if diverged else "")
 
 
 def main_table(results: dict[str, Any]) -> list[str]:
@@ -177,8 +219,7 @@ def main_table(results: dict[str, Any]) -> list[str]:
     for student in _students(results):
         row = [student]
         for column in columns:
-            cell = _in_column(runs, student, column)
-            row.append(f"{_pct(*_accuracy(cell))} (n={len(cell)})" if cell else "–")
+            row.append(_cell_text(_in_column(runs, student, column)))
         for column in gain_columns:
             row.append(_gain(paired_gain(_in_column(runs, student, column), paired)))
         rows.append(row)
@@ -203,7 +244,7 @@ def axis_study(results: dict[str, Any], axis: str) -> tuple[list[Any], dict[str,
         for value in values:
             cell = [r for r in runs if r["student"] == student and axes_of(r)[axis] == value]
             if cell:
-                table.setdefault(student, {})[value] = (*_accuracy(cell), paired_gain(cell, paired))
+                table.setdefault(student, {})[value] = (cell, paired_gain(cell, paired))
     return values, table
 
 
@@ -269,21 +310,13 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         if not study:
             continue
         values, table = study
-        rows = [
-            [
-                s,
-                *(
-                    f"{_pct(*table[s][v][:2])} ({_gain(table[s][v][2])})" if v in table[s] else "–"
-                    for v in values
-                ),
-            ]
-            for s in table
-        ]
+        rows = [[s, *(_cell_text(*table[s][v]) if v in table[s] else "–" for v in values)] for s in table]
         lines += ["", f"## {AXIS_TITLES[axis]}", "", "Accuracy (gain over the baseline).", ""]
         lines += _table(["student", *map(str, values)], rows)
         if axis in plots:
             lines += ["", f"![{axis}](plots/{plots[axis]})"]
     lines += ["", *loss_mode_section(results)]
+    lines += diverged_section(results)
     lines += provenance(results)
     return "\n".join(lines)
 
@@ -301,7 +334,7 @@ def loss_mode_section(results: dict[str, Any]) -> list[str]:
         row = [student]
         for mode in modes:
             cell = [r for r in runs if r["student"] == student and axes_of(r)["loss_mode"] == mode]
-            row.append(f"{_pct(*_accuracy(cell))} ({_gain(paired_gain(cell, paired))})" if cell else "–")
+            row.append(_cell_text(cell, paired_gain(cell, paired)))
         rows.append(row)
     return [
         "## Loss-mode ablation",
@@ -309,6 +342,32 @@ def loss_mode_section(results: dict[str, Any]) -> list[str]:
         "Accuracy (gain over the baseline).",
         "",
         *_table(["student", *modes], rows),
+        "",
+    ]
+
+
+def diverged_section(results: dict[str, Any]) -> list[str]:
+    """Every run recorded as diverged, with the loss term and epoch that went NaN/Inf (none: no section)."""
+    runs = [r for r in results["runs"] if not converged(r)]
+    if not runs:
+        return []
+    rows = [
+        [
+            r["student"],
+            arm(r),
+            str(r["seed"]),
+            (r.get("diverged") or {}).get("term", "?"),
+            str((r.get("diverged") or {}).get("epoch", "?")),
+            str(r["lr"]),
+        ]
+        for r in runs
+    ]
+    return [
+        f"## Diverged runs ({len(runs)} of {len(results['runs'])})",
+        "",
+        "A loss term became NaN or Inf; the run has no test accuracy and is left out of every mean and gain above.",
+        "",
+        *_table(["student", "arm", "seed", "loss term", "epoch", "lr"], rows),
         "",
     ]
 
@@ -370,13 +429,30 @@ def _figure(path: Path, draw: Callable, size: tuple[float, float]) -> None:
     plt.close(fig)
 
 
-def _bars(ax, groups: list[str], series: dict[str, tuple[list[float], list[float]]]) -> None:
-    width = 0.8 / max(1, len(series))
+def _bar_positions(groups: int, series: int, i: int) -> tuple[np.ndarray, float]:
+    width = 0.8 / max(1, series)
+    return np.arange(groups) + (i - (series - 1) / 2) * width, width
+
+
+def _bars(ax, groups: list[str], series: dict[str, tuple[list[float | None], list[float]]]) -> None:
+    """Grouped bars; a None mean (every seed diverged) draws no bar (see :func:`_mark_diverged`)."""
     for i, (label, (means, stds)) in enumerate(series.items()):
-        x = np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width
-        ax.bar(x, means, width, yerr=stds, capsize=3, label=label)
+        x, width = _bar_positions(len(groups), len(series), i)
+        heights = [0.0 if m is None else m for m in means]
+        ax.bar(x, heights, width, yerr=stds, capsize=3, label=label)
     ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
     ax.legend(fontsize=8)
+
+
+def _mark_diverged(ax, series: dict[str, tuple[list[float | None], list[float]]], y: float) -> None:
+    """Write "diverged" where a bar is missing because every seed of that cell diverged."""
+    for i, (means, _) in enumerate(series.values()):
+        x, _ = _bar_positions(len(means), len(series), i)
+        for position, mean in zip(x, means, strict=True):
+            if mean is None:
+                ax.text(
+                    position, y, "diverged", rotation=90, ha="center", va="bottom", fontsize=8, color="red"
+                )
 
 
 def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
@@ -388,11 +464,15 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
     def accuracy(ax) -> None:
         series = {}
         for column in columns:
-            cells = [_accuracy(_in_column(runs, s, column)) or (0.0, 0.0) for s in students]
-            series[column] = ([100 * m for m, _ in cells], [100 * sd for _, sd in cells])
+            cells = [(_in_column(runs, s, column), _accuracy(_in_column(runs, s, column))) for s in students]
+            series[column] = (
+                [100 * acc[0] if acc else (None if cell else 0.0) for cell, acc in cells],
+                [100 * acc[1] if acc else 0.0 for _, acc in cells],
+            )
         _bars(ax, students, series)
         ax.set_ylabel("test accuracy (%)")
         low = min((m for means, _ in series.values() for m in means if m), default=0)
+        _mark_diverged(ax, series, max(0, low - 10) + 1)
         ax.set_ylim(max(0, low - 10), 100)
         ax.set_title("Students on the synthetic set: baseline vs ELF")
 
@@ -440,8 +520,9 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
 
         def lines(ax, values=values, table=table, axis=axis) -> None:
             for student, per_value in table.items():
-                xs = [i for i, v in enumerate(values) if v in per_value]
-                ax.plot(xs, [100 * per_value[values[i]][0] for i in xs], marker="o", label=student)
+                means = {i: _accuracy(per_value[v][0]) for i, v in enumerate(values) if v in per_value}
+                xs = [i for i, acc in means.items() if acc is not None]
+                ax.plot(xs, [100 * means[i][0] for i in xs], marker="o", label=student)
             ax.set_xticks(range(len(values)), [str(v) for v in values])
             ax.set_xlabel(axis)
             ax.set_ylabel("test accuracy (%)")

@@ -21,10 +21,10 @@ from ..store.reader import FeatureDataset
 from .config import ExtractConfig, RunConfig, dump_config, load_config
 from .data import DataSplits, load_data
 from .distill import distill
-from .errors import BadInput
+from .errors import BadInput, StudentDiverged
 from .extract import extract_epoch, extract_to_store, prepare_store
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, json_sha256, load_json
-from .report import arm, at_reference, build_results, render_markdown, write_plots
+from .report import arm, at_reference, build_results, render_markdown, summary_value, write_plots
 from .resume import ResumePoint
 from .students import StudentJob, check_store_matches, make_job, student_jobs, train_student
 from .synthetic import SyntheticSet, load_synthetic
@@ -373,6 +373,9 @@ def stage_student(
     path = run.student_run(job)
     if not force and cell_finished(path, key):
         log.info("student %s: finished run with the same key, kept (%s)", job.name, path.name)
+        diverged = load_json(path, "student run").get("diverged")
+        if diverged and students.on_diverge == "fail":
+            raise StudentDiverged(job.name, diverged["term"], diverged["epoch"], diverged["value"])
         return path
     data = data_for(config)
     if tuple(data.x_test.shape[1:]) != tuple(dataset_image_shape(dataset)):
@@ -416,8 +419,11 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
         provenance = {k: provenance[k] for k in ("synthetic_sha256", "normalization")}
     training = students.model_dump(
         mode="json",
-        include={"epochs", "lr", "momentum", "weight_decay", "batch_size", "dsa"},
+        include={"epochs", "momentum", "weight_decay", "batch_size", "dsa", "grad_clip"},
     )
+    training["lr"] = students.lr_for(job.student)
+    if job.feature_loss == "kl":
+        training["feature_temperature"] = students.feature_temperature
     what = {
         "job": asdict(job),
         "arch_kwargs": students.arch_kwargs.get(job.student, {}),
@@ -516,4 +522,9 @@ def _synthetic_meta(run: RunDir, config: RunConfig) -> dict[str, Any]:
 def summary_line(run: RunDir) -> str:
     results = json.loads(run.results.read_text())
     cells = [s for s in results["summary"] if at_reference(s, results["reference"], ("view_policy",))]
-    return ", ".join(f"{s['student']}/{arm(s)} {100 * s['mean']:.1f}%" for s in cells)
+    return ", ".join(f"{s['student']}/{arm(s)} {summary_value(s)}" for s in cells)
+
+
+def diverged_runs(run: RunDir) -> list[dict[str, Any]]:
+    """The runs of results.json recorded as diverged (``students.on_diverge: record``)."""
+    return [r for r in json.loads(run.results.read_text())["runs"] if r.get("status") == "diverged"]

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from ..models import adapter_pair, create_model
+from ..models import SplitNet, adapter_pair, create_model
 from ..store.reader import FeatureDataset
 from ..store.stream import ChunkShuffleSampler, feature_loader
 from . import augment
 from .config import StudentsConfig
-from .errors import BadInput, NumericalFault
+from .errors import BadInput, StudentDiverged
 from .losses import LOSS_TERMS, feature_loss, result_mode
-from .training import Progress, autocast, evaluate, seed_everything, sgd_with_half_decay
+from .training import (
+    NonFiniteWatch,
+    Progress,
+    autocast,
+    evaluate,
+    log,
+    seed_everything,
+    sgd_with_half_decay,
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,32 @@ def student_view(
     return images
 
 
+def elf_losses(
+    model: SplitNet,
+    adapters: nn.ModuleDict | None,
+    job: StudentJob,
+    images: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """The loss terms of ``job.loss_mode`` for one batch (each already weighted by its lambda), on the batch's device:
+    task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y)."""
+    terms = LOSS_TERMS[job.loss_mode]
+    split = model.default_split
+    h = model.front(images, split)
+    losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
+    if "front" in terms:
+        losses["front"] = job.lambda_front * feature_loss(
+            job.feature_loss, adapters["to_teacher"](h).float(), teacher, temperature
+        )
+    if "rear" in terms:
+        losses["rear"] = job.lambda_rear * F.cross_entropy(
+            model.rear(adapters["from_teacher"](teacher), split).float(), labels
+        )
+    return {t: losses[t] for t in terms}
+
+
 def train_student(
     job: StudentJob,
     dataset: FeatureDataset,
@@ -134,7 +168,10 @@ def train_student(
     device: torch.device,
     precision: str,
 ) -> dict[str, Any]:
-    """Train one student on the synthetic set and return its results.json run record."""
+    """Train one student on the synthetic set and return its results.json run record.
+
+    A NaN/Inf loss term ends the cell: with ``cfg.on_diverge == "fail"`` it raises :class:`StudentDiverged`,
+    otherwise the record says ``status: diverged`` with the epoch and term (and no test accuracy)."""
     terms = LOSS_TERMS[job.loss_mode]
     generator = seed_everything(job.seed)
     image_shape = tuple(x_test.shape[1:])
@@ -144,10 +181,11 @@ def train_student(
     split = model.default_split
     params = list(model.parameters())
     adapters = None
-    if "front" in terms or "rear" in terms:
+    if job.uses_features:
         adapters = adapter_pair(model.feature_shape(image_shape, split), dataset.feature_shape).to(device)
         params += list(adapters.parameters())
-    optimizer, scheduler = sgd_with_half_decay(params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.epochs)
+    lr = cfg.lr_for(job.student)
+    optimizer, scheduler = sgd_with_half_decay(params, lr, cfg.momentum, cfg.weight_decay, cfg.epochs)
     replay = job.view_policy == "replay"
     if replay and dataset.views < 2:
         raise BadInput(
@@ -163,46 +201,45 @@ def train_student(
     )
     batches = feature_loader(dataset, sampler, cfg.loader_workers)
     progress = Progress(f"student {job.name}", cfg.epochs)
-    uses_features = "front" in terms or "rear" in terms
+    watch = NonFiniteWatch(terms, device)
+    diverged = None
     started = time.perf_counter()
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         for images, teacher, labels, view_params in batches:
             images, labels, teacher = images.to(device), labels.to(device), teacher.to(device)
-            if uses_features and not torch.isfinite(teacher).all():
-                raise NumericalFault(
-                    f"student {job.name}: teacher features from {dataset.path} hold NaN or Inf at epoch {epoch}"
-                )
             images = student_view(images, view_params, replay, cfg.dsa, generator)
             with autocast(device, precision):
-                h = model.front(images, split)
-                losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
-                if "front" in terms:
-                    losses["front"] = job.lambda_front * feature_loss(
-                        job.feature_loss, adapters["to_teacher"](h).float(), teacher
-                    )
-                if "rear" in terms:
-                    losses["rear"] = job.lambda_rear * F.cross_entropy(
-                        model.rear(adapters["from_teacher"](teacher), split).float(), labels
-                    )
-            loss = sum(losses[t] for t in terms)
-            bad = [t for t in terms if not math.isfinite(losses[t].item())]
-            if bad:
-                raise NumericalFault(
-                    f"student {job.name}: loss term {bad[0]} is {float(losses[bad[0]])} at epoch {epoch}"
-                )
+                losses = elf_losses(model, adapters, job, images, teacher, labels, cfg.feature_temperature)
+            watch.update(losses, epoch)  # on the device; read back only at the checks below
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            sum(losses.values()).backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
         scheduler.step()
-        progress(epoch, " ".join(f"{t} {losses[t].item():.3f}" for t in terms))
+        if progress.due(epoch):
+            diverged = watch.first()
+            if diverged is not None:
+                break
+            progress(epoch, " ".join(f"{t} {float(v.detach()):.3f}" for t, v in losses.items()))
     train_seconds = time.perf_counter() - started
-    test_acc = evaluate(model, x_test, y_test, device, precision)
+    if diverged is not None:
+        term, at_epoch, value = diverged
+        if cfg.on_diverge == "fail":
+            raise StudentDiverged(job.name, term, at_epoch, value)
+        log.warning("student %s diverged: loss term %s is %s at epoch %d", job.name, term, value, at_epoch)
+    test_acc = None if diverged else evaluate(model, x_test, y_test, device, precision)
     with_features = adapters is not None
     return {
+        "cell": job.name,
         "student": job.student,
         "mode": result_mode(job.loss_mode),
+        "status": "diverged" if diverged else "ok",
+        "diverged": {"term": diverged[0], "epoch": diverged[1], "value": str(diverged[2])}
+        if diverged
+        else None,
         "loss": {
             "mode": job.loss_mode,
             "feature_loss": job.feature_loss,
@@ -217,7 +254,7 @@ def train_student(
         "student_split": split,
         "seed": job.seed,
         "epochs": cfg.epochs,
-        "lr": cfg.lr,
+        "lr": lr,
         "test_acc": test_acc,
         "train_seconds": round(train_seconds, 3),
         "job": asdict(job),

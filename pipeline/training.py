@@ -126,6 +126,37 @@ class Progress:
         self.what, self.total = what, total
         self.every = every or max(1, total // 10)
 
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is one that logs (callers read device values back only then)."""
+        return step % self.every == 0 or step == self.total
+
     def __call__(self, step: int, message: str = "") -> None:
-        if step % self.every == 0 or step == self.total:
+        if self.due(step):
             log.info("%s %d/%d %s", self.what, step, self.total, message)
+
+
+class NonFiniteWatch:
+    """The first epoch at which each loss term was NaN or Inf, and its value then, kept on the device.
+
+    :meth:`update` runs every step without a host sync (a per-step ``.item()`` stalls a GPU); :meth:`first` reads
+    the record back, one sync, at the moments the caller chooses, and still names the exact epoch and term."""
+
+    def __init__(self, terms: tuple[str, ...], device: torch.device):
+        self.terms = terms
+        self.first_epoch = torch.full((len(terms),), -1, dtype=torch.long, device=device)
+        self.value = torch.zeros(len(terms), device=device)
+
+    def update(self, losses: dict[str, torch.Tensor], epoch: int) -> None:
+        values = torch.stack([losses[t].detach().float() for t in self.terms])
+        new = ~torch.isfinite(values) & (self.first_epoch < 0)
+        self.first_epoch = torch.where(new, epoch, self.first_epoch)
+        self.value = torch.where(new, values, self.value)
+
+    def first(self) -> tuple[str, int, float] | None:
+        """(term, epoch, value) of the earliest non-finite term, or None while every term is finite."""
+        epochs = self.first_epoch.tolist()
+        hits = sorted((e, i) for i, e in enumerate(epochs) if e >= 0)
+        if not hits:
+            return None
+        epoch, i = hits[0]
+        return self.terms[i], epoch, float(self.value[i])

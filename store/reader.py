@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import zarr
 
-from ..pipeline.errors import BadInput
+from ..pipeline.errors import BadInput, NumericalFault
 from . import location
+from .chunks import missing_chunks
 from .layout import REQUIRED_ATTRS, SCHEMA, epoch_group, epoch_path, feature_path, logits_path, teacher_path
 
 
@@ -96,8 +97,19 @@ class FeatureStore:
     def logits(self, teacher_id: str, epoch: int) -> zarr.Array:
         return self.array(logits_path(teacher_id, epoch))
 
+    def synthetic_arrays(self) -> tuple[zarr.Array, zarr.Array]:
+        return self.array("synthetic/images"), self.array("synthetic/labels")
+
     def synthetic(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.array("synthetic/images")[...], self.array("synthetic/labels")[...]
+        images, labels = self.synthetic_arrays()
+        return images[...], labels[...]
+
+    def refuse_missing_chunks(self, *arrays: zarr.Array) -> None:
+        """BadInput naming the first chunk of ``arrays`` the store lacks (zarr would read it as the fill value)."""
+        for array in arrays:
+            missing = missing_chunks(array)
+            if missing:
+                raise BadInput(f"store {self.path}: {missing[0]}")
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -135,6 +147,12 @@ class FeatureDataset(torch.utils.data.Dataset):
                 f"store {self.path}: {self.views} views of teacher {teacher_id} but no matching views/params"
             )
         self.num_params = params.shape[2] if params is not None else 0
+        store.refuse_missing_chunks(
+            features,
+            store.logits(teacher_id, epoch),
+            *store.synthetic_arrays(),
+            *([] if params is None else [params]),
+        )
         self.chunk = features.chunks[0]
         # What a student trained from this dataset depends on (the student grid's cache key uses it).
         self.provenance = {
@@ -204,6 +222,11 @@ class FeatureDataset(torch.utils.data.Dataset):
                     f"store {self.path}: cannot read samples {part.start}:{part.stop} of {array.path}: "
                     f"{str(exc).splitlines()[0]}"
                 ) from None
+        if not np.isfinite(chunk["features"]).all():
+            raise NumericalFault(
+                f"store {self.path}: teacher features {self._arrays['features'].path} hold NaN or Inf in samples "
+                f"{part.start}:{part.stop}"
+            )
         self._cache[index] = chunk
         while len(self._cache) > 1 and self.cached_bytes() > self.cache_bytes:
             self._cache.popitem(last=False)

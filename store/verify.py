@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -11,16 +10,9 @@ import zarr
 
 from ..pipeline.errors import BadInput
 from . import location
+from .chunks import changed_chunks, chunk_grid, missing_chunks
 from .layout import content_sha256
 from .reader import FeatureStore
-
-
-def _chunk_slices(array: zarr.Array):
-    grids = [range(0, size, chunk) for size, chunk in zip(array.shape, array.chunks, strict=True)]
-    for corner in itertools.product(*grids):
-        yield tuple(
-            slice(c, min(c + k, s)) for c, k, s in zip(corner, array.chunks, array.shape, strict=True)
-        )
 
 
 def _walk_arrays(group: zarr.Group, prefix: str = ""):
@@ -42,12 +34,18 @@ def verify_store(path: str | Path) -> list[str]:
     for array_path, array in _walk_arrays(store.root):
         if array.attrs.get("complete") is not True:
             problems.append(f"{array_path}: no complete marker (writer did not finish)")
-        for chunk in _chunk_slices(array):
+        missing = missing_chunks(array)
+        problems += missing
+        if missing:
+            continue  # a missing chunk reads as the fill value: its content cannot be checked
+        unreadable = []
+        for _, chunk in chunk_grid(array):
             try:
                 array[chunk]
             except Exception as exc:
                 where = ",".join(f"{s.start}:{s.stop}" for s in chunk)
-                problems.append(f"{array_path}[{where}]: {str(exc).splitlines()[0]}")
+                unreadable.append(f"{array_path}[{where}]: {str(exc).splitlines()[0]}")
+        problems += unreadable or changed_chunks(array)
     try:
         images, labels = store.synthetic()
         if content_sha256(images, labels) != store.meta["synthetic_sha256"]:

@@ -11,6 +11,7 @@ import zarr
 
 from ..pipeline.errors import BadInput
 from . import location
+from .chunks import CHUNK_HASHES, chunk_hashes
 from .codecs import LOSSLESS, CodecSpec
 from .layout import (
     FEATURE_DIMS,
@@ -55,15 +56,20 @@ def create_array(
         fill_value=float("nan") if floating else 0,
         dimension_names=list(dims),
         overwrite=True,
+        config={
+            "write_empty_chunks": True
+        },  # every chunk is a file, so a missing one is damage (store.chunks)
     )
 
 
 def finish(array: zarr.Array, attrs: dict[str, Any], codec: CodecSpec = LOSSLESS) -> None:
-    """Write the array's attributes with the ``complete`` marker, after its last chunk."""
+    """Write the array's attributes, the content sha256 of each chunk and the ``complete`` marker, after its last
+    chunk."""
     array.attrs.update(
         {
             **attrs,
             "codec": codec.describe() if array.dtype.kind == "f" else LOSSLESS.describe(),
+            CHUNK_HASHES: chunk_hashes(array),
             "complete": True,
         }
     )

@@ -1,0 +1,140 @@
+"""Stability of ELF students: the default config's student grid over many seeds, on the default store, per arm.
+
+    python bench/stability.py [--config configs/default.yaml] [--seeds 10] [--precision fp32|bf16|auto]
+                              [--arm LABEL=KEY=VALUE[;KEY=VALUE...]] ... [--elf-only] [--out runs/stability]
+
+The store is the one the config makes (distill, teacher and extract of `--config` at `--precision`, built once in
+OUT/PRECISION/base; `auto` is resolved first). Each arm (overriding `students.*` keys only) (default: the config as it is, labelled `default`) is the config's grid with the arm's
+overrides and seeds 0..N-1, trained from that store in OUT/PRECISION/LABEL with `students.on_diverge: record`;
+finished cells are kept, so an interrupted bench continues where it stopped. Baseline cells whose cache key equals
+one an earlier arm finished are taken from it, not retrained. Prints, per arm:
+
+    ratio diverged_cells_over_cells VALUE arm=LABEL precision=P    (ELF cells only; goal 0)
+    acc LABEL STUDENT ARM MEAN ± STD (n=..., d diverged) gain GAIN ± STD    (test accuracy %, paired gain)
+
+and the seconds of student training. Example (the comparison of the stabilising options):
+
+    python bench/stability.py --precision bf16 --arm 'ce=students.feature_loss=ce' \\
+        --arm 'kl=students.feature_loss=kl' --arm 'ce_clip=students.feature_loss=ce;students.grad_clip=5'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from elfdd.pipeline import stages
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.report import arm, baselines, converged, figure1, paired_gain
+from elfdd.pipeline.training import resolve_device, resolve_precision
+
+
+def parse_arm(text: str) -> tuple[str, list[str]]:
+    label, sep, overrides = text.partition("=")
+    if not sep or not label.isidentifier():
+        raise SystemExit(f"--arm expects LABEL=KEY=VALUE[;KEY=VALUE...], got {text!r}")
+    return label, [o for o in overrides.split(";") if o]
+
+
+def build_store(out: Path, args: argparse.Namespace) -> Path:
+    """The config's store at this precision (distill, teacher, extract; kept when unchanged)."""
+    config = load_config(args.config, [f"precision={args.precision}"])
+    run = stages.prepare_run(out / "base", config)
+    for name, stage in (
+        ("distill", stages.stage_distill),
+        ("teacher", stages.stage_teacher),
+        ("extract", stages.stage_extract),
+    ):
+        started = time.perf_counter()
+        stage(run, config)
+        print(f"# {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return run.store
+
+
+def reuse_baselines(run: stages.RunDir, jobs: list, done: list[stages.RunDir]) -> None:
+    """Copy baseline cells an earlier arm finished; stage_student keeps them only if their cache key matches."""
+    for job in jobs:
+        if job.uses_features or run.student_run(job).exists():
+            continue
+        for other in done:
+            if other.student_run(job).exists():
+                run.students.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(other.student_run(job), run.student_run(job))
+                break
+
+
+def train_arm(out: Path, store: Path, label: str, overrides: list[str], args, done: list) -> stages.RunDir:
+    seeds = ",".join(str(s) for s in range(args.seeds))
+    sets = [f"precision={args.precision}", *overrides, f"students.seeds=[{seeds}]"]
+    sets += ["students.on_diverge=record", f"students.store={store.resolve()}"]
+    if args.elf_only:
+        sets.append("students.modes=[front_rear_task]")
+    config = load_config(args.config, sets)
+    run = stages.prepare_run(out / label, config)
+    jobs = stages.grid(config)
+    reuse_baselines(run, jobs, done)
+    started = time.perf_counter()
+    for i, job in enumerate(jobs, 1):
+        record = json.loads(stages.stage_student(run, config, job).read_text())
+        outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
+        print(f"# {label} {i}/{len(jobs)} {job.name}: {outcome}", flush=True)
+    stages.stage_report(run, config)
+    print(f"# {label}: students {time.perf_counter() - started:.0f} s", flush=True)
+    return run
+
+
+def summarize_arm(run: stages.RunDir, label: str, precision: str) -> None:
+    results = json.loads(run.results.read_text())
+    elf = [r for r in results["runs"] if r["mode"] != "baseline"]
+    diverged = [r for r in elf if not converged(r)]
+    print(
+        f"ratio diverged_cells_over_cells {len(diverged) / max(1, len(elf)):.3f} arm={label} "
+        f"precision={precision} ({len(diverged)} of {len(elf)} ELF cells)"
+    )
+    for r in diverged:
+        print(f"diverged {label} {r['cell']}: {r['diverged']}")
+    runs, columns, _ = figure1(results)
+    paired = baselines(results)
+    seconds = sum(r["train_seconds"] for r in results["runs"])
+    for student in dict.fromkeys(r["student"] for r in runs):
+        for column in columns:
+            cell = [r for r in runs if r["student"] == student and arm(r) == column]
+            accs = [100 * r["test_acc"] for r in cell if converged(r)]
+            if not cell:
+                continue
+            mean = sum(accs) / len(accs) if accs else float("nan")
+            std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5 if accs else float("nan")
+            gain = paired_gain(cell, paired) if column != "baseline" else None
+            text = f"acc {label} {student} {column} {mean:.2f} ± {std:.2f} (n={len(accs)}"
+            text += f", {len(cell) - len(accs)} diverged)" if len(cell) > len(accs) else ")"
+            if gain and gain[2]:
+                text += f" gain {100 * gain[0]:+.2f} ± {100 * gain[1]:.2f}"
+            print(text)
+    print(f"# {label}: {len(results['runs'])} runs, {seconds:.0f} s of student training")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--arm", action="append", default=[], help="LABEL=KEY=VALUE[;KEY=VALUE...]")
+    parser.add_argument("--elf-only", action="store_true", help="train only the ELF cells (no baselines)")
+    parser.add_argument("--out", default="runs/stability")
+    args = parser.parse_args()
+    args.precision = resolve_precision(resolve_device("auto"), args.precision)
+    arms = [parse_arm(a) for a in args.arm] or [("default", [])]
+    out = Path(args.out) / args.precision
+    store = build_store(out, args)
+    done: list[stages.RunDir] = []
+    for label, overrides in arms:
+        done.append(train_arm(out, store, label, overrides, args, done))
+    for (label, _), run in zip(arms, done, strict=True):
+        summarize_arm(run, label, args.precision)
+
+
+if __name__ == "__main__":
+    main()
