@@ -16,7 +16,7 @@ from .data import DataSplits
 from .errors import BadInput, NumericalFault
 from .io import atomic_torch_save, atomic_write_json, load_json, sha256_file
 from .resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
-from .training import autocast, evaluate, log, seed_everything, sgd_with_half_decay
+from .training import NonFiniteWatch, autocast, evaluate, log, seed_everything, sgd_with_half_decay
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -40,10 +40,12 @@ def train_epoch(
     where: str = "network",
 ) -> float:
     """One epoch of cross-entropy training in a seeded order (DSA on each batch when ``dsa``); the train accuracy.
-    A NaN or Inf loss stops it with a NumericalFault naming ``where``."""
+    A NaN or Inf loss stops it at the end of the epoch with a NumericalFault naming ``where``; the loss and the
+    accuracy stay on the device until then (no host sync per step)."""
     model.train()
     order = torch.randperm(len(y_train), generator=generator)
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    watch = NonFiniteWatch(("loss",), device)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         x, y = x_train[batch].to(device), y_train[batch].to(device)
@@ -52,13 +54,15 @@ def train_epoch(
         with autocast(device, precision):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
-        if not torch.isfinite(loss):
-            raise NumericalFault(f"{where}: cross-entropy loss is {loss.item()} (diverged)")
+        watch.update({"loss": loss}, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        correct += int((logits.argmax(1) == y).sum())
-    return correct / len(y_train)
+        correct += (logits.argmax(1) == y).sum()
+    fault = watch.first()
+    if fault is not None:
+        raise NumericalFault(f"{where}: cross-entropy loss is {fault[2]} (diverged)")
+    return int(correct) / len(y_train)
 
 
 def train_teacher(
