@@ -102,6 +102,13 @@ def report_task(run_dir: str) -> str:
     run, config = _run(run_dir)
     report = stages.stage_report(run, config)
     artifacts.publish_report(run)
+    diverged = stages.diverged_runs(run)
+    if diverged:  # the flow run still completes: the study has its report, with these runs marked
+        logging.getLogger("elfdd").warning(
+            "%d student runs diverged (recorded in results.json): %s",
+            len(diverged),
+            ", ".join(r["cell"] for r in diverged),
+        )
     return str(report)
 
 
