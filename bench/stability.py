@@ -9,7 +9,9 @@ overrides and seeds 0..N-1, trained from that store in OUT/PRECISION/LABEL with 
 finished cells are kept, so an interrupted bench continues where it stopped. Baseline cells whose cache key equals
 one an earlier arm finished are taken from it, not retrained. Prints, per arm:
 
-    ratio diverged_cells_over_cells VALUE arm=LABEL precision=P    (ELF cells only; goal 0)
+    ratio diverged_cells_over_cells VALUE arm=LABEL precision=P    (ELF cells whose loss became NaN/Inf; goal 0)
+    ratio collapsed_cells_over_cells VALUE arm=LABEL precision=P   (ELF cells that stayed finite but ended at no
+                                                                    more than twice chance accuracy)
     acc LABEL STUDENT ARM MEAN ± STD (n=..., d diverged) gain GAIN ± STD    (test accuracy %, paired gain)
 
 and the seconds of student training. Example (the comparison of the stabilising options):
@@ -96,6 +98,15 @@ def summarize_arm(run: stages.RunDir, label: str, precision: str) -> None:
     )
     for r in diverged:
         print(f"diverged {label} {r['cell']}: {r['diverged']}")
+    # A run that stayed finite but ended at no better than twice chance has blown up all the same.
+    chance = 1 / num_classes(results)
+    collapsed = [r for r in elf if converged(r) and r["test_acc"] <= 2 * chance]
+    print(
+        f"ratio collapsed_cells_over_cells {len(collapsed) / max(1, len(elf)):.3f} arm={label} "
+        f"precision={precision} (finite, test accuracy <= {200 * chance:.0f} %: {len(collapsed)} of {len(elf)})"
+    )
+    for r in collapsed:
+        print(f"collapsed {label} {r['cell']}: {100 * r['test_acc']:.1f} %")
     runs, columns, _ = figure1(results)
     paired = baselines(results)
     seconds = sum(r["train_seconds"] for r in results["runs"])
@@ -114,6 +125,12 @@ def summarize_arm(run: stages.RunDir, label: str, precision: str) -> None:
                 text += f" gain {100 * gain[0]:+.2f} ± {100 * gain[1]:.2f}"
             print(text)
     print(f"# {label}: {len(results['runs'])} runs, {seconds:.0f} s of student training")
+
+
+def num_classes(results: dict) -> int:
+    from elfdd.store.reader import FeatureStore
+
+    return int(FeatureStore(results["config"]["students"]["store"]).meta["num_classes"])
 
 
 def main() -> None:

@@ -444,14 +444,29 @@ def _bars(ax, groups: list[str], series: dict[str, tuple[list[float | None], lis
     ax.legend(fontsize=8)
 
 
-def _mark_diverged(ax, series: dict[str, tuple[list[float | None], list[float]]], y: float) -> None:
-    """Write "diverged" where a bar is missing because every seed of that cell diverged."""
-    for i, (means, _) in enumerate(series.values()):
+def _mark_diverged(
+    ax, series: dict[str, tuple[list[float | None], list[float]]], diverged: dict[str, list[int]], y: float
+) -> None:
+    """Name the diverged seeds on the plot: "diverged" where every seed of a cell diverged (no bar), "N diverged"
+    above a bar that stands for the other seeds."""
+    for i, (column, (means, stds)) in enumerate(series.items()):
         x, _ = _bar_positions(len(means), len(series), i)
-        for position, mean in zip(x, means, strict=True):
+        for position, mean, std, count in zip(x, means, stds, diverged[column], strict=True):
             if mean is None:
                 ax.text(
                     position, y, "diverged", rotation=90, ha="center", va="bottom", fontsize=8, color="red"
+                )
+            elif count:
+                top = min(mean + std, 99)
+                ax.text(
+                    position,
+                    top,
+                    f"{count} div.",
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="red",
                 )
 
 
@@ -462,17 +477,18 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
     runs, columns, gain_columns = figure1(results)
 
     def accuracy(ax) -> None:
-        series = {}
+        series, diverged = {}, {}
         for column in columns:
             cells = [(_in_column(runs, s, column), _accuracy(_in_column(runs, s, column))) for s in students]
             series[column] = (
                 [100 * acc[0] if acc else (None if cell else 0.0) for cell, acc in cells],
                 [100 * acc[1] if acc else 0.0 for _, acc in cells],
             )
+            diverged[column] = [sum(not converged(r) for r in cell) for cell, _ in cells]
         _bars(ax, students, series)
         ax.set_ylabel("test accuracy (%)")
         low = min((m for means, _ in series.values() for m in means if m), default=0)
-        _mark_diverged(ax, series, max(0, low - 10) + 1)
+        _mark_diverged(ax, series, diverged, max(0, low - 10) + 1)
         ax.set_ylim(max(0, low - 10), 100)
         ax.set_title("Students on the synthetic set: baseline vs ELF")
 
