@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR := /usr/share/datasets/fashion-mnist
 OUT ?= runs/default
+ARGS ?=
 
 .PHONY: run test install data lint smoke clean
 
@@ -26,7 +27,7 @@ data:
 	fi
 
 run: install data
-	$(VENV)/bin/elfdd run --config configs/default.yaml --out $(OUT)
+	$(VENV)/bin/elfdd run --config configs/default.yaml --out $(OUT) $(ARGS)
 
 smoke: install data
 	$(VENV)/bin/elfdd run --config configs/smoke.yaml --out runs/smoke
