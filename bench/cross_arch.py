@@ -54,17 +54,9 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config, study_overrides(args))
     run = stages.prepare_run(Path(args.out), config)
-    seconds: dict[str, float] = {}
     started = time.perf_counter()
-    for name, stage in (
-        ("distill", stages.stage_distill),
-        ("teacher", stages.stage_teacher),
-        ("extract", stages.stage_extract),
-    ):
-        t0 = time.perf_counter()
-        stage(run, config)
-        seconds[name] = time.perf_counter() - t0
-        print(f"# {name}: {seconds[name]:.0f} s", flush=True)
+    seconds = stages.stage_store(run, config)
+    print("# " + ", ".join(f"{name}: {value:.0f} s" for name, value in seconds.items()), flush=True)
     t0 = time.perf_counter()
     jobs = stages.grid(config)
     for i, job in enumerate(jobs, 1):

@@ -45,14 +45,8 @@ def build_store(out: Path, args: argparse.Namespace) -> Path:
     """The config's store at this precision (distill, teacher, extract; kept when unchanged)."""
     config = load_config(args.config, [f"precision={args.precision}"])
     run = stages.prepare_run(out / "base", config)
-    for name, stage in (
-        ("distill", stages.stage_distill),
-        ("teacher", stages.stage_teacher),
-        ("extract", stages.stage_extract),
-    ):
-        started = time.perf_counter()
-        stage(run, config)
-        print(f"# {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    seconds = stages.stage_store(run, config)
+    print("# " + ", ".join(f"{name}: {value:.0f} s" for name, value in seconds.items()), flush=True)
     return run.store
 
 

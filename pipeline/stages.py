@@ -241,6 +241,17 @@ def stage_extract(
 MapEpochs = Callable[[Path, list[int], str], None]
 
 
+def stage_store(run: RunDir, config: RunConfig) -> dict[str, float]:
+    """Distill, teacher and extract one after the other in this process (each kept when its inputs are unchanged):
+    what a study needs before its students. Returns the seconds each stage took."""
+    seconds = {}
+    for name, stage in (("distill", stage_distill), ("teacher", stage_teacher), ("extract", stage_extract)):
+        started = time.perf_counter()
+        stage(run, config)
+        seconds[name] = time.perf_counter() - started
+    return seconds
+
+
 def extraction_inputs(run: RunDir, config: RunConfig) -> tuple[SyntheticSet, Path, dict]:
     """What every extraction of the run reads: its synthetic set, the teacher's checkpoint folder and manifest."""
     teacher_dir = run.teacher_dir(config.teacher.id)
