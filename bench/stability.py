@@ -30,7 +30,7 @@ from pathlib import Path
 
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.report import arm, baselines, converged, figure1, paired_gain
+from elfdd.pipeline.report import arm, baselines, converged, figure1, mean_accuracy, paired_gain
 from elfdd.pipeline.training import resolve_device, resolve_precision
 
 
@@ -107,14 +107,13 @@ def summarize_arm(run: stages.RunDir, label: str, precision: str) -> None:
     for student in dict.fromkeys(r["student"] for r in runs):
         for column in columns:
             cell = [r for r in runs if r["student"] == student and arm(r) == column]
-            accs = [100 * r["test_acc"] for r in cell if converged(r)]
             if not cell:
                 continue
-            mean = sum(accs) / len(accs) if accs else float("nan")
-            std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5 if accs else float("nan")
+            mean, std = mean_accuracy(cell) or (float("nan"), float("nan"))
+            ok = sum(converged(r) for r in cell)
             gain = paired_gain(cell, paired) if column != "baseline" else None
-            text = f"acc {label} {student} {column} {mean:.2f} ± {std:.2f} (n={len(accs)}"
-            text += f", {len(cell) - len(accs)} diverged)" if len(cell) > len(accs) else ")"
+            text = f"acc {label} {student} {column} {100 * mean:.2f} ± {100 * std:.2f} (n={ok}"
+            text += f", {len(cell) - ok} diverged)" if len(cell) > ok else ")"
             if gain and gain[2]:
                 text += f" gain {100 * gain[0]:+.2f} ± {100 * gain[1]:.2f}"
             print(text)

@@ -190,7 +190,7 @@ def _in_column(runs: list[dict], student: str, column: str) -> list[dict]:
     return [r for r in runs if r["student"] == student and arm(r) == column]
 
 
-def _accuracy(cell: list[dict]) -> tuple[float, float] | None:
+def mean_accuracy(cell: list[dict]) -> tuple[float, float] | None:
     """Mean and std of the converged runs of ``cell``; None when there are none."""
     accs = [r["test_acc"] for r in cell if converged(r)]
     return (float(np.mean(accs)), float(np.std(accs))) if accs else None
@@ -201,7 +201,7 @@ def _cell_text(cell: list[dict], gain: tuple[float, float, int] | None = None) -
     their fate, never as a number."""
     if not cell:
         return "–"
-    accuracy = _accuracy(cell)
+    accuracy = mean_accuracy(cell)
     diverged = sum(not converged(r) for r in cell)
     if accuracy is None:
         return f"**diverged** ({diverged} of {len(cell)})"
@@ -479,7 +479,9 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
     def accuracy(ax) -> None:
         series, diverged = {}, {}
         for column in columns:
-            cells = [(_in_column(runs, s, column), _accuracy(_in_column(runs, s, column))) for s in students]
+            cells = [
+                (_in_column(runs, s, column), mean_accuracy(_in_column(runs, s, column))) for s in students
+            ]
             series[column] = (
                 [100 * acc[0] if acc else (None if cell else 0.0) for cell, acc in cells],
                 [100 * acc[1] if acc else 0.0 for _, acc in cells],
@@ -536,7 +538,7 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
 
         def lines(ax, values=values, table=table, axis=axis) -> None:
             for student, per_value in table.items():
-                means = {i: _accuracy(per_value[v][0]) for i, v in enumerate(values) if v in per_value}
+                means = {i: mean_accuracy(per_value[v][0]) for i, v in enumerate(values) if v in per_value}
                 xs = [i for i, acc in means.items() if acc is not None]
                 ax.plot(xs, [100 * means[i][0] for i in xs], marker="o", label=student)
             ax.set_xticks(range(len(values)), [str(v) for v in values])
