@@ -47,7 +47,7 @@ def trace(run: stages.RunDir, config, loss: str, args: argparse.Namespace) -> tu
     for epoch in range(1, args.epochs + 1):
         sampler.set_epoch(epoch)
         for images, teacher, labels, view_params in feature_loader(dataset, sampler):
-            images = student_view(images, view_params, replay, students.dsa, generator)
+            images = student_view(images, view_params, args.policy, students.dsa, generator)
             with autocast(device, args.precision):
                 losses = elf_losses(
                     model, adapters, job, images, teacher, labels, students.feature_temperature

@@ -35,7 +35,7 @@ from elfdd.pipeline import augment
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
-from elfdd.pipeline.extract import extract_to_store, view_params
+from elfdd.pipeline.extract import TeacherSource, extract_to_store, view_params
 from elfdd.pipeline.losses import feature_loss
 from elfdd.pipeline.students import StudentJob, train_student
 from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest, train_teacher
@@ -77,7 +77,11 @@ def setup(work: Path, ipc: int, views: int, quick: bool):
     store = work / f"store_ipc{ipc}_v{views}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     extract_to_store(
-        synthetic, config.teacher, manifest, teacher_dir, store, [1], ["block3"], config.extract, CPU
+        synthetic,
+        [TeacherSource(config.teacher, manifest, teacher_dir, [1], ["block3"])],
+        store,
+        config.extract,
+        CPU,
     )
     return config, data, synthetic, teacher_dir, manifest, store
 
@@ -175,7 +179,11 @@ def timed_extract(synthetic, config, manifest, teacher_dir, store: Path) -> floa
     shutil.rmtree(store, ignore_errors=True)
     started = time.perf_counter()
     extract_to_store(
-        synthetic, config.teacher, manifest, teacher_dir, store, [1], ["block3"], config.extract, CPU
+        synthetic,
+        [TeacherSource(config.teacher, manifest, teacher_dir, [1], ["block3"])],
+        store,
+        config.extract,
+        CPU,
     )
     return time.perf_counter() - started
 

@@ -23,7 +23,7 @@ import torch
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
-from elfdd.pipeline.extract import extract_to_store
+from elfdd.pipeline.extract import TeacherSource, extract_to_store
 from elfdd.pipeline.students import StudentJob, train_student
 from elfdd.pipeline.teacher import load_manifest, train_teacher
 from elfdd.pipeline.training import configure_threads
@@ -111,7 +111,11 @@ def main() -> None:
         profiled(
             "extract",
             lambda: extract_to_store(
-                synthetic[0], config.teacher, manifest, teacher_dir, store, [1], layers, config.extract, CPU
+                synthetic[0],
+                [TeacherSource(config.teacher, manifest, teacher_dir, [1], layers)],
+                store,
+                config.extract,
+                CPU,
             ),
         )
         dataset = FeatureDataset(store, config.teacher.id, 1, "block3")

@@ -31,12 +31,17 @@ def publish_distill(run: stages.RunDir) -> None:
 
 
 def publish_teacher(run: stages.RunDir, config: RunConfig) -> None:
-    manifest = load_manifest(run.teacher_dir(config.teacher.id))
-    rows = [
-        {k: c[k] for k in ("epoch", "train_acc", "test_acc")} | {"sha256": c["sha256"][:16]}
-        for c in manifest["checkpoints"]
-    ]
-    description = f"teacher {config.teacher.id} checkpoints ({_seconds(run, 'teacher')} s)"
+    """Every teacher's checkpoints (epoch, accuracies, sha256) in one table."""
+    rows, seconds = [], []
+    for teacher in config.teacher_pool:
+        manifest = load_manifest(run.teacher_dir(teacher.id))
+        rows += [
+            {"teacher": teacher.id, **{k: c[k] for k in ("epoch", "train_acc", "test_acc")}}
+            | {"sha256": c["sha256"][:16]}
+            for c in manifest["checkpoints"]
+        ]
+        seconds.append(f"{teacher.id} {_seconds(run, f'teacher-{teacher.id}')} s")
+    description = f"teacher checkpoints ({', '.join(seconds)})"
     create_table_artifact(rows, key="elfdd-teacher", description=description)
 
 
@@ -45,19 +50,24 @@ def publish_extract(run: stages.RunDir, config: RunConfig) -> None:
 
     store = FeatureStore(run.store)
     rows = []
-    for epoch in config.extract_epochs:
-        for layer in config.extract_layers:
-            array = store.features(config.teacher.id, epoch, layer)
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "layer": layer,
-                    "shape": "x".join(map(str, array.shape)),
-                    "dtype": str(array.dtype),
-                    "raw_mb": round(array.nbytes / 2**20, 3),
-                    "stored_mb": round(array.nbytes_stored() / 2**20, 3),
-                }
-            )
+    for teacher, epoch, layer in (
+        (t.id, e, layer)
+        for t in config.teacher_pool
+        for e in config.extract_epochs_of(t)
+        for layer in config.extract_layers_of(t)
+    ):
+        array = store.features(teacher, epoch, layer)
+        rows.append(
+            {
+                "teacher": teacher,
+                "epoch": epoch,
+                "layer": layer,
+                "shape": "x".join(map(str, array.shape)),
+                "dtype": str(array.dtype),
+                "raw_mb": round(array.nbytes / 2**20, 3),
+                "stored_mb": round(array.nbytes_stored() / 2**20, 3),
+            }
+        )
     description = f"feature arrays of {run.store} ({_seconds(run, 'extract')} s)"
     create_table_artifact(rows, key="elfdd-extract", description=description)
 

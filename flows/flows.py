@@ -83,10 +83,10 @@ def teacher_task(run_dir: str, force: bool = False) -> str:
     return str(stages.stage_teacher(*_run(run_dir), force=force))
 
 
-@task(name="extract-epoch", task_run_name="extract-epoch-{epoch}", **RETRYING)
-def extract_epoch_task(run_dir: str, target: str, epoch: int, key: str) -> list[str]:
+@task(name="extract-epoch", task_run_name="extract-{teacher}-epoch-{epoch}", **RETRYING)
+def extract_epoch_task(run_dir: str, target: str, teacher: str, epoch: int, key: str) -> list[str]:
     """One teacher checkpoint's features into the prepared store ``target`` (``key``: the stage's input key)."""
-    return stages.stage_extract_epoch(*_run(run_dir), Path(target), epoch, key)
+    return stages.stage_extract_epoch(*_run(run_dir), Path(target), teacher, epoch, key)
 
 
 @task(name="train-student", task_run_name="student-{name}", **RETRYING)
@@ -131,7 +131,7 @@ def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None,
 @flow(name="train-teacher")
 @locked
 def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
-    """Train the teacher on the real data and checkpoint it at the configured epochs.
+    """Train every configured teacher on the real data and checkpoint it at its configured epochs.
 
     Args:
         run_dir: run directory on the machine that runs the flow
@@ -162,8 +162,11 @@ def extract_flow(
     """
     run, config = open_run(run_dir, config)
 
-    def map_epochs(target: Path, epochs: list[int], key: str) -> None:
-        calls = [{"run_dir": run_dir, "target": str(target), "epoch": epoch, "key": key} for epoch in epochs]
+    def map_epochs(target: Path, items: list[tuple[str, int]], key: str) -> None:
+        calls = [
+            {"run_dir": run_dir, "target": str(target), "teacher": teacher, "epoch": epoch, "key": key}
+            for teacher, epoch in items
+        ]
         run_tasks(extract_epoch_task, calls, dask_address)
 
     path = stages.stage_extract(run, config, force, map_epochs)

@@ -16,9 +16,10 @@ class FeatureAdapter(nn.Module):
     Anything involving a vector: flatten + linear. Equal shapes: identity.
     """
 
-    def __init__(self, source: tuple[int, ...], target: tuple[int, ...]):
+    def __init__(self, source: tuple[int, ...], target: tuple[int, ...], relu: bool = False):
         super().__init__()
         self.source, self.target = tuple(source), tuple(target)
+        self.relu = relu
         self.conv: nn.Module | None = None
         self.linear: nn.Module | None = None
         if self.source == self.target:
@@ -33,10 +34,14 @@ class FeatureAdapter(nn.Module):
             self.linear = nn.Linear(math.prod(self.source), math.prod(self.target))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.is_identity:
+            return h
+        h = self._map(h)
+        return F.relu(h) if self.relu else h
+
+    def _map(self, h: torch.Tensor) -> torch.Tensor:
         if self.linear is not None:
             return self.linear(h.flatten(1)).view(-1, *self.target)
-        if self.conv is None:
-            return h
         h = self.conv(h)
         size = self.target[1:]
         if tuple(h.shape[-2:]) == size:
@@ -50,11 +55,15 @@ class FeatureAdapter(nn.Module):
         return self.source == self.target
 
 
-def adapter_pair(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> nn.ModuleDict:
-    """The two adapters ELF's losses need: student->teacher (front loss) and teacher->student (rear loss)."""
+def adapter_pair(
+    student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], rear_relu: bool = False
+) -> nn.ModuleDict:
+    """The two adapters ELF's losses need: student->teacher (front loss) and teacher->student (rear loss).
+    ``rear_relu``: the teacher->student map ends in a ReLU, so the student's rear sees non-negative input as from
+    its own front (set where that front ends in a ReLU); equal shapes need no map at all."""
     return nn.ModuleDict(
         {
             "to_teacher": FeatureAdapter(student_shape, teacher_shape),
-            "from_teacher": FeatureAdapter(teacher_shape, student_shape),
+            "from_teacher": FeatureAdapter(teacher_shape, student_shape, relu=rear_relu),
         }
     )

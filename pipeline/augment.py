@@ -51,19 +51,26 @@ def sample_params(
     generator: torch.Generator,
     strategy: str = DEFAULT_STRATEGY,
     one_op: bool = True,
+    op_per_image: bool = False,
 ) -> torch.Tensor:
     """Sample a (n, P) float32 parameter matrix.
 
     ``one_op=True`` is the reference's ``aug_mode='S'``: one op of the strategy is picked for the whole call,
-    with per-sample parameters. ``one_op=False`` applies every op of the strategy in order.
+    with per-sample parameters; with ``op_per_image`` each image draws its own op. ``one_op=False`` applies every
+    op of the strategy in order.
     """
     ops = parse_strategy(strategy)
     params = torch.zeros(n, NUM_PARAMS)
     if not ops:
         return params
-    chosen = [ops[int(torch.randint(len(ops), (1,), generator=generator))]] if one_op else list(ops)
-    for op in chosen:
-        params[:, COL[op]] = 1.0
+    if one_op and op_per_image:
+        picks = torch.randint(len(ops), (n,), generator=generator)
+        for i, op in enumerate(ops):
+            params[:, COL[op]] = (picks == i).float()
+    else:
+        chosen = [ops[int(torch.randint(len(ops), (1,), generator=generator))]] if one_op else list(ops)
+        for op in chosen:
+            params[:, COL[op]] = 1.0
     u = lambda: torch.rand(n, generator=generator)  # noqa: E731
     params[:, COL["brightness"]] = (u() - 0.5) * BRIGHTNESS
     params[:, COL["saturation"]] = u() * SATURATION

@@ -22,7 +22,9 @@ from .errors import BadInput
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]
 FeatureLoss = Literal["ce", "kl", "l2", "l1", "cosine"]
-ViewPolicy = Literal["clean", "replay"]
+# clean: the feature of the un-augmented image (the reference); replay: the stored feature of exactly the augmented
+# view the student sees; online: the teacher run on exactly the augmented batch every step (no cache).
+ViewPolicy = Literal["clean", "replay", "online"]
 Lambda = Annotated[float, Field(ge=0)]
 
 
@@ -176,6 +178,9 @@ class ExtractConfig(Strict):
     views: int = Field(default=1, ge=1, le=1024)  # V; > 1 stores augmented views for view_policy replay
     view_seed: int = 0
     view_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    # per_image: every image of every view draws its own DSA op and parameters; per_view: one op for all images of
+    # a view (as one DSA call on a batch), per-image parameters.
+    view_ops: Literal["per_image", "per_view"] = "per_image"
     # At most this many images per forward pass; on the CPU at most 16 (training.inference_batch, measured).
     batch_size: int = Field(default=256, gt=0)
 
@@ -213,6 +218,12 @@ class StudentsConfig(Strict):
     lr: float = Field(default=0.01, gt=0)
     # A learning rate per architecture where ``lr`` does not suit it (e.g. {alexnet: 0.005}).
     arch_lr: dict[str, Annotated[float, Field(gt=0)]] = {}
+    # The teacher (by id) each architecture learns from; the others are paired by shape (pipeline/pairing.py).
+    teacher: dict[str, Name] = {}
+    split: dict[str, Name] = {}  # the split point per architecture where the pairing rule's does not suit it
+    # What the rear loss feeds the student's rear: match_front ends the teacher->student adapter in a ReLU where the
+    # student's own front ends in one (its rear never sees negative input); linear: the adapter alone (the old path).
+    rear_path: Literal["match_front", "linear"] = "match_front"
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=5e-4, ge=0)
     batch_size: int = Field(default=256, gt=0)
@@ -237,12 +248,12 @@ class StudentsConfig(Strict):
             raise ValueError("students.archs must name at least one architecture")
         return [_check_arch(a) for a in archs]
 
-    @field_validator("arch_lr")
+    @field_validator("arch_lr", "teacher", "split")
     @classmethod
-    def _arch_lr(cls, lrs: dict[str, float]) -> dict[str, float]:
-        for arch in lrs:
+    def _per_arch(cls, per_arch: dict[str, Any]) -> dict[str, Any]:
+        for arch in per_arch:
             _check_arch(arch)
-        return lrs
+        return per_arch
 
     def lr_for(self, arch: str) -> float:
         """The learning rate a student of ``arch`` trains with."""
@@ -270,65 +281,125 @@ class RunConfig(Strict):
     workers: int = Field(default=1, ge=0)
     data: DataConfig = DataConfig()
     distill: DistillConfig = DistillConfig()
-    teacher: TeacherConfig = TeacherConfig()
+    # One teacher (``teacher``) or several (``teachers``, e.g. a 128- and a 512-wide ConvNet): all are trained,
+    # checkpointed and extracted into the same store; each student is paired with one (pipeline/pairing.py).
+    teacher: TeacherConfig | None = None
+    teachers: list[TeacherConfig] | None = None
     extract: ExtractConfig = ExtractConfig()
     students: StudentsConfig = StudentsConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_teacher_key(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        has_one, has_many = raw.get("teacher") is not None, raw.get("teachers") is not None
+        if has_one and has_many:
+            raise ValueError("set either teacher (one teacher) or teachers (a list), not both")
+        return raw if has_one or has_many else {**raw, "teacher": {}}
+
     @model_validator(mode="after")
     def _cross_stage(self) -> RunConfig:
-        checkpointed = set(self.teacher.checkpoint_epochs)
-        epochs = self.extract.teacher_epochs or sorted(checkpointed)
-        missing = sorted(set(epochs) - checkpointed)
-        if missing:
-            raise ValueError(
-                f"extract.teacher_epochs {missing} are not in teacher.checkpoint_epochs {sorted(checkpointed)}"
-            )
-        points, _ = _teacher_splits(self.teacher)
-        layers = self.extract_layers
-        unknown = sorted(set(layers) - set(points))
+        pool = self.teacher_pool
+        if not pool:
+            raise ValueError("teachers must name at least one teacher")
+        ids = [t.id for t in pool]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"teachers: ids must be unique, got {ids}")
+        unknown = sorted(set(self.students.teacher.values()) - set(ids))
         if unknown:
-            raise ValueError(
-                f"extract.layers {unknown} are not split points of {self.teacher.arch}: {list(points)}"
-            )
-        not_extracted = sorted(set(self.students.teacher_epoch or []) - set(epochs))
-        if not_extracted and not self.students.store:
-            raise ValueError(
-                f"students.teacher_epoch {not_extracted} not extracted (extract.teacher_epochs: {epochs})"
-            )
+            raise ValueError(f"students.teacher names teachers {unknown} that are not configured: {ids}")
+        for teacher in pool:
+            self._check_teacher(teacher)
         if "replay" in self.students.view_policies and self.extract.views < 2 and not self.students.store:
             raise ValueError(
                 "students.view_policies has replay but extract.views is 1; set extract.views >= 2"
             )
+        return self
+
+    def _check_teacher(self, teacher: TeacherConfig) -> None:
+        checkpointed = set(teacher.checkpoint_epochs)
+        epochs = self.extract_epochs_of(teacher)
+        missing = sorted(set(epochs) - checkpointed)
+        if missing:
+            raise ValueError(
+                f"extract.teacher_epochs {missing} are not in teacher {teacher.id}'s checkpoint_epochs "
+                f"{sorted(checkpointed)}"
+            )
+        points, _ = _teacher_splits(teacher)
+        layers = self.extract_layers_of(teacher)
+        unknown = sorted(set(layers) - set(points))
+        if unknown:
+            raise ValueError(
+                f"extract.layers {unknown} are not split points of teacher {teacher.id} ({teacher.arch}): "
+                f"{list(points)}"
+            )
+        not_extracted = sorted(set(self.students.teacher_epoch or []) - set(epochs))
+        if not_extracted and not self.students.store:
+            raise ValueError(
+                f"students.teacher_epoch {not_extracted} not extracted for teacher {teacher.id} "
+                f"(extract.teacher_epochs: {epochs})"
+            )
         not_extracted = sorted(set(self.students.layer or []) - set(layers))
         if not_extracted and not self.students.store:
             raise ValueError(f"students.layer {not_extracted} not extracted (extract.layers: {layers})")
-        return self
 
     # Resolved views of the defaults, so every stage agrees on them.
     @property
+    def teacher_pool(self) -> list[TeacherConfig]:
+        """Every configured teacher, in config order (the first is the primary one)."""
+        return list(self.teachers) if self.teachers is not None else [self.teacher or TeacherConfig()]
+
+    @property
+    def primary_teacher(self) -> TeacherConfig:
+        return self.teacher_pool[0]
+
+    def teacher_config(self, teacher_id: str) -> TeacherConfig:
+        for teacher in self.teacher_pool:
+            if teacher.id == teacher_id:
+                return teacher
+        raise BadInput(
+            f"teacher {teacher_id!r} is not configured (teachers: {[t.id for t in self.teacher_pool]})"
+        )
+
+    def extract_epochs_of(self, teacher: TeacherConfig) -> list[int]:
+        return sorted(self.extract.teacher_epochs or teacher.checkpoint_epochs)
+
+    def extract_layers_of(self, teacher: TeacherConfig) -> list[str]:
+        return list(self.extract.layers or [_teacher_splits(teacher)[1]])
+
+    def student_epochs_of(self, teacher: TeacherConfig) -> list[int]:
+        """The teacher epochs of the student grid for ``teacher`` (default: its last extracted one)."""
+        return list(self.students.teacher_epoch or [self.extract_epochs_of(teacher)[-1]])
+
+    def student_layers_of(self, teacher: TeacherConfig) -> list[str]:
+        return list(self.students.layer or [self.extract_layers_of(teacher)[0]])
+
+    @property
     def extract_epochs(self) -> list[int]:
-        return sorted(self.extract.teacher_epochs or self.teacher.checkpoint_epochs)
+        """The primary teacher's extracted epochs."""
+        return self.extract_epochs_of(self.primary_teacher)
 
     @property
     def extract_layers(self) -> list[str]:
-        return list(self.extract.layers or [_teacher_splits(self.teacher)[1]])
+        return self.extract_layers_of(self.primary_teacher)
 
     @property
     def student_teacher_epochs(self) -> list[int]:
-        return list(self.students.teacher_epoch or [self.extract_epochs[-1]])
+        return self.student_epochs_of(self.primary_teacher)
 
     @property
     def student_layers(self) -> list[str]:
-        return list(self.students.layer or [self.extract_layers[0]])
+        return self.student_layers_of(self.primary_teacher)
 
     @property
     def student_teacher_epoch(self) -> int:
-        """The reference teacher epoch (the first of the grid)."""
+        """The primary teacher's reference epoch (the first of the grid)."""
         return self.student_teacher_epochs[0]
 
     @property
     def student_layer(self) -> str:
-        """The reference layer (the first of the grid)."""
+        """The primary teacher's reference layer (the first of the grid)."""
         return self.student_layers[0]
 
 

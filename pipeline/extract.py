@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from ..store import writer
 from . import augment
 from .config import ExtractConfig, TeacherConfig
 from .synthetic import SyntheticSet
-from .teacher import build_teacher, load_checkpoint
+from .teacher import teacher_at
 from .training import inference_batch, log
 
 
@@ -35,42 +36,52 @@ def teacher_features(
 
 def view_params(n: int, cfg: ExtractConfig, image_size: int) -> torch.Tensor:
     """(n, V, P) DSA parameters of the stored views, from ``cfg.view_seed``; view 0 is the clean image (all ops off),
-    so a replay store also serves clean training. Each further view applies one op of the strategy (aug_mode S)."""
+    so a replay store also serves clean training. Each further view applies one op of the strategy (aug_mode S),
+    drawn per image (``view_ops: per_image``) or once per view."""
     generator = torch.Generator().manual_seed(cfg.view_seed)
+    per_image = cfg.view_ops == "per_image"
     views = [torch.zeros(n, augment.NUM_PARAMS)]
     views += [
-        augment.sample_params(n, image_size, generator, cfg.view_strategy, one_op=True)
+        augment.sample_params(
+            n, image_size, generator, cfg.view_strategy, one_op=True, op_per_image=per_image
+        )
         for _ in range(cfg.views - 1)
     ]
     return torch.stack(views, dim=1)
 
 
+@dataclass(frozen=True)
+class TeacherSource:
+    """One trained teacher as extraction reads it: its config, manifest, checkpoint folder, epochs and layers."""
+
+    config: TeacherConfig
+    manifest: dict
+    folder: Path
+    epochs: list[int]
+    layers: list[str]
+
+
 def extract_to_store(
     synthetic: SyntheticSet,
-    teacher_cfg: TeacherConfig,
-    manifest: dict,
-    teacher_dir: Path,
+    teachers: list[TeacherSource],
     store_path: Path,
-    epochs: list[int],
-    layers: list[str],
     cfg: ExtractConfig,
     device: torch.device,
 ) -> list[str]:
-    """Write features and logits of every epoch x layer x view into the store; returns the array paths written."""
-    prepare_store(synthetic, teacher_cfg, manifest, store_path, cfg)
+    """Write features and logits of every teacher x epoch x layer x view into the store; returns the array paths."""
+    prepare_store(synthetic, teachers, store_path, cfg)
     written = []
-    for epoch in epochs:
-        written += extract_epoch(
-            synthetic, teacher_cfg, manifest, teacher_dir, store_path, epoch, layers, cfg, device
-        )
+    for teacher in teachers:
+        for epoch in teacher.epochs:
+            written += extract_epoch(synthetic, teacher, store_path, epoch, cfg, device)
     return written
 
 
 def prepare_store(
-    synthetic: SyntheticSet, teacher_cfg: TeacherConfig, manifest: dict, store_path: Path, cfg: ExtractConfig
+    synthetic: SyntheticSet, teachers: list[TeacherSource], store_path: Path, cfg: ExtractConfig
 ) -> None:
-    """The store's root (images, labels, provenance), the teacher group and the stored views' parameters: what every
-    epoch's extraction writes under. The epochs can then be extracted in any order or in parallel."""
+    """The store's root (images, labels, provenance), every teacher's group and its stored views' parameters: what
+    every epoch's extraction writes under. The epochs can then be extracted in any order or in parallel."""
     writer.create_store(
         store_path,
         synthetic.images.numpy(),
@@ -80,38 +91,37 @@ def prepare_store(
         normalization=synthetic.normalization,
         version=__version__,
     )
-    writer.write_teacher(
-        store_path,
-        teacher_cfg.id,
-        {
-            "arch": teacher_cfg.arch,
-            "arch_kwargs": teacher_cfg.arch_kwargs,
-            "trained_on": manifest["trained_on"],
-            "seed": manifest["seed"],
-        },
-    )
-    if cfg.views > 1:
-        writer.write_views(
+    for teacher in teachers:
+        writer.write_teacher(
             store_path,
-            teacher_cfg.id,
-            view_params(len(synthetic.images), cfg, synthetic.images.shape[-1]).numpy(),
+            teacher.config.id,
             {
-                "fields": list(augment.FIELDS),
-                "seed": cfg.view_seed,
-                "strategy": cfg.view_strategy,
-                "view0": "clean",
+                "arch": teacher.config.arch,
+                "arch_kwargs": teacher.config.arch_kwargs,
+                "trained_on": teacher.manifest["trained_on"],
+                "seed": teacher.manifest["seed"],
             },
         )
+        if cfg.views > 1:
+            writer.write_views(
+                store_path,
+                teacher.config.id,
+                view_params(len(synthetic.images), cfg, synthetic.images.shape[-1]).numpy(),
+                {
+                    "fields": list(augment.FIELDS),
+                    "seed": cfg.view_seed,
+                    "strategy": cfg.view_strategy,
+                    "ops": cfg.view_ops,
+                    "view0": "clean",
+                },
+            )
 
 
 def extract_epoch(
     synthetic: SyntheticSet,
-    teacher_cfg: TeacherConfig,
-    manifest: dict,
-    teacher_dir: Path,
+    teacher: TeacherSource,
     store_path: Path,
     epoch: int,
-    layers: list[str],
     cfg: ExtractConfig,
     device: torch.device,
     build_key: str | None = None,
@@ -119,14 +129,15 @@ def extract_epoch(
     """One checkpoint's features at every layer and view (one forward pass per view serves all layers) into the
     prepared store; the epoch's arrays are marked complete last. With ``build_key`` a killed extraction resumes:
     complete epochs are kept, a partial one continues after its last written chunk. Returns the array paths."""
+    teacher_cfg, layers = teacher.config, teacher.layers
     images = synthetic.images
     n, image_shape = len(images), tuple(images.shape[1:])
     policy = "replay" if cfg.views > 1 else "clean"
     params = view_params(n, cfg, image_shape[-1])
-    model = build_teacher(teacher_cfg, image_shape, synthetic.num_classes).to(device)
+    model, digest = teacher_at(
+        teacher_cfg, teacher.folder, teacher.manifest, epoch, image_shape, synthetic.num_classes, device
+    )
     shapes = {layer: tuple(model.feature_shape(image_shape, layer)) for layer in layers}
-    state, digest = load_checkpoint(teacher_dir, manifest, epoch)
-    model.load_state_dict(state)
     out = writer.EpochWriter(
         store_path,
         teacher_cfg.id,

@@ -22,6 +22,9 @@ RUN_KEYS = (
     "layer",
     "view_policy",
     "views",
+    "student_split",
+    "adapted",
+    "rear_relu",
     "seed",
     "epochs",
     "lr",
@@ -32,7 +35,16 @@ RUN_KEYS = (
     "cache_key",
 )
 # The grid axes of a run besides the student and the seed (None where the loss mode does not use the axis).
-AXES = ("loss_mode", "view_policy", "feature_loss", "lambda_front", "lambda_rear", "teacher_epoch", "layer")
+AXES = (
+    "loss_mode",
+    "view_policy",
+    "feature_loss",
+    "lambda_front",
+    "lambda_rear",
+    "teacher",
+    "teacher_epoch",
+    "layer",
+)
 AXIS_TITLES = {
     "view_policy": "View policy",
     "feature_loss": "Feature loss",
@@ -52,6 +64,7 @@ def axes_of(run: dict[str, Any]) -> dict[str, Any]:
         "feature_loss": loss.get("feature_loss"),
         "lambda_front": loss.get("lambda_front"),
         "lambda_rear": loss.get("lambda_rear"),
+        "teacher": run.get("teacher_id"),
         "teacher_epoch": run.get("teacher_epoch"),
         "layer": run.get("layer"),
     }
@@ -123,11 +136,15 @@ def build_results(
 
 
 def at_reference(run: dict[str, Any], reference: dict[str, Any], free: tuple[str, ...] = ()) -> bool:
-    """Whether every axis of ``run`` except ``free`` is at the reference value (or unused by its loss mode)."""
+    """Whether every axis of ``run`` except ``free`` is at the reference value (or unused by its loss mode). A
+    reference given per teacher id (the teacher epoch and layer) is the one of the run's teacher."""
     axes = axes_of(run)
-    return all(
-        axes[a] is None or a in free or a not in reference or axes[a] == reference[a] for a in AXES[1:]
-    )
+
+    def value(a: str) -> Any:
+        ref = reference[a]
+        return ref.get(axes["teacher"]) if isinstance(ref, dict) else ref
+
+    return all(axes[a] is None or a in free or a not in reference or axes[a] == value(a) for a in AXES[1:])
 
 
 def paired_gain(
@@ -273,12 +290,11 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         f"Synthetic set: {syn['method'].upper()}, IPC {syn['ipc']}, sha256 `{syn['sha256'][:16]}`; "
         f"dataset {cfg['data']['name']}; distilled with {cfg['distill']['arch']}. "
-        f"Teacher `{cfg['teacher']['id']}` ({cfg['teacher']['arch']}). Students trained {cfg['students']['epochs']} "
-        f"epochs (lr {cfg['students']['lr']}).",
+        f"{_teachers_text(cfg)}. Students trained {cfg['students']['epochs']} epochs (lr {cfg['students']['lr']}).",
         "",
         "Test accuracy (%) on the real test split, mean ± std over seeds (np.std); gain = paired difference per seed "
         "against the same student's baseline. Reference cell (every table varies one axis from it): "
-        + ", ".join(f"{k} {v}" for k, v in ref.items())
+        + ", ".join(f"{k} {_reference_text(v)}" for k, v in ref.items())
         + ". View policy clean: the teacher feature of the un-augmented image (the reference code); replay: the "
         "feature of exactly the augmented view the student sees.",
         "",
@@ -315,10 +331,59 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         lines += _table(["student", *map(str, values)], rows)
         if axis in plots:
             lines += ["", f"![{axis}](plots/{plots[axis]})"]
+    lines += pairing_section(results)
     lines += ["", *loss_mode_section(results)]
     lines += diverged_section(results)
     lines += provenance(results)
     return "\n".join(lines)
+
+
+def _teachers_text(cfg: dict[str, Any]) -> str:
+    teachers = cfg.get("teachers") or [cfg["teacher"]]
+    described = [
+        f"`{t['id']}` ({t['arch']}{''.join(f', {k} {v}' for k, v in t.get('arch_kwargs', {}).items())})"
+        for t in teachers
+    ]
+    return ("Teacher " if len(described) == 1 else "Teachers ") + ", ".join(described)
+
+
+def _reference_text(value: Any) -> str:
+    """A reference value; one given per teacher shows once when all teachers share it."""
+    if not isinstance(value, dict):
+        return str(value)
+    values = set(map(str, value.values()))
+    return values.pop() if len(values) == 1 else ", ".join(f"{v} ({k})" for k, v in value.items())
+
+
+def pairing_section(results: dict[str, Any]) -> list[str]:
+    """Which teacher and split each student learned from (pipeline/pairing.py), and whether adapters were needed."""
+    seen: dict[tuple, None] = {}
+    for run in results["runs"]:
+        if run.get("teacher_id") is not None:
+            seen[
+                (
+                    run["student"],
+                    run["teacher_id"],
+                    run.get("student_split"),
+                    run.get("adapted"),
+                    run.get("rear_relu"),
+                )
+            ] = None
+    if not seen:
+        return []
+    yes_no = {True: "yes", False: "no", None: "–"}
+    rows = [[s, t, str(split), yes_no[adapted], yes_no[relu]] for s, t, split, adapted, relu in seen]
+    return [
+        "",
+        "## Teacher pairing",
+        "",
+        "Each student learns from the teacher whose feature has exactly the shape of one of its split points (its "
+        "default split first); else one of the same spatial size (1x1 adapters), else through learned adapters "
+        "(pipeline/pairing.py). Rear ReLU: the teacher feature reaches the student's rear through a ReLU, as its own "
+        "front's output does.",
+        "",
+        *_table(["student", "teacher", "split", "adapters", "rear ReLU"], rows),
+    ]
 
 
 def loss_mode_section(results: dict[str, Any]) -> list[str]:

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,14 @@ from .config import ExtractConfig, RunConfig, dump_config, load_config
 from .data import DataSplits, load_data
 from .distill import distill
 from .errors import BadInput, StudentDiverged
-from .extract import extract_epoch, extract_to_store, prepare_store
+from .extract import TeacherSource, extract_epoch, extract_to_store, prepare_store
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, json_sha256, load_json
+from .pairing import Pairing, pair_student, split_shapes
 from .report import arm, at_reference, build_results, render_markdown, summary_value, write_plots
 from .resume import ResumePoint
 from .students import StudentJob, check_store_matches, make_job, student_jobs, train_student
 from .synthetic import SyntheticSet, load_synthetic
-from .teacher import load_manifest, train_teacher
+from .teacher import load_manifest, teacher_at, train_teacher
 from .training import configure_threads, log, resolve_device, resolve_precision
 
 
@@ -180,54 +181,63 @@ def stage_distill(run: RunDir, config: RunConfig, force: bool = False) -> Path:
 
 
 def stage_teacher(run: RunDir, config: RunConfig, force: bool = False) -> Path:
-    """Train the teacher; kept when data, teacher config, seed and runtime are unchanged (unless ``force``)."""
-    started = time.perf_counter()
+    """Train every teacher; each is kept when data, its config, seed and runtime are unchanged (unless ``force``).
+    Returns the folder of the checkpoints (``checkpoints/<id>/`` per teacher)."""
     device, precision = _runtime(config)
-    out = run.teacher_dir(config.teacher.id)
-    key = stage_key(
-        "teacher", config.data, data_fingerprint(config), config.teacher, config.seed, precision, device.type
-    )
-    if not force and finished(run, "teacher", key, out / "manifest.json"):
-        return out / "manifest.json"
-    save_zca(run, data_for(config))
-    resume = ResumePoint(run.resume_point(f"teacher-{config.teacher.id}"), key)
-    train_teacher(data_for(config), config.teacher, out, device, precision, config.seed, resume)
-    mark_finished(run, "teacher", key, out / "manifest.json", started)
-    return out / "manifest.json"
+    for teacher in config.teacher_pool:
+        started = time.perf_counter()
+        out = run.teacher_dir(teacher.id)
+        stage = f"teacher-{teacher.id}"
+        key = stage_key(
+            "teacher", config.data, data_fingerprint(config), teacher, config.seed, precision, device.type
+        )
+        if not force and finished(run, stage, key, out / "manifest.json"):
+            continue
+        save_zca(run, data_for(config))
+        resume = ResumePoint(run.resume_point(stage), key)
+        train_teacher(data_for(config), teacher, out, device, precision, config.seed, resume)
+        mark_finished(run, stage, key, out / "manifest.json", started)
+    return run.root / "checkpoints"
 
 
 def stage_extract(
     run: RunDir, config: RunConfig, force: bool = False, map_epochs: MapEpochs | None = None
 ) -> Path:
-    """Extract features into the store; kept when the synthetic set, the checkpoints (by sha256) and the extract
-    config are unchanged (unless ``force``). ``map_epochs(target, epochs)`` extracts the checkpoints into the prepared
-    store (default: one after the other here; the flows can fan them out as parallel tasks)."""
+    """Extract every teacher's features into the one store; kept when the synthetic set, the checkpoints (by
+    sha256) and the extract config are unchanged (unless ``force``). ``map_epochs(target, [(teacher id, epoch)],
+    key)`` extracts the checkpoints into the prepared store (default: one after the other here; the flows can fan
+    them out as parallel tasks)."""
     started = time.perf_counter()
     _runtime(config)
-    synthetic, teacher_dir, manifest = extraction_inputs(run, config)
-    checkpoints = {
-        c["epoch"]: c["sha256"] for c in manifest["checkpoints"] if c["epoch"] in config.extract_epochs
-    }
+    synthetic, teachers = extraction_inputs(run, config)
     key = stage_key(
         "extract",
         synthetic.sha256,
-        config.teacher.id,
-        config.teacher.arch,
-        config.teacher.arch_kwargs,
-        checkpoints,
+        [
+            {
+                "id": t.config.id,
+                "arch": t.config.arch,
+                "arch_kwargs": t.config.arch_kwargs,
+                "checkpoints": {
+                    c["epoch"]: c["sha256"] for c in t.manifest["checkpoints"] if c["epoch"] in t.epochs
+                },
+                "epochs": t.epochs,
+                "layers": t.layers,
+            }
+            for t in teachers
+        ],
         config.extract,
-        config.extract_epochs,
-        config.extract_layers,
     )
     if not force and finished(run, "extract", key, run.store):
         return run.store
     target = _store_to_build(run.store, synthetic.sha256)
-    prepare_store(synthetic, config.teacher, manifest, target, config.extract)
+    prepare_store(synthetic, teachers, target, config.extract)
+    items = [(t.config.id, epoch) for t in teachers for epoch in t.epochs]
     if map_epochs is None:
-        for epoch in config.extract_epochs:
-            stage_extract_epoch(run, config, target, epoch, key)
+        for teacher_id, epoch in items:
+            stage_extract_epoch(run, config, target, teacher_id, epoch, key)
     else:
-        map_epochs(target, config.extract_epochs, key)
+        map_epochs(target, items, key)
     if target != run.store:  # swap the rebuilt store in only once it is complete
         stale = run.store.with_name(f".{run.store.name}.stale")
         shutil.rmtree(stale, ignore_errors=True)
@@ -238,7 +248,7 @@ def stage_extract(
     return run.store
 
 
-MapEpochs = Callable[[Path, list[int], str], None]
+MapEpochs = Callable[[Path, list[tuple[str, int]], str], None]
 
 
 def stage_store(run: RunDir, config: RunConfig) -> dict[str, float]:
@@ -252,28 +262,33 @@ def stage_store(run: RunDir, config: RunConfig) -> dict[str, float]:
     return seconds
 
 
-def extraction_inputs(run: RunDir, config: RunConfig) -> tuple[SyntheticSet, Path, dict]:
-    """What every extraction of the run reads: its synthetic set, the teacher's checkpoint folder and manifest."""
-    teacher_dir = run.teacher_dir(config.teacher.id)
-    return load_synthetic(run.synthetic), teacher_dir, load_manifest(teacher_dir)
+def teacher_source(run: RunDir, config: RunConfig, teacher_id: str) -> TeacherSource:
+    """A trained teacher of the run (its manifest checked complete), with the epochs and layers to extract."""
+    teacher = config.teacher_config(teacher_id)
+    folder = run.teacher_dir(teacher.id)
+    return TeacherSource(
+        teacher,
+        load_manifest(folder),
+        folder,
+        config.extract_epochs_of(teacher),
+        config.extract_layers_of(teacher),
+    )
 
 
-def stage_extract_epoch(run: RunDir, config: RunConfig, target: Path, epoch: int, key: str) -> list[str]:
+def extraction_inputs(run: RunDir, config: RunConfig) -> tuple[SyntheticSet, list[TeacherSource]]:
+    """What every extraction of the run reads: its synthetic set and every trained teacher."""
+    return load_synthetic(run.synthetic), [teacher_source(run, config, t.id) for t in config.teacher_pool]
+
+
+def stage_extract_epoch(
+    run: RunDir, config: RunConfig, target: Path, teacher_id: str, epoch: int, key: str
+) -> list[str]:
     """One teacher checkpoint's features (all layers and views) into the prepared store ``target``; resumes the
     epoch's arrays left by a killed extraction under the same stage ``key``."""
     device, _ = _runtime(config)
-    synthetic, teacher_dir, manifest = extraction_inputs(run, config)
+    synthetic = load_synthetic(run.synthetic)
     return extract_epoch(
-        synthetic,
-        config.teacher,
-        manifest,
-        teacher_dir,
-        target,
-        epoch,
-        config.extract_layers,
-        config.extract,
-        device,
-        key,
+        synthetic, teacher_source(run, config, teacher_id), target, epoch, config.extract, device, key
     )
 
 
@@ -285,20 +300,11 @@ def extract_run_store(
     layers: list[str] | None = None,
     extract: ExtractConfig | None = None,
 ) -> list[str]:
-    """The run's synthetic set through its teacher checkpoints into another store ``target`` (a path or fsspec
+    """The run's synthetic set through its teachers' checkpoints into another store ``target`` (a path or fsspec
     URL): other extract settings, epochs or layers (default: the config's), or another file system."""
-    synthetic, teacher_dir, manifest = extraction_inputs(run, config)
-    return extract_to_store(
-        synthetic,
-        config.teacher,
-        manifest,
-        teacher_dir,
-        target,
-        epochs or config.extract_epochs,
-        layers or config.extract_layers,
-        extract or config.extract,
-        _runtime(config)[0],
-    )
+    synthetic, teachers = extraction_inputs(run, config)
+    teachers = [replace(t, epochs=epochs or t.epochs, layers=layers or t.layers) for t in teachers]
+    return extract_to_store(synthetic, teachers, target, extract or config.extract, _runtime(config)[0])
 
 
 def _store_to_build(store: Path, synthetic_sha256: str) -> Path:
@@ -322,8 +328,53 @@ def _store_to_build(store: Path, synthetic_sha256: str) -> Path:
 
 
 def grid(config: RunConfig) -> list[StudentJob]:
-    """Every student cell of the config."""
-    return student_jobs(config.students, config.student_teacher_epochs, config.student_layers)
+    """Every student cell of the config, each feature cell with its paired teacher and split."""
+    return student_jobs(config.students, functools.partial(feature_sources, config))
+
+
+def feature_sources(config: RunConfig, arch: str) -> list[tuple[str, int, str, str]]:
+    """(teacher id, epoch, layer, split) of every feature cell of ``arch``: per layer of the grid, the teacher and
+    split the pairing rule (or ``students.teacher`` / ``students.split``) gives, at each of its grid epochs."""
+    sources = []
+    for layer in dict.fromkeys(name for t in config.teacher_pool for name in config.student_layers_of(t)):
+        pairing = pair(config, arch, layer)
+        teacher = config.teacher_config(pairing.teacher)
+        sources += [(teacher.id, e, layer, pairing.split) for e in config.student_epochs_of(teacher)]
+    return sources
+
+
+def pair(config: RunConfig, arch: str, layer: str) -> Pairing:
+    """The teacher (among those with ``layer`` in the grid) and split of a student of ``arch`` (pipeline/pairing)."""
+    data = data_for(config)
+    students = config.students
+    teachers = {
+        t.id: _split_shapes(t.arch, data.image_shape, data.num_classes, json.dumps(t.arch_kwargs))[0][layer]
+        for t in config.teacher_pool
+        if layer in config.student_layers_of(t)
+    }
+    shapes, default = _split_shapes(
+        arch, data.image_shape, data.num_classes, json.dumps(students.arch_kwargs.get(arch, {}))
+    )
+    if arch in students.split:
+        if students.split[arch] not in shapes:
+            raise BadInput(
+                f"students.split: {arch} has no split point {students.split[arch]!r}: {list(shapes)}"
+            )
+        shapes, default = {students.split[arch]: shapes[students.split[arch]]}, students.split[arch]
+    return pair_student(arch, shapes, default, teachers, students.teacher.get(arch))
+
+
+@functools.lru_cache(maxsize=64)
+def _split_shapes(arch: str, image_shape: tuple[int, ...], num_classes: int, kwargs: str):
+    return split_shapes(arch, image_shape, num_classes, **json.loads(kwargs))
+
+
+def feature_cell(config: RunConfig, job: StudentJob) -> tuple[str, int, str]:
+    """(teacher id, epoch, layer) whose store arrays the cell reads (a baseline: the primary teacher's reference
+    ones, for the images alone)."""
+    if job.layer is None:
+        return config.primary_teacher.id, config.student_teacher_epoch, config.student_layer
+    return job.teacher or config.primary_teacher.id, job.teacher_epoch, job.layer
 
 
 def student_store(run: RunDir, config: RunConfig) -> str | Path:
@@ -332,14 +383,19 @@ def student_store(run: RunDir, config: RunConfig) -> str | Path:
 
 
 def open_student_dataset(
-    run: RunDir, config: RunConfig, epoch: int | None = None, layer: str | None = None
+    run: RunDir,
+    config: RunConfig,
+    epoch: int | None = None,
+    layer: str | None = None,
+    teacher_id: str | None = None,
 ) -> FeatureDataset:
-    """The store the students read (teacher ``epoch`` and ``layer``, default: the grid's reference ones), checked
-    against this run's synthetic set and checkpoint where the run has them."""
+    """The store the students read (``teacher_id`` at ``epoch`` and ``layer``, default: the primary teacher's
+    reference ones), checked against this run's synthetic set and checkpoint where the run has them."""
     epoch = config.student_teacher_epoch if epoch is None else epoch
+    teacher_id = teacher_id or config.primary_teacher.id
     dataset = FeatureDataset(
         student_store(run, config),
-        config.teacher.id,
+        teacher_id,
         epoch,
         layer or config.student_layer,
         cache_bytes=config.students.cache_mb << 20,
@@ -360,12 +416,18 @@ def open_student_dataset(
         )
     synthetic_sha = load_synthetic(run.synthetic).sha256 if run.synthetic.exists() else None
     checkpoint_sha = None
-    teacher_dir = run.teacher_dir(config.teacher.id)
+    teacher_dir = run.teacher_dir(teacher_id)
     if (teacher_dir / "manifest.json").exists():
         manifest = load_manifest(teacher_dir)
         checkpoint_sha = next((c["sha256"] for c in manifest["checkpoints"] if c["epoch"] == epoch), None)
     check_store_matches(dataset, synthetic_sha, checkpoint_sha)
     return dataset
+
+
+def open_cell_datasets(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> dict[tuple, FeatureDataset]:
+    """One reader per (teacher, epoch, layer) the cells of ``jobs`` read."""
+    wheres = dict.fromkeys(feature_cell(config, job) for job in jobs)
+    return {(t, e, layer): open_student_dataset(run, config, e, layer, t) for t, e, layer in wheres}
 
 
 def stage_student(
@@ -378,7 +440,8 @@ def stage_student(
     """Train one student and write ``students/<job>.json`` atomically; a finished cell with the same cache key
     (store provenance + cell config) is kept, not retrained, unless ``force``."""
     device, precision = _runtime(config)
-    dataset = dataset or open_student_dataset(run, config, job.teacher_epoch, job.layer)
+    teacher_id, epoch, layer = feature_cell(config, job)
+    dataset = dataset or open_student_dataset(run, config, epoch, layer, teacher_id)
     students = student_config(run, config)
     key = cell_key(job, config, students, dataset, precision)
     path = run.student_run(job)
@@ -393,8 +456,14 @@ def stage_student(
         raise BadInput(
             f"store images have shape {dataset_image_shape(dataset)}, the test data {tuple(data.x_test.shape[1:])}"
         )
+    online = None
+    if job.view_policy == "online":
+        source = teacher_source(run, config, teacher_id)
+        online, _ = teacher_at(
+            source.config, source.folder, source.manifest, epoch, data.image_shape, data.num_classes, device
+        )
     record = train_student(
-        job, dataset, data.x_test, data.y_test, students, data.num_classes, device, precision
+        job, dataset, data.x_test, data.y_test, students, data.num_classes, device, precision, online
     )
     atomic_write_json(path, {**record, "cache_key": key})
     return path
@@ -408,16 +477,13 @@ def pending_cells(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> lis
     """The cells of ``jobs`` without a finished run of the same cache key (what is left to train)."""
     precision = resolve_precision(resolve_device(config.device), config.precision)
     students = student_config(run, config)
-    datasets = {
-        (e, layer): open_student_dataset(run, config, e, layer)
-        for e, layer in {(j.teacher_epoch, j.layer) for j in jobs}
-    }
+    datasets = open_cell_datasets(run, config, jobs)
     return [
         job
         for job in jobs
         if not cell_finished(
             run.student_run(job),
-            cell_key(job, config, students, datasets[job.teacher_epoch, job.layer], precision),
+            cell_key(job, config, students, datasets[feature_cell(config, job)], precision),
         )
     ]
 
@@ -469,16 +535,19 @@ def stage_report(run: RunDir, config: RunConfig) -> Path:
     runs: list[dict[str, Any]] = []
     _, precision = _runtime(config)
     students = student_config(run, config)
-    datasets: dict[tuple[int | None, str | None], FeatureDataset] = {}
-    for job in grid(config):
+    jobs = grid(config)
+    for job in jobs:
+        if not run.student_run(job).exists():
+            raise BadInput(
+                f"student run {run.student_run(job).name} is missing; run the students stage first"
+            )
+    datasets = open_cell_datasets(run, config, jobs)
+    for job in jobs:
         path = run.student_run(job)
-        if not path.exists():
-            raise BadInput(f"student run {path.name} is missing; run the students stage first")
         record = load_json(path, "student run")
-        where = (job.teacher_epoch, job.layer)
-        if where not in datasets:
-            datasets[where] = open_student_dataset(run, config, *where)
-        if record.get("cache_key") != cell_key(job, config, students, datasets[where], precision):
+        if record.get("cache_key") != cell_key(
+            job, config, students, datasets[feature_cell(config, job)], precision
+        ):
             raise BadInput(
                 f"student run {path.name} was trained with another config or store; run the students stage again"
             )
@@ -489,7 +558,7 @@ def stage_report(run: RunDir, config: RunConfig) -> Path:
         _synthetic_meta(run, config),
         runs,
         reference_cell(config),
-        list({(d.epoch, d.layer): d.provenance for d in datasets.values()}.values()),
+        [d.provenance for d in datasets.values()],
     )
     atomic_write_json(run.results, results)
     plots = write_plots(results, run.plots)
@@ -500,23 +569,39 @@ def stage_report(run: RunDir, config: RunConfig) -> Path:
 def reference_job(
     config: RunConfig, student: str, loss_mode: str, seed: int, view_policy: str | None = None
 ) -> StudentJob:
-    """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value."""
+    """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value (its paired
+    teacher at that teacher's reference epoch and layer)."""
     ref = reference_cell(config)
-    if view_policy is not None:
-        ref["view_policy"] = view_policy
-    return make_job(student, loss_mode, seed, **ref)
+    policy = view_policy or ref["view_policy"]
+    layer = config.student_layer
+    pairing = pair(config, student, layer)
+    teacher = config.teacher_config(pairing.teacher)
+    return make_job(
+        student,
+        loss_mode,
+        seed,
+        policy,
+        ref["feature_loss"],
+        ref["lambda_front"],
+        ref["lambda_rear"],
+        config.student_epochs_of(teacher)[0],
+        layer,
+        teacher.id,
+        pairing.split,
+    )
 
 
 def reference_cell(config: RunConfig) -> dict[str, Any]:
-    """The first value of every grid axis: the cell the report's analyses vary one axis from."""
+    """The first value of every grid axis: the cell the report's analyses vary one axis from. The teacher epoch and
+    layer are per teacher id (each student reads its paired teacher)."""
     students = config.students
     return {
         "view_policy": students.view_policies[0],
         "feature_loss": students.feature_loss[0],
         "lambda_front": students.lambda_front[0],
         "lambda_rear": students.lambda_rear[0],
-        "teacher_epoch": config.student_teacher_epoch,
-        "layer": config.student_layer,
+        "teacher_epoch": {t.id: config.student_epochs_of(t)[0] for t in config.teacher_pool},
+        "layer": {t.id: config.student_layers_of(t)[0] for t in config.teacher_pool},
     }
 
 

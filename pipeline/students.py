@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models import SplitNet, adapter_pair, create_model
+from ..models import SplitNet, adapter_pair, create_model, forward_with_features
 from ..store.reader import FeatureDataset
 from ..store.stream import ChunkShuffleSampler, feature_loader
 from . import augment
@@ -43,6 +44,8 @@ class StudentJob:
     lambda_rear: float | None = None
     teacher_epoch: int | None = None
     layer: str | None = None
+    teacher: str | None = None  # the teacher id (pipeline/pairing.py); None: the store's only teacher
+    split: str | None = None  # the student's split point; None: its default split
 
     @property
     def name(self) -> str:
@@ -62,7 +65,8 @@ class StudentJob:
         if loss:
             parts.append("_".join(loss))
         if self.layer is not None:
-            parts.append(f"{self.layer}_e{self.teacher_epoch}")
+            teacher = f"{self.teacher}_" if self.teacher is not None else ""
+            parts.append(f"{teacher}{self.layer}_e{self.teacher_epoch}")
         return "__".join([*parts, f"seed{self.seed}"])
 
     @property
@@ -84,6 +88,8 @@ def make_job(
     lambda_rear: float,
     teacher_epoch: int,
     layer: str,
+    teacher: str | None = None,
+    split: str | None = None,
 ) -> StudentJob:
     """The cell of these axis values, with the axes ``loss_mode`` does not use set to None."""
     terms = LOSS_TERMS[loss_mode]
@@ -100,36 +106,62 @@ def make_job(
         lambda_rear if "rear" in terms else None,
         teacher_epoch,
         layer,
+        teacher,
+        split,
     )
 
 
-def student_jobs(cfg: StudentsConfig, teacher_epochs: list[int], layers: list[str]) -> list[StudentJob]:
-    """The grid: student x loss mode x view policy x feature loss x lambda_front x lambda_rear x teacher epoch x
-    layer x seed, each cell once (a baseline does not repeat over the feature axes)."""
+# Where a student's features come from: (teacher id, teacher epoch, layer, student split) per architecture.
+Sources = Callable[[str], list[tuple[str, int, str, str]]]
+
+
+def student_jobs(cfg: StudentsConfig, sources: Sources) -> list[StudentJob]:
+    """The grid: student x loss mode x view policy x feature loss x lambda_front x lambda_rear x (paired teacher,
+    its epoch, layer) x seed, each cell once (a baseline does not repeat over the feature axes)."""
     axes = itertools.product(
-        cfg.archs,
-        cfg.modes,
-        cfg.view_policies,
-        cfg.feature_loss,
-        cfg.lambda_front,
-        cfg.lambda_rear,
-        teacher_epochs,
-        layers,
+        cfg.archs, cfg.modes, cfg.view_policies, cfg.feature_loss, cfg.lambda_front, cfg.lambda_rear
     )
-    cells = [make_job(a, m, seed, *rest) for a, m, *rest in axes for seed in cfg.seeds]
+    cells = [
+        make_job(arch, mode, seed, policy, loss, front, rear, epoch, layer, teacher, split)
+        for arch, mode, policy, loss, front, rear in axes
+        for teacher, epoch, layer, split in sources(arch)
+        for seed in cfg.seeds
+    ]
     return list(dict.fromkeys(cells))
 
 
 def student_view(
-    images: torch.Tensor, view_params: torch.Tensor, replay: bool, dsa: bool, generator: torch.Generator
+    images: torch.Tensor, view_params: torch.Tensor, policy: str, dsa: bool, generator: torch.Generator
 ) -> torch.Tensor:
     """The images a student trains on. Replay: exactly the augmentation of the view whose teacher feature came with
-    the batch. Clean (the reference): fresh DSA when ``dsa``, while the feature is of the un-augmented image."""
-    if replay:
+    the batch. Clean (the reference) and online: fresh DSA when ``dsa`` (clean: while the feature is of the
+    un-augmented image; online: the teacher then sees this very batch)."""
+    if policy == "replay":
         return augment.apply(images, view_params)
     if dsa:
         return augment.augment(images, generator)[0]
     return images
+
+
+@torch.no_grad()
+def online_features(teacher: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
+    """The teacher's feature at ``layer`` of exactly this batch (view policy online), in fp32 like the stored ones."""
+    teacher.eval()
+    return forward_with_features(teacher, images.float(), [layer])[1][layer].float()
+
+
+def ends_nonnegative(model: SplitNet, image_shape: tuple[int, ...], split: str) -> bool:
+    """Whether the front up to ``split`` ends in a ReLU (its output is >= 0 for any input; probed on noise)."""
+    param = next(model.parameters())
+    probe = torch.randn(8, *image_shape, generator=torch.Generator().manual_seed(0)).to(
+        param.device, param.dtype
+    )
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        nonnegative = bool((model.front(probe * 3, split) >= 0).all())
+    model.train(was_training)
+    return nonnegative
 
 
 def elf_losses(
@@ -144,7 +176,7 @@ def elf_losses(
     """The loss terms of ``job.loss_mode`` for one batch (each already weighted by its lambda), on the batch's device:
     task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y)."""
     terms = LOSS_TERMS[job.loss_mode]
-    split = model.default_split
+    split = job.split or model.default_split
     h = model.front(images, split)
     losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
     if "front" in terms:
@@ -167,8 +199,10 @@ def train_student(
     num_classes: int,
     device: torch.device,
     precision: str,
+    online_teacher: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Train one student on the synthetic set and return its results.json run record.
+    """Train one student on the synthetic set and return its results.json run record. View policy online needs
+    ``online_teacher`` (the checkpoint the cell's features come from), run on every augmented batch.
 
     A NaN/Inf loss term ends the cell: with ``cfg.on_diverge == "fail"`` it raises :class:`StudentDiverged`,
     otherwise the record says ``status: diverged`` with the epoch and term (and no test accuracy)."""
@@ -178,15 +212,21 @@ def train_student(
     model = create_model(
         job.student, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs.get(job.student, {})
     ).to(device)
-    split = model.default_split
+    split = job.split or model.default_split
     params = list(model.parameters())
     adapters = None
-    if job.uses_features:
-        adapters = adapter_pair(model.feature_shape(image_shape, split), dataset.feature_shape).to(device)
+    with_features = job.uses_features
+    if with_features:
+        rear_relu = cfg.rear_path == "match_front" and ends_nonnegative(model, image_shape, split)
+        adapters = adapter_pair(model.feature_shape(image_shape, split), dataset.feature_shape, rear_relu)
+        adapters = adapters.to(device)
         params += list(adapters.parameters())
     lr = cfg.lr_for(job.student)
     optimizer, scheduler = sgd_with_half_decay(params, lr, cfg.momentum, cfg.weight_decay, cfg.epochs)
-    replay = job.view_policy == "replay"
+    policy = job.view_policy or "clean"
+    replay = policy == "replay"
+    if policy == "online" and job.uses_features and online_teacher is None:
+        raise BadInput(f"student {job.name}: view policy online needs the teacher checkpoint")
     if replay and dataset.views < 2:
         raise BadInput(
             f"store {dataset.path} holds 1 view per image; view_policy replay needs extract.views >= 2"
@@ -209,7 +249,9 @@ def train_student(
         sampler.set_epoch(epoch)
         for images, teacher, labels, view_params in batches:
             images, labels, teacher = images.to(device), labels.to(device), teacher.to(device)
-            images = student_view(images, view_params, replay, cfg.dsa, generator)
+            images = student_view(images, view_params, policy, cfg.dsa, generator)
+            if policy == "online" and job.uses_features:
+                teacher = online_features(online_teacher, images, dataset.layer)
             with autocast(device, precision):
                 losses = elf_losses(model, adapters, job, images, teacher, labels, cfg.feature_temperature)
             watch.update(losses, epoch)  # on the device; read back only at the checks below
@@ -231,7 +273,6 @@ def train_student(
             raise StudentDiverged(job.name, term, at_epoch, value)
         log.warning("student %s diverged: loss term %s is %s at epoch %d", job.name, term, value, at_epoch)
     test_acc = None if diverged else evaluate(model, x_test, y_test, device, precision)
-    with_features = adapters is not None
     return {
         "cell": job.name,
         "student": job.student,
@@ -252,6 +293,8 @@ def train_student(
         "view_policy": (job.view_policy or "clean") if with_features else None,
         "views": dataset.views if with_features else None,
         "student_split": split,
+        "adapted": not adapters["to_teacher"].is_identity if with_features else None,
+        "rear_relu": rear_relu if with_features else None,
         "seed": job.seed,
         "epochs": cfg.epochs,
         "lr": lr,

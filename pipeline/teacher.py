@@ -97,6 +97,8 @@ def train_teacher(
             "normalization": data.normalization(),
         },
         "seed": seed,
+        # The schedule: constant lr up to this epoch, then x0.1 (the reference takes its checkpoint here).
+        "constant_phase_end": max(1, cfg.epochs // 2),
         "history": [],
         "checkpoints": [],
     }
@@ -139,9 +141,10 @@ def train_teacher(
             precision,
             f"teacher {cfg.id} epoch {epoch}",
         )
+        lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         test_acc = evaluate(model, data.x_test, data.y_test, device, precision)
-        manifest["history"].append({"epoch": epoch, "train_acc": train_acc, "test_acc": test_acc})
+        manifest["history"].append({"epoch": epoch, "lr": lr, "train_acc": train_acc, "test_acc": test_acc})
         log.info(
             "teacher %s epoch %d/%d train %.4f test %.4f", cfg.id, epoch, cfg.epochs, train_acc, test_acc
         )
@@ -191,3 +194,19 @@ def load_checkpoint(
     except Exception as exc:
         raise BadInput(f"checkpoint {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
     return state, digest
+
+
+def teacher_at(
+    cfg: TeacherConfig,
+    teacher_dir: Path,
+    manifest: dict[str, Any],
+    epoch: int,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    device: torch.device,
+) -> tuple[torch.nn.Module, str]:
+    """The teacher network with its checkpoint of ``epoch`` loaded (sha256-checked), on ``device``, in eval mode."""
+    model = build_teacher(cfg, image_shape, num_classes).to(device)
+    state, digest = load_checkpoint(teacher_dir, manifest, epoch)
+    model.load_state_dict(state)
+    return model.eval(), digest

@@ -21,7 +21,15 @@ def _stamps(run: stages.RunDir, config) -> dict[str, int]:
         "teacher": run.teacher_dir(config.teacher.id) / "manifest.json",
         "extract": run.store / "teachers" / config.teacher.id / "epoch_0002" / "block3" / "zarr.json",
     }
-    return {s: (out.stat().st_mtime_ns, run.stage_marker(s).stat().st_mtime_ns) for s, out in outputs.items()}
+    return {
+        s: (out.stat().st_mtime_ns, run.stage_marker(_marker(s, config)).stat().st_mtime_ns)
+        for s, out in outputs.items()
+    }
+
+
+def _marker(stage: str, config) -> str:
+    """Each teacher has its own stage marker (teacher-<id>)."""
+    return f"teacher-{config.teacher.id}" if stage == "teacher" else stage
 
 
 def _rerun(run, config, force=False) -> None:
@@ -37,7 +45,7 @@ def test_unchanged_inputs_keep_every_stage(run_and_config):
     students.students.archs = ["lenet"]  # only the student list changes
     _rerun(run, students)
     assert _stamps(run, config) == before
-    markers = {s: json.loads(run.stage_marker(s).read_text()) for s in before}
+    markers = {s: json.loads(run.stage_marker(_marker(s, config)).read_text()) for s in before}
     assert all(len(m["key"]) == 64 and m["seconds"] >= 0 for m in markers.values())
 
 

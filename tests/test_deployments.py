@@ -136,7 +136,7 @@ def test_prefect_yaml_deployment_runs_on_a_worker(server, toy_npz, tmp_path):
     assert results["config"]["students"]["epochs"] == 2 and len(results["runs"]) == 2
     assert {p.name for p in (run_dir / "stages").iterdir()} == {
         "distill.json",
-        "teacher.json",
+        "teacher-teacher.json",
         "extract.json",
     }
     logs = server.post("/logs/filter", {"limit": 200})

@@ -71,7 +71,7 @@ def test_training_replays_exactly_the_extracted_augmentation(replay_run):
     generator = torch.Generator().manual_seed(0)
     for keys, (images, feature, _, params) in zip(sampler, feature_loader(dataset, sampler), strict=True):
         seen_views |= {v for _, v in keys}
-        trained_on = student_view(images, params, replay=True, dsa=True, generator=generator)
+        trained_on = student_view(images, params, "replay", dsa=True, generator=generator)
         with torch.no_grad():
             np.testing.assert_allclose(
                 teacher.front(trained_on).numpy(), feature.numpy(), rtol=1e-5, atol=1e-5
@@ -86,7 +86,7 @@ def test_clean_policy_augments_afresh_against_the_clean_feature(replay_run):
     assert not params.any()
     clean = dataset.get_batch([0, 1, 2], [0, 0, 0])[1]
     torch.testing.assert_close(feature, clean)
-    fresh = student_view(images, params, replay=False, dsa=True, generator=torch.Generator().manual_seed(0))
+    fresh = student_view(images, params, "clean", dsa=True, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(fresh, images)
 
 

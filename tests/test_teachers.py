@@ -1,0 +1,224 @@
+"""Several teachers per run and store, the pairing rule, per-image views and the online view policy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from elfdd.flows.cli import main as cli_main
+from elfdd.models import list_models
+from elfdd.pipeline import augment, stages
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.errors import BadInput
+from elfdd.pipeline.pairing import pair_student, split_shapes
+from elfdd.pipeline.students import StudentJob, elf_losses, train_student
+from elfdd.store.inspect import feature_stats
+from elfdd.store.reader import FeatureStore
+from elfdd.store.verify import verify_store
+from helpers import staged_run
+
+# The reference's pools on 28x28 grey images: a 128- and a 512-wide ConvNet, both 4x4 at block3.
+POOL = {"convnet": (128, 4, 4), "convnet_w512": (512, 4, 4)}
+
+
+def shapes(arch: str) -> tuple[dict, str]:
+    return split_shapes(arch, (1, 28, 28), 10)
+
+
+@pytest.mark.parametrize(
+    "arch,teacher,split,rule",
+    [
+        ("convnet", "convnet", "block3", "matched"),
+        ("resnet18", "convnet_w512", "layer4_0", "matched"),
+        ("vgg11", "convnet_w512", "stage4a", "matched"),
+        ("tv_resnet18", "convnet", "layer2", "matched"),  # its default layer4_0 is 1x1
+        ("alexnet", "convnet", "features3", "spatial"),  # 192x4x4: the nearer channel count
+        ("tv_mobilenet_v3_small", "convnet", "stage1", "spatial"),
+        ("lenet", "convnet", "conv2", "adapted"),  # 16x5x5: no 4x4 stage
+        ("mlp", "convnet", "fc2", "adapted"),  # vectors only
+    ],
+)
+def test_pairing_rule(arch, teacher, split, rule):
+    pairing = pair_student(arch, *shapes(arch), POOL)
+    assert (pairing.teacher, pairing.split, pairing.rule) == (teacher, split, rule)
+    assert pairing.needs_adapter == (rule != "matched")
+
+
+def test_explicit_teacher_wins_and_falls_back_to_adapters():
+    pairing = pair_student("resnet18", *shapes("resnet18"), POOL, explicit="convnet")
+    assert (pairing.teacher, pairing.split, pairing.rule) == ("convnet", "layer4_0", "spatial")
+    with pytest.raises(BadInput, match="not a configured teacher"):
+        pair_student("resnet18", *shapes("resnet18"), POOL, explicit="vit")
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_registered_student_pairs_with_a_split_it_has(arch):
+    split_points, default = shapes(arch)
+    pairing = pair_student(arch, split_points, default, POOL)
+    assert pairing.split in split_points and pairing.teacher in POOL
+    assert pairing.student_shape == split_points[pairing.split]
+    matched = [s for s, shape in split_points.items() if shape in POOL.values()]
+    assert (pairing.rule == "matched") == bool(matched)
+
+
+TWO_TEACHERS = [
+    "precision=fp32",
+    "distill.ipc=2",
+    "distill.iterations=2",
+    "distill.batch_real=8",
+    "teacher=null",
+    "teachers=[{id: narrow, arch: convnet_w32, epochs: 2, checkpoint_epochs: [1, 2], batch_size: 32},"
+    " {id: wide, arch: convnet_w64, epochs: 1, checkpoint_epochs: [1], batch_size: 32}]",
+    "extract.teacher_epochs=null",
+    "extract.views=3",
+    "students.archs=[convnet_w32,convnet_w64,mlp]",
+    "students.modes=[task,front_rear_task]",
+    "students.view_policies=[clean,online]",
+    "students.epochs=2",
+    "students.seeds=[0]",
+]
+
+
+@pytest.fixture(scope="module")
+def two_teacher_run(toy_npz, tmp_path_factory):
+    return staged_run(toy_npz, tmp_path_factory.mktemp("two_teachers"), TWO_TEACHERS)
+
+
+def test_two_teacher_store_is_written_verified_and_inspected(two_teacher_run):
+    run, config = two_teacher_run
+    store = FeatureStore(run.store)
+    assert store.teachers() == ["narrow", "wide"]
+    assert store.epochs("narrow") == [1, 2] and store.epochs("wide") == [1]
+    assert store.features("narrow", 2, "block3").shape == (8, 3, 32, 4, 4)
+    assert store.features("wide", 1, "block3").shape == (8, 3, 64, 4, 4)
+    assert verify_store(run.store) == []
+    stats = feature_stats(run.store)
+    assert {a["teacher"] for a in stats["arrays"]} == {"narrow", "wide"}
+    for teacher in ("narrow", "wide"):  # each teacher's manifest: per-epoch test accuracy and the schedule
+        manifest = json.loads((run.teacher_dir(teacher) / "manifest.json").read_text())
+        assert manifest["constant_phase_end"] >= 1 and all(
+            "test_acc" in h and "lr" in h for h in manifest["history"]
+        )
+
+
+def test_students_read_their_paired_teacher(two_teacher_run):
+    run, config = two_teacher_run
+    jobs = stages.grid(config)
+    teachers = {(j.student, j.view_policy): (j.teacher, j.teacher_epoch) for j in jobs if j.uses_features}
+    assert teachers[("convnet_w32", "clean")] == ("narrow", 2)  # its last extracted epoch
+    assert teachers[("convnet_w64", "clean")] == ("wide", 1)
+    assert teachers[("mlp", "clean")] == ("narrow", 2)  # nothing matches: the first teacher, adapters
+    for job in jobs:
+        stages.stage_student(run, config, job)
+    stages.stage_report(run, config)
+    results = json.loads(run.results.read_text())
+    by_cell = {r["cell"]: r for r in results["runs"]}
+    wide = by_cell[stages.reference_job(config, "convnet_w64", "front_rear_task", 0).name]
+    assert wide["teacher_id"] == "wide" and wide["adapted"] is False and wide["rear_relu"] is True
+    mlp = by_cell[stages.reference_job(config, "mlp", "front_rear_task", 0).name]
+    assert mlp["teacher_id"] == "narrow" and mlp["adapted"] is True
+    assert {(s["teacher_id"], s["epoch"]) for s in results["stores"]} >= {("narrow", 2), ("wide", 1)}
+    report = run.report.read_text()
+    assert "## Teacher pairing" in report and "`wide` (convnet_w64)" in report
+
+
+def test_explicit_pairing_and_an_unknown_teacher(two_teacher_run, toy_npz):
+    run, config = two_teacher_run
+    explicit = load_config(run.config, ["students.teacher={convnet_w64: narrow}"])
+    job = stages.reference_job(explicit, "convnet_w64", "front_rear_task", 0)
+    assert (job.teacher, job.split) == ("narrow", "block3")  # 64x4x4 onto 32x4x4: 1x1 adapters
+    with pytest.raises(BadInput, match="not configured"):
+        load_config(run.config, ["students.teacher={mlp: nobody}"])
+
+
+def test_teacher_and_teachers_together_is_a_one_line_error(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("teacher: {id: a}\nteachers: [{id: b}]\n")
+    assert cli_main(["run", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "either teacher" in err and "\n" not in err and not (tmp_path / "run").exists()
+
+
+def test_duplicate_teacher_ids_are_refused():
+    with pytest.raises(BadInput, match="unique"):
+        load_config(None, ["teacher=null", "teachers=[{id: a}, {id: a}]"])
+
+
+def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_teacher_run, monkeypatch):
+    """Every step's teacher feature under view policy online is the checkpoint's forward on that step's images."""
+    run, config = two_teacher_run
+    job = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
+    source = stages.teacher_source(run, config, job.teacher)
+    data = stages.data_for(config)
+    teacher, _ = stages.teacher_at(
+        source.config,
+        source.folder,
+        source.manifest,
+        job.teacher_epoch,
+        data.image_shape,
+        4,
+        torch.device("cpu"),
+    )
+    seen = []
+
+    def spy(model, adapters, job, images, features, labels, temperature=1.0):
+        seen.append((images.detach().clone(), features.detach().clone()))
+        return elf_losses(model, adapters, job, images, features, labels, temperature)
+
+    monkeypatch.setattr("elfdd.pipeline.students.elf_losses", spy)
+    dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
+    record = train_student(
+        job, dataset, data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32", teacher
+    )
+    assert record["view_policy"] == "online" and seen
+    store_clean = torch.from_numpy(dataset.get_batch(range(len(dataset)))[1].numpy()).float()
+    augmented = 0
+    for images, features in seen:
+        with torch.no_grad():
+            np.testing.assert_allclose(features, teacher.front(images, "block3"), rtol=1e-5, atol=1e-5)
+        augmented += not any(torch.allclose(f, features[0], atol=1e-3) for f in store_clean)
+    assert augmented  # the batches were augmented, so their features are not the stored clean ones
+
+
+def test_online_without_a_teacher_is_refused(two_teacher_run):
+    run, config = two_teacher_run
+    job = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
+    dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
+    data = stages.data_for(config)
+    with pytest.raises(BadInput, match="online needs the teacher"):
+        train_student(job, dataset, data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32")
+
+
+def test_per_image_view_ops_differ_within_a_view_and_replay_exactly(two_teacher_run):
+    run, config = two_teacher_run
+    store = FeatureStore(run.store)
+    params = torch.from_numpy(store.view_params("narrow")[...])
+    assert store.view_params("narrow").attrs["ops"] == "per_image"
+    ops = params[:, 1:, : len(augment.OPS)].argmax(-1)
+    assert (params[:, 1:, : len(augment.OPS)].sum(-1) == 1).all()  # one op per image and view
+    assert any(len(set(ops[:, v].tolist())) > 1 for v in range(ops.shape[1]))  # not one op for the whole view
+    images = torch.from_numpy(store.synthetic()[0])
+    for v in range(params.shape[1]):  # applying a row alone gives that image's view in the batch
+        batch = augment.apply(images, params[:, v])
+        for i in range(len(images)):
+            torch.testing.assert_close(
+                augment.apply(images[i : i + 1], params[i : i + 1, v]), batch[i : i + 1]
+            )
+
+
+def test_split_override_and_a_bad_split(two_teacher_run):
+    run, config = two_teacher_run
+    moved = load_config(run.config, ["students.split={convnet_w32: block2}"])
+    job = stages.reference_job(moved, "convnet_w32", "front_rear_task", 0)
+    assert job.split == "block2"
+    bad = load_config(run.config, ["students.split={convnet_w32: fc9}"])
+    with pytest.raises(BadInput, match="no split point"):
+        stages.grid(bad)
+
+
+def test_a_student_job_without_a_teacher_reads_the_primary(two_teacher_run):
+    run, config = two_teacher_run
+    job = StudentJob("convnet_w32", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 2, "block3")
+    assert stages.feature_cell(config, job) == ("narrow", 2, "block3")
