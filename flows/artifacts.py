@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -86,4 +89,22 @@ def publish_report(run: stages.RunDir) -> None:
         for s in results["summary"]
     ]
     create_table_artifact(rows, key="elfdd-summary", description=f"test accuracy per grid cell, {run.root}")
-    create_markdown_artifact(run.report.read_text(), key="elfdd-report", description=str(run.report))
+    create_markdown_artifact(
+        embedded_plots(run.report.read_text(), run.plots), key="elfdd-report", description=str(run.report)
+    )
+
+
+PLOT_LINK = re.compile(r"\]\(plots/([A-Za-z0-9_.-]+\.png)\)")
+
+
+def embedded_plots(markdown: str, plots: Path) -> str:
+    """The report with each ``plots/NAME.png`` link replaced by the image itself (a data: URI): the Prefect UI
+    shows an artifact away from the run directory, where a relative link is a broken image."""
+
+    def inline(match: re.Match) -> str:
+        path = plots / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f"](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+
+    return PLOT_LINK.sub(inline, markdown)
