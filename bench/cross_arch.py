@@ -1,104 +1,306 @@
-"""The standard cross-architecture study: Fashion-MNIST, a DM set distilled with ConvNet, every student of the zoo
-trained baseline vs ELF from one feature store over several seeds; writes docs/results.md (tables, plots, wall
-time) and docs/results.json (the results.json schema of DESIGN.md).
+"""The cross-architecture study at convergence (configs/study.yaml): one store, then arms trained from it; writes
+docs/results.md (headline table, goal check, ablations, lambda grid) and docs/results.json (every arm's raw runs).
 
-    python bench/cross_arch.py [--out runs/cross_arch] [--ipc 10] [--epochs 300] [--seeds 0,1,2]
-                               [--students convnet,resnet18,...] [--docs docs] [--set KEY=VALUE ...]
+    python bench/cross_arch.py [--config configs/study.yaml] [--out runs/study] [--arms elfdd,reference,...]
+                               [--docs docs] [--set KEY=VALUE ...]
 
-Re-running reuses finished student cells (same cache key). Prints one line per student:
-`gain STUDENT ARM VALUE ± STD points` (ELF minus baseline, paired by seed) and the wall time per stage.
+Arms (each a set of `students.*` overrides; the study's baselines come with `elfdd`):
+
+    elfdd            the study config as it is: width-matched teachers, per-image replay views, rear path through
+                     a ReLU, splits by shape, gradient clip 10 (with the baselines)
+    reference        ELF exactly as the reference: one 128-wide teacher for every student (adapters where shapes
+                     differ), clean features, raw CE, lambda 1/1, linear rear adapters, default splits, no clipping
+    adapted_teacher  ResNet18, VGG11 learn from the 128-wide teacher through 1x1 adapters (ablation of item 1)
+    teacher_last     ResNet18, VGG11 with the last (decayed) checkpoint instead of the constant phase's end (item 2)
+    views_1/8/32     ResNet18, VGG11 replaying only the store's first V views (elfdd: all 64; item 3)
+    online           ResNet18, VGG11 with the teacher run on every augmented batch (the yardstick for the views)
+    rear_linear      ResNet18, VGG11 with the rear path of linear adapters (item 4)
+    lambda           ResNet18, lambda_front x lambda_rear in {0.3, 1, 3}^2
+
+Every finished cell is kept (an interrupted study continues where it stopped; run it with nohup). Prints
+`gain ARM STUDENT MEAN ± STD (n=N)` per arm and student and the goal lines `goal ...`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import shutil
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
+from arms import build_store, train_arm
 from elfdd.pipeline import stages
-from elfdd.pipeline.config import load_config
-from elfdd.pipeline.report import arm, baselines, paired_gain
+from elfdd.pipeline.report import baselines, converged, mean_accuracy, paired_gain
 
-STUDENTS = "convnet,resnet18,vgg11,alexnet,mlp,tv_resnet18,tv_mobilenet_v3_small"
+PAIR = "students.archs=[resnet18,vgg11]"
+ELF_ONLY = "students.modes=[front_rear_task]"
+REFERENCE_TEACHER = (
+    "students.teacher={convnet: convnet, resnet18: convnet, vgg11: convnet, alexnet: convnet, lenet: convnet,"
+    " mlp: convnet, tv_resnet18: convnet}"
+)
+ARMS: dict[str, list[str]] = {
+    "elfdd": [],
+    "reference": [
+        ELF_ONLY,
+        REFERENCE_TEACHER,
+        "students.view_policies=[clean]",
+        "students.rear_path=linear",
+        "students.split={tv_resnet18: layer4_0}",
+        "students.grad_clip=null",
+    ],
+    "adapted_teacher": [PAIR, ELF_ONLY, "students.teacher={resnet18: convnet, vgg11: convnet}"],
+    "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epoch=[10]"],
+    "views_1": [PAIR, ELF_ONLY, "students.max_views=1"],
+    "views_8": [PAIR, ELF_ONLY, "students.max_views=8"],
+    "views_32": [PAIR, ELF_ONLY, "students.max_views=32"],
+    "online": [PAIR, ELF_ONLY, "students.view_policies=[online]"],
+    "rear_linear": [PAIR, ELF_ONLY, "students.rear_path=linear"],
+    "lambda": [
+        "students.archs=[resnet18]",
+        ELF_ONLY,
+        "students.lambda_front=[1,0.3,3]",
+        "students.lambda_rear=[1,0.3,3]",
+    ],
+}
+HARD = ("resnet18", "vgg11", "alexnet")  # the goal's students: +4 points on their mean
 
 
-def study_overrides(args: argparse.Namespace) -> list[str]:
-    return [
-        "distill.method=dm",
-        "distill.arch=convnet",
-        f"distill.ipc={args.ipc}",
-        f"students.archs=[{args.students}]",
-        "students.modes=[task,front_rear_task]",
-        f"students.epochs={args.epochs}",
-        f"students.seeds=[{args.seeds}]",
-        *args.set,
+def elf_runs(results: dict) -> list[dict]:
+    return [r for r in results["runs"] if r["mode"] != "baseline"]
+
+
+def gain_of(results: dict, student: str, paired: dict, **axes) -> tuple[float, float, int]:
+    runs = [
+        r
+        for r in elf_runs(results)
+        if r["student"] == student and all(r["loss"].get(k) == v for k, v in axes.items())
     ]
+    return paired_gain(runs, paired)
+
+
+def accuracy_text(runs: list[dict]) -> str:
+    accuracy = mean_accuracy(runs)
+    diverged = sum(not converged(r) for r in runs)
+    if accuracy is None:
+        return f"diverged ({diverged})" if runs else "–"
+    text = f"{100 * accuracy[0]:.2f} ± {100 * accuracy[1]:.2f}"
+    return text + (f", {diverged} diverged" if diverged else "")
+
+
+def gain_text(gain: tuple[float, float, int]) -> str:
+    return f"{100 * gain[0]:+.2f} ± {100 * gain[1]:.2f}" if gain[2] else "–"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def headline(arms: dict[str, dict], paired: dict) -> tuple[list[str], list[str]]:
+    """The headline table (baseline, reference ELF, elfdd ELF per student) and the goal lines."""
+    base = arms["elfdd"]
+    students = list(dict.fromkeys(r["student"] for r in base["runs"]))
+    columns = [a for a in ("reference", "elfdd") if a in arms]
+    rows, gains = [], {a: {} for a in columns}
+    for student in students:
+        row = [
+            student,
+            accuracy_text([r for r in base["runs"] if r["student"] == student and r["mode"] == "baseline"]),
+        ]
+        for label in columns:
+            runs = [r for r in elf_runs(arms[label]) if r["student"] == student]
+            gains[label][student] = paired_gain(runs, paired)
+            teacher = ", ".join(sorted({r["teacher_id"] for r in runs})) or "–"
+            row.append(f"{accuracy_text(runs)} ({gain_text(gains[label][student])}; {teacher})")
+        rows.append(row)
+    lines = table(["student", "baseline", *(f"ELF {a} (gain; teacher)" for a in columns)], rows)
+    goals = []
+    if "elfdd" in gains:
+        hard = [gains["elfdd"][s][0] for s in HARD if gains["elfdd"].get(s, (0, 0, 0))[2]]
+        if hard:
+            mean = 100 * float(np.mean(hard))
+            goals.append(
+                f"goal mean_gain_resnet18_vgg11_alexnet {mean:+.2f} points (goal >= +4): {'met' if mean >= 4 else 'missed'}"
+            )
+        worst = min(((100 * g[0], s) for s, g in gains["elfdd"].items() if g[2]), default=None)
+        if worst:
+            goals.append(
+                f"goal worst_gain {worst[0]:+.2f} points ({worst[1]}; goal >= -0.5): {'met' if worst[0] >= -0.5 else 'missed'}"
+            )
+    if len(columns) == 2:
+        shared = [s for s in students if gains["elfdd"][s][2] and gains["reference"][s][2]]
+        if shared:
+            ours = 100 * float(np.mean([gains["elfdd"][s][0] for s in shared]))
+            ref = 100 * float(np.mean([gains["reference"][s][0] for s in shared]))
+            goals.append(
+                f"goal elfdd_over_reference mean gain {ours:+.2f} vs {ref:+.2f} points: {'met' if ours > ref else 'missed'}"
+            )
+    return lines, goals
+
+
+def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
+    """ResNet18 and VGG11 under each ablation arm next to elfdd's own cells (accuracy and paired gain)."""
+    labels = [a for a in ARMS if a not in ("reference", "lambda") and a in arms]
+    if len(labels) < 2:
+        return []
+    rows = []
+    for student in ("resnet18", "vgg11"):
+        row = [student]
+        for label in labels:
+            runs = [r for r in elf_runs(arms[label]) if r["student"] == student]
+            row.append(f"{accuracy_text(runs)} ({gain_text(paired_gain(runs, paired))})")
+        rows.append(row)
+    return ["", "## Ablations (ResNet18, VGG11)", "", *table(["student", *labels], rows)]
+
+
+def lambda_table(arms: dict[str, dict], paired: dict) -> list[str]:
+    if "lambda" not in arms:
+        return []
+    runs = elf_runs(arms["lambda"])
+    fronts = sorted({r["loss"]["lambda_front"] for r in runs})
+    rears = sorted({r["loss"]["lambda_rear"] for r in runs})
+    rows = [
+        [
+            f"{f:g}",
+            *(
+                gain_text(gain_of(arms["lambda"], "resnet18", paired, lambda_front=f, lambda_rear=r))
+                for r in rears
+            ),
+        ]
+        for f in fronts
+    ]
+    return [
+        "",
+        "## λ_front x λ_rear (ResNet18, paired gain)",
+        "",
+        *table(["λ_front \\ λ_rear", *map(str, rears)], rows),
+    ]
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isa = "AVX-512 BF16" if "avx512_bf16" in flags else ("AVX2" if "avx2" in flags else platform.machine())
+    return f"{os.cpu_count()}-core CPU ({isa})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/cross_arch")
-    parser.add_argument("--config", default="configs/default.yaml", help="base config the study overrides")
-    parser.add_argument("--ipc", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--students", default=STUDENTS)
-    parser.add_argument("--docs", default="docs", help="where results.md, results.json and results/ go")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
-    config = load_config(args.config, study_overrides(args))
-    run = stages.prepare_run(Path(args.out), config)
-    started = time.perf_counter()
-    seconds = stages.stage_store(run, config)
-    print("# " + ", ".join(f"{name}: {value:.0f} s" for name, value in seconds.items()), flush=True)
-    t0 = time.perf_counter()
-    jobs = stages.grid(config)
-    for i, job in enumerate(jobs, 1):
-        record = json.loads(stages.stage_student(run, config, job).read_text())
-        outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
-        print(f"# student {i}/{len(jobs)} {job.name}: {outcome}", flush=True)
-    seconds["students"] = time.perf_counter() - t0
-    stages.stage_report(run, config)
-    seconds["total"] = time.perf_counter() - started
-    results = json.loads(run.results.read_text())
-    for student in config.students.archs:
-        elf = [r for r in results["runs"] if r["student"] == student and arm(r).startswith("elf")]
-        gain = paired_gain(elf, baselines(results))
-        print(f"gain {student} {100 * gain[0]:+.2f} ± {100 * gain[1]:.2f} points (n={gain[2]})")
-    print("# wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
-    write_docs(run, Path(args.docs), seconds, results)
-
-
-def write_docs(run: stages.RunDir, docs: Path, seconds: dict[str, float], results: dict) -> None:
-    """docs/results.md (the report with the command, machine and wall time), docs/results/*.png, docs/results.json."""
-    plots = docs / "results"
-    plots.mkdir(parents=True, exist_ok=True)
-    for png in run.plots.glob("*.png"):
-        shutil.copy2(png, plots / png.name)
-    device = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else f"CPU ({platform.processor() or platform.machine()})"
+    parser.add_argument("--config", default="configs/study.yaml")
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--docs", default="docs", help="where results.md and results.json go")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="for the store and every arm"
     )
-    header = [
+    args = parser.parse_args()
+    labels = [a for a in args.arms.split(",") if a]
+    unknown = sorted(set(labels) - set(ARMS))
+    if unknown or "elfdd" not in labels:
+        raise SystemExit(
+            f"--arms: unknown {unknown}" if unknown else "--arms must include elfdd (its baselines)"
+        )
+    out = Path(args.out)
+    started = time.perf_counter()
+    base, seconds = build_store(out / "store", args.config, args.set)
+    done: list[stages.RunDir] = []
+    arms: dict[str, dict] = {}
+    for label in labels:
+        t0 = time.perf_counter()
+        run_dir = out / label
+        run_dir.mkdir(parents=True, exist_ok=True)
+        link = run_dir / "checkpoints"  # the online arm runs the store's teachers
+        if not link.exists():
+            link.symlink_to((out / "store" / "checkpoints").resolve(), target_is_directory=True)
+        run = train_arm(run_dir, args.config, base.store, label, [*args.set, *ARMS[label]], done)
+        done.append(run)
+        arms[label] = json.loads(run.results.read_text())
+        seconds[label] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - started
+    paired = baselines(arms["elfdd"])
+    for label, results in arms.items():
+        for student in dict.fromkeys(r["student"] for r in elf_runs(results)):
+            gain = paired_gain([r for r in elf_runs(results) if r["student"] == student], paired)
+            print(f"gain {label} {student} {gain_text(gain)} points (n={gain[2]})")
+    lines, goals = headline(arms, paired)
+    print("\n".join(goals))
+    write_docs(Path(args.docs), arms, seconds, lines, goals, base, paired)
+
+
+def teacher_lines(base: stages.RunDir, config) -> list[str]:
+    rows = []
+    for teacher in config.teacher_pool:
+        manifest = json.loads((base.teacher_dir(teacher.id) / "manifest.json").read_text())
+        history = ", ".join(f"{h['epoch']}: {100 * h['test_acc']:.2f}" for h in manifest["history"])
+        rows.append(
+            [
+                teacher.id,
+                teacher.arch,
+                json.dumps(teacher.arch_kwargs),
+                str(manifest["constant_phase_end"]),
+                history,
+            ]
+        )
+    return table(
+        ["teacher", "arch", "arch_kwargs", "constant lr until epoch", "test accuracy % per epoch"], rows
+    )
+
+
+def write_docs(
+    docs: Path,
+    arms: dict,
+    seconds: dict,
+    lines: list[str],
+    goals: list[str],
+    base: stages.RunDir,
+    paired: dict,
+) -> None:
+    config = stages.read_run_config(base.root)
+    docs.mkdir(parents=True, exist_ok=True)
+    text = [
+        "# elfdd cross-architecture study",
+        "",
         f"<!-- written by bench/cross_arch.py on {date.today()}; do not edit by hand -->",
         "",
-        f"Command: `python {' '.join(sys.argv)}` on {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads.",
+        f"Command: `python {' '.join(sys.argv)}` on {machine()}, torch {torch.__version__}.",
         "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ".",
         "",
+        f"Synthetic set: {config.distill.method.upper()} IPC {config.distill.ipc}, {config.distill.iterations} "
+        f"iterations, distilled with {config.distill.arch}; students {config.students.epochs} epochs, seeds "
+        f"{config.students.seeds}, test set {config.data.test_subset or 'full'}. Accuracy % mean ± std over seeds "
+        "(np.std); gain: paired by seed against the student's baseline.",
+        "",
+        "## Teachers",
+        "",
+        *teacher_lines(base, config),
+        "",
+        "## Baseline vs ELF",
+        "",
+        *lines,
+        "",
+        *(f"- {g}" for g in goals),
+        *ablations(arms, paired),
+        *lambda_table(arms, paired),
+        "",
     ]
-    body = run.report.read_text().replace("](plots/", "](results/")
-    title, _, rest = body.partition("\n")
-    (docs / "results.md").write_text("\n".join([title, "", *header, rest.lstrip("\n")]))
-    (docs / "results.json").write_text(json.dumps({**results, "wall_seconds": seconds}, indent=1))
-    print(f"# wrote {docs / 'results.md'}, {docs / 'results.json'} and {plots}/")
+    (docs / "results.md").write_text("\n".join(text))
+    (docs / "results.json").write_text(
+        json.dumps(
+            {"study": config.model_dump(mode="json"), "wall_seconds": seconds, "goals": goals, "arms": arms},
+            indent=1,
+        )
+    )
+    print(f"# wrote {docs / 'results.md'} and {docs / 'results.json'}")
 
 
 if __name__ == "__main__":

@@ -24,62 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import time
 from pathlib import Path
 
+from arms import build_store, parse_arm, train_arm
 from elfdd.pipeline import stages
-from elfdd.pipeline.config import load_config
 from elfdd.pipeline.report import arm, baselines, converged, figure1, mean_accuracy, paired_gain
 from elfdd.pipeline.training import resolve_device, resolve_precision
 
 
-def parse_arm(text: str) -> tuple[str, list[str]]:
-    label, sep, overrides = text.partition("=")
-    if not sep or not label.isidentifier():
-        raise SystemExit(f"--arm expects LABEL=KEY=VALUE[;KEY=VALUE...], got {text!r}")
-    return label, [o for o in overrides.split(";") if o]
-
-
-def build_store(out: Path, args: argparse.Namespace) -> Path:
-    """The config's store at this precision (distill, teacher, extract; kept when unchanged)."""
-    config = load_config(args.config, [f"precision={args.precision}"])
-    run = stages.prepare_run(out / "base", config)
-    seconds = stages.stage_store(run, config)
-    print("# " + ", ".join(f"{name}: {value:.0f} s" for name, value in seconds.items()), flush=True)
-    return run.store
-
-
-def reuse_baselines(run: stages.RunDir, jobs: list, done: list[stages.RunDir]) -> None:
-    """Copy baseline cells an earlier arm finished; stage_student keeps them only if their cache key matches."""
-    for job in jobs:
-        if job.uses_features or run.student_run(job).exists():
-            continue
-        for other in done:
-            if other.student_run(job).exists():
-                run.students.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(other.student_run(job), run.student_run(job))
-                break
-
-
-def train_arm(out: Path, store: Path, label: str, overrides: list[str], args, done: list) -> stages.RunDir:
+def train_stability_arm(
+    out: Path, store: Path, label: str, overrides: list[str], args, done: list
+) -> stages.RunDir:
     seeds = ",".join(str(s) for s in range(args.seeds))
     sets = [f"precision={args.precision}", *overrides, f"students.seeds=[{seeds}]"]
-    sets += ["students.on_diverge=record", f"students.store={store.resolve()}"]
     if args.elf_only:
         sets.append("students.modes=[front_rear_task]")
-    config = load_config(args.config, sets)
-    run = stages.prepare_run(out / label, config)
-    jobs = stages.grid(config)
-    reuse_baselines(run, jobs, done)
-    started = time.perf_counter()
-    for i, job in enumerate(jobs, 1):
-        record = json.loads(stages.stage_student(run, config, job).read_text())
-        outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
-        print(f"# {label} {i}/{len(jobs)} {job.name}: {outcome}", flush=True)
-    stages.stage_report(run, config)
-    print(f"# {label}: students {time.perf_counter() - started:.0f} s", flush=True)
-    return run
+    return train_arm(out / label, args.config, store, label, sets, done)
 
 
 def summarize_arm(run: stages.RunDir, label: str, precision: str) -> None:
@@ -138,10 +98,10 @@ def main() -> None:
     args.precision = resolve_precision(resolve_device("auto"), args.precision)
     arms = [parse_arm(a) for a in args.arm] or [("default", [])]
     out = Path(args.out) / args.precision
-    store = build_store(out, args)
+    base, _ = build_store(out / "base", args.config, [f"precision={args.precision}"])
     done: list[stages.RunDir] = []
     for label, overrides in arms:
-        done.append(train_arm(out, store, label, overrides, args, done))
+        done.append(train_stability_arm(out, base.store, label, overrides, args, done))
     for (label, _), run in zip(arms, done, strict=True):
         summarize_arm(run, label, args.precision)
 

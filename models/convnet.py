@@ -27,17 +27,23 @@ def build_convnet(
     width: int = 128,
     depth: int = 3,
     norm: str = "instance",
+    widths: list[int] | None = None,
 ) -> SplitNet:
+    """``widths``: one width per block (overrides ``width`` and ``depth``), e.g. [128, 128, 512]: a teacher whose last
+    block matches 512-channel students at a fraction of a 512-wide ConvNet's cost."""
+    widths = list(widths) if widths is not None else [width] * depth
+    if not widths or any(w < 1 for w in widths):
+        raise TypeError(f"widths must be positive block widths, got {widths}")
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     size = image_size + 2 * (first_conv_padding(image_size, 1) - 1)
     c_in = in_channels
-    for i in range(depth):
+    for i, block_width in enumerate(widths):
         stages[f"block{i + 1}"] = _block(
-            c_in, width, norm, first_conv_padding(image_size, 1) if i == 0 else 1
+            c_in, block_width, norm, first_conv_padding(image_size, 1) if i == 0 else 1
         )
-        c_in, size = width, size // 2
+        c_in, size = block_width, size // 2
     stages["flatten"] = nn.Flatten()
-    stages["classifier"] = nn.Linear(width * size * size, num_classes)
+    stages["classifier"] = nn.Linear(c_in * size * size, num_classes)
     blocks = tuple(k for k in stages if k.startswith("block"))
     return SplitNet(stages, split_points=blocks, default_split=blocks[-1])
 

@@ -236,6 +236,8 @@ class StudentsConfig(Strict):
     seeds: list[int] = [0, 1]
     dsa: bool = True
     view_policies: list[ViewPolicy] = ["clean"]  # replay needs a store with extract.views > 1
+    # Replay draws among the store's first max_views views (view 0 is the clean image); null: all of them.
+    max_views: int | None = Field(default=None, ge=1)
     loader_workers: int = Field(default=0, ge=0)  # DataLoader worker processes reading the store
     cache_mb: int = Field(default=256, ge=1)  # decoded store chunks kept per reader
     store: str | None = None  # an existing store to train from; default: DIR/store.zarr

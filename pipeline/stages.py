@@ -501,6 +501,12 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
     training["lr"] = students.lr_for(job.student)
     if job.feature_loss == "kl":
         training["feature_temperature"] = students.feature_temperature
+    if (
+        job.uses_features
+    ):  # what only a cell with teacher features depends on (baselines stay shared across arms)
+        training["rear_path"] = students.rear_path
+        if job.view_policy == "replay" and students.max_views is not None:
+            training["max_views"] = students.max_views
     what = {
         "job": asdict(job),
         "arch_kwargs": students.arch_kwargs.get(job.student, {}),

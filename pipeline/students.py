@@ -236,7 +236,7 @@ def train_student(
         dataset.chunk,
         cfg.batch_size,
         seed=job.seed,
-        views=dataset.views if replay else 1,
+        views=min(dataset.views, cfg.max_views or dataset.views) if replay else 1,
         window_chunks=max(1, (cfg.cache_mb << 20) // max(1, dataset.chunk_bytes)),
     )
     batches = feature_loader(dataset, sampler, cfg.loader_workers)
@@ -291,7 +291,9 @@ def train_student(
         "teacher_epoch": dataset.epoch if with_features else None,
         "layer": dataset.layer if with_features else None,
         "view_policy": (job.view_policy or "clean") if with_features else None,
-        "views": dataset.views if with_features else None,
+        "views": (min(dataset.views, cfg.max_views or dataset.views) if replay else 1)
+        if with_features
+        else None,
         "student_split": split,
         "adapted": not adapters["to_teacher"].is_identity if with_features else None,
         "rear_relu": rear_relu if with_features else None,

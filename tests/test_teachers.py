@@ -222,3 +222,15 @@ def test_a_student_job_without_a_teacher_reads_the_primary(two_teacher_run):
     run, config = two_teacher_run
     job = StudentJob("convnet_w32", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 2, "block3")
     assert stages.feature_cell(config, job) == ("narrow", 2, "block3")
+
+
+def test_max_views_and_the_linear_rear_path(two_teacher_run):
+    run, config = two_teacher_run
+    changed = load_config(
+        run.config, ["students.view_policies=[replay]", "students.max_views=2", "students.rear_path=linear"]
+    )
+    job = stages.reference_job(changed, "convnet_w32", "front_rear_task", 0)
+    record = json.loads(stages.stage_student(run, changed, job).read_text())
+    assert record["views"] == 2 and record["rear_relu"] is False
+    default = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="replay")
+    assert json.loads(stages.stage_student(run, config, default).read_text())["views"] == 3

@@ -1,0 +1,63 @@
+"""What the studies share: one store built from a config, arms (students.* overrides) trained from it, each in its
+own run directory, finished cells kept and baselines an earlier arm finished reused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from elfdd.pipeline import stages
+from elfdd.pipeline.config import load_config
+
+
+def parse_arm(text: str) -> tuple[str, list[str]]:
+    """``LABEL=KEY=VALUE[;KEY=VALUE...]`` -> (label, overrides)."""
+    label, sep, overrides = text.partition("=")
+    if not sep or not label.isidentifier():
+        raise SystemExit(f"--arm expects LABEL=KEY=VALUE[;KEY=VALUE...], got {text!r}")
+    return label, [o for o in overrides.split(";") if o]
+
+
+def build_store(
+    run_dir: Path, config_path: str, overrides: list[str]
+) -> tuple[stages.RunDir, dict[str, float]]:
+    """The config's store (distill, teachers, extract; each kept when unchanged) and the seconds each stage took."""
+    config = load_config(config_path, overrides)
+    run = stages.prepare_run(run_dir, config)
+    seconds = stages.stage_store(run, config)
+    print("# " + ", ".join(f"{name}: {value:.0f} s" for name, value in seconds.items()), flush=True)
+    return run, seconds
+
+
+def reuse_baselines(run: stages.RunDir, jobs: list, done: list[stages.RunDir]) -> None:
+    """Copy baseline cells an earlier arm finished; stage_student keeps them only if their cache key matches."""
+    for job in jobs:
+        if job.uses_features or run.student_run(job).exists():
+            continue
+        for other in done:
+            if other.student_run(job).exists():
+                run.students.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(other.student_run(job), run.student_run(job))
+                break
+
+
+def train_arm(
+    run_dir: Path, config_path: str, store: Path, label: str, overrides: list[str], done: list[stages.RunDir]
+) -> stages.RunDir:
+    """The config's grid with the arm's overrides, trained from ``store`` in ``run_dir`` (cells of an earlier, killed
+    run kept); writes its report. Diverged cells are recorded, never fatal."""
+    sets = [*overrides, "students.on_diverge=record", f"students.store={store.resolve()}"]
+    config = load_config(config_path, sets)
+    run = stages.prepare_run(run_dir, config)
+    jobs = stages.grid(config)
+    reuse_baselines(run, jobs, done)
+    started = time.perf_counter()
+    for i, job in enumerate(jobs, 1):
+        record = json.loads(stages.stage_student(run, config, job).read_text())
+        outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
+        print(f"# {label} {i}/{len(jobs)} {job.name}: {outcome}", flush=True)
+    stages.stage_report(run, config)
+    print(f"# {label}: students {time.perf_counter() - started:.0f} s", flush=True)
+    return run
