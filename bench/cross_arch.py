@@ -55,7 +55,7 @@ ARMS: dict[str, list[str]] = {
         "students.grad_clip=null",
     ],
     "adapted_teacher": [PAIR, ELF_ONLY, "students.teacher={resnet18: convnet, vgg11: convnet}"],
-    "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epoch=[10]"],
+    "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epoch=null"],  # null: the last extracted epoch
     "views_1": [PAIR, ELF_ONLY, "students.max_views=1"],
     "views_8": [PAIR, ELF_ONLY, "students.max_views=8"],
     "views_32": [PAIR, ELF_ONLY, "students.max_views=32"],
