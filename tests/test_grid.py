@@ -144,7 +144,9 @@ def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
     kinds = {a.key: a.type for a in artifacts}
     assert kinds == {"elfdd-report": "markdown", "elfdd-summary": "table"}
     # The UI shows the artifact away from the run directory: every plot is in it, none is a relative link.
-    published = next(a.data for a in artifacts if a.key == "elfdd-report")
+    published = next(
+        a.data for a in artifacts if a.key == "elfdd-report" and a.description == str(run.report)
+    )
     assert "](plots/" not in published and "](plots/" in text
     inlined = re.findall(r"\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", published)
     pngs = {p.read_bytes() for p in run.plots.glob("*.png") if f"plots/{p.name})" in text}
