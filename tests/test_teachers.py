@@ -234,3 +234,19 @@ def test_max_views_and_the_linear_rear_path(two_teacher_run):
     assert record["views"] == 2 and record["rear_relu"] is False
     default = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="replay")
     assert json.loads(stages.stage_student(run, config, default).read_text())["views"] == 3
+
+
+def test_each_teacher_is_kept_or_retrained_on_its_own(two_teacher_run):
+    run, config = two_teacher_run
+    narrow = run.teacher_dir("narrow") / "manifest.json"
+    wide = run.teacher_dir("wide") / "manifest.json"
+    kept = narrow.stat().st_mtime_ns
+    before = json.loads(wide.read_text())
+    run.stage_marker(
+        "teacher-wide"
+    ).unlink()  # as if the run had been killed while training the second teacher
+    stages.stage_teacher(run, config)
+    assert narrow.stat().st_mtime_ns == kept and run.stage_marker("teacher-wide").exists()
+    after = json.loads(wide.read_text())
+    assert [c["sha256"] for c in after["checkpoints"]] == [c["sha256"] for c in before["checkpoints"]]
+    assert stages.stage_extract(run, config) == run.store and verify_store(run.store) == []
