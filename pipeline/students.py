@@ -121,10 +121,11 @@ def student_jobs(cfg: StudentsConfig, sources: Sources) -> list[StudentJob]:
     axes = itertools.product(
         cfg.archs, cfg.modes, cfg.view_policies, cfg.feature_loss, cfg.lambda_front, cfg.lambda_rear
     )
+    by_arch = {arch: sources(arch) for arch in cfg.archs}  # the pairing, once per architecture
     cells = [
         make_job(arch, mode, seed, policy, loss, front, rear, epoch, layer, teacher, split)
         for arch, mode, policy, loss, front, rear in axes
-        for teacher, epoch, layer, split in sources(arch)
+        for teacher, epoch, layer, split in by_arch[arch]
         for seed in cfg.seeds
     ]
     return list(dict.fromkeys(cells))
