@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from arms import build_store, train_arm
 from elfdd.pipeline import stages
-from elfdd.pipeline.report import baselines, converged, mean_accuracy, paired_gain
+from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
 
 PAIR = "students.archs=[resnet18,vgg11]"
 ELF_ONLY = "students.modes=[front_rear_task]"
@@ -93,18 +93,6 @@ def accuracy_text(runs: list[dict]) -> str:
     return text + (f", {diverged} diverged" if diverged else "")
 
 
-def gain_text(gain: tuple[float, float, int]) -> str:
-    return f"{100 * gain[0]:+.2f} ± {100 * gain[1]:.2f}" if gain[2] else "–"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
-
-
 def headline(arms: dict[str, dict], paired: dict) -> tuple[list[str], list[str]]:
     """The headline table (baseline, reference ELF, elfdd ELF per student) and the goal lines."""
     base = arms["elfdd"]
@@ -122,7 +110,7 @@ def headline(arms: dict[str, dict], paired: dict) -> tuple[list[str], list[str]]
             teacher = ", ".join(sorted({r["teacher_id"] for r in runs})) or "–"
             row.append(f"{accuracy_text(runs)} ({gain_text(gains[label][student])}; {teacher})")
         rows.append(row)
-    lines = table(["student", "baseline", *(f"ELF {a} (gain; teacher)" for a in columns)], rows)
+    lines = markdown_table(["student", "baseline", *(f"ELF {a} (gain; teacher)" for a in columns)], rows)
     goals = []
     if "elfdd" in gains:
         hard = [gains["elfdd"][s][0] for s in HARD if gains["elfdd"].get(s, (0, 0, 0))[2]]
@@ -159,7 +147,7 @@ def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
             runs = [r for r in elf_runs(arms[label]) if r["student"] == student]
             row.append(f"{accuracy_text(runs)} ({gain_text(paired_gain(runs, paired))})")
         rows.append(row)
-    return ["", "## Ablations (ResNet18, VGG11)", "", *table(["student", *labels], rows)]
+    return ["", "## Ablations (ResNet18, VGG11)", "", *markdown_table(["student", *labels], rows)]
 
 
 def lambda_table(arms: dict[str, dict], paired: dict) -> list[str]:
@@ -182,7 +170,7 @@ def lambda_table(arms: dict[str, dict], paired: dict) -> list[str]:
         "",
         "## λ_front x λ_rear (ResNet18, paired gain)",
         "",
-        *table(["λ_front \\ λ_rear", *map(str, rears)], rows),
+        *markdown_table(["λ_front \\ λ_rear", *map(str, rears)], rows),
     ]
 
 
@@ -251,7 +239,7 @@ def teacher_lines(base: stages.RunDir, config) -> list[str]:
                 history,
             ]
         )
-    return table(
+    return markdown_table(
         ["teacher", "arch", "arch_kwargs", "constant lr until epoch", "test accuracy % per epoch"], rows
     )
 

@@ -172,11 +172,11 @@ def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def _gain(g: tuple[float, float, int]) -> str:
+def gain_text(g: tuple[float, float, int]) -> str:
     return "–" if not g[2] else f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -223,7 +223,7 @@ def _cell_text(cell: list[dict], gain: tuple[float, float, int] | None = None) -
     if accuracy is None:
         return f"**diverged** ({diverged} of {len(cell)})"
     text = f"{_pct(*accuracy)}" + (
-        f" ({_gain(gain)})" if gain is not None else f" (n={len(cell) - diverged})"
+        f" ({gain_text(gain)})" if gain is not None else f" (n={len(cell) - diverged})"
     )
     return text + (f", **{diverged} diverged**" if diverged else "")
 
@@ -238,9 +238,9 @@ def main_table(results: dict[str, Any]) -> list[str]:
         for column in columns:
             row.append(_cell_text(_in_column(runs, student, column)))
         for column in gain_columns:
-            row.append(_gain(paired_gain(_in_column(runs, student, column), paired)))
+            row.append(gain_text(paired_gain(_in_column(runs, student, column), paired)))
         rows.append(row)
-    return _table(["student", *columns, *(f"gain {c}" for c in gain_columns)], rows)
+    return markdown_table(["student", *columns, *(f"gain {c}" for c in gain_columns)], rows)
 
 
 def _elf_runs(results: dict[str, Any], free: tuple[str, ...]) -> list[dict]:
@@ -314,7 +314,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
             "",
             "Mean over students of the paired gain (points) of the ELF mode; rows λ_front, columns λ_rear.",
             "",
-            *_table(
+            *markdown_table(
                 ["λ_front \\ λ_rear", *map(str, rears)],
                 [[str(f), *(f"{100 * np.nanmean(cells[(f, r)]):+.2f}" for r in rears)] for f in fronts],
             ),
@@ -328,7 +328,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         values, table = study
         rows = [[s, *(_cell_text(*table[s][v]) if v in table[s] else "–" for v in values)] for s in table]
         lines += ["", f"## {AXIS_TITLES[axis]}", "", "Accuracy (gain over the baseline).", ""]
-        lines += _table(["student", *map(str, values)], rows)
+        lines += markdown_table(["student", *map(str, values)], rows)
         if axis in plots:
             lines += ["", f"![{axis}](plots/{plots[axis]})"]
     lines += pairing_section(results)
@@ -382,7 +382,7 @@ def pairing_section(results: dict[str, Any]) -> list[str]:
         "(pipeline/pairing.py). Rear ReLU: the teacher feature reaches the student's rear through a ReLU, as its own "
         "front's output does.",
         "",
-        *_table(["student", "teacher", "split", "adapters", "rear ReLU"], rows),
+        *markdown_table(["student", "teacher", "split", "adapters", "rear ReLU"], rows),
     ]
 
 
@@ -406,7 +406,7 @@ def loss_mode_section(results: dict[str, Any]) -> list[str]:
         "",
         "Accuracy (gain over the baseline).",
         "",
-        *_table(["student", *modes], rows),
+        *markdown_table(["student", *modes], rows),
         "",
     ]
 
@@ -432,7 +432,7 @@ def diverged_section(results: dict[str, Any]) -> list[str]:
         "",
         "A loss term became NaN or Inf; the run has no test accuracy and is left out of every mean and gain above.",
         "",
-        *_table(["student", "arm", "seed", "loss term", "epoch", "lr"], rows),
+        *markdown_table(["student", "arm", "seed", "loss term", "epoch", "lr"], rows),
         "",
     ]
 
@@ -448,7 +448,7 @@ def provenance(results: dict[str, Any]) -> list[str]:
         "",
     ]
     if results["stores"]:
-        lines += _table(
+        lines += markdown_table(
             ["teacher", "epoch", "layer", "checkpoint sha256", "views", "dtype"],
             [
                 [
