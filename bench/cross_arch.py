@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -192,6 +193,8 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="for the store and every arm"
     )
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("elfdd").setLevel(logging.INFO)  # the stages' progress lines
     labels = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(labels) - set(ARMS))
     if unknown or "elfdd" not in labels:
@@ -214,7 +217,13 @@ def main() -> None:
         done.append(run)
         arms[label] = json.loads(run.results.read_text())
         seconds[label] = time.perf_counter() - t0
-    seconds["total"] = time.perf_counter() - started
+        seconds["total"] = time.perf_counter() - started
+        # after every arm: a long study's results land as they come
+        summarise(Path(args.docs), arms, seconds, base)
+
+
+def summarise(docs: Path, arms: dict[str, dict], seconds: dict[str, float], base: stages.RunDir) -> None:
+    """Print the gains and goal lines of the arms finished so far and write docs/results.{md,json} from them."""
     paired = baselines(arms["elfdd"])
     for label, results in arms.items():
         for student in dict.fromkeys(r["student"] for r in elf_runs(results)):
@@ -222,7 +231,7 @@ def main() -> None:
             print(f"gain {label} {student} {gain_text(gain)} points (n={gain[2]})")
     lines, goals = headline(arms, paired)
     print("\n".join(goals))
-    write_docs(Path(args.docs), arms, seconds, lines, goals, base, paired)
+    write_docs(docs, arms, seconds, lines, goals, base, paired)
 
 
 def teacher_lines(base: stages.RunDir, config) -> list[str]:
