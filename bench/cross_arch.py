@@ -212,7 +212,7 @@ def main() -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         link = run_dir / "checkpoints"  # the online arm runs the store's teachers
         if not link.exists():
-            link.symlink_to((out / "store" / "checkpoints").resolve(), target_is_directory=True)
+            link.symlink_to(base.checkpoints.resolve(), target_is_directory=True)
         run = train_arm(run_dir, args.config, base.store, label, [*args.set, *ARMS[label]], done)
         done.append(run)
         arms[label] = json.loads(run.results.read_text())

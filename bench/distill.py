@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from elfdd.core.errors import BadInput
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill, initial_images
-from elfdd.pipeline.errors import BadInput
 from elfdd.pipeline.evaluation import evaluate_synthetic
 from elfdd.pipeline.training import configure_threads, seed_everything
 

@@ -11,8 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..pipeline.errors import BadInput
+from ..core.errors import BadInput
 from ..store import location
+from .settings import quiet_prefect_env
 
 STAGES = ("run", "distill", "teacher", "extract", "students", "report")
 # Exit codes: 0 success, 1 internal error, 2 bad input (nothing half-written), 3 the study finished and its report is
@@ -148,9 +149,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ..pipeline.stages import recorded_checkpoints
     from ..store.verify import verify_store
 
-    problems = verify_store(args.store)
+    problems = verify_store(args.store, recorded_checkpoints(args.store))
     for problem in problems:
         print(f"damaged: {problem}")
     if problems:
@@ -182,6 +184,7 @@ def _configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_prefect_env()  # before Prefect is imported (the flows import it lazily, below)
     args = _parser().parse_args(argv)
     if getattr(args, "dir", None):
         args.out = args.dir

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..pipeline.errors import BadInput
+from ..core.errors import BadInput
 from .flows import FLOWS
 
 

@@ -16,25 +16,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .settings import quiet_prefect_env
+from prefect import flow, task
 
-quiet_prefect_env()
-
-from prefect import flow, task  # noqa: E402
-
-from ..pipeline import stages  # noqa: E402
-from ..pipeline.config import RunConfig  # noqa: E402
-from ..pipeline.lock import run_lock  # noqa: E402
-from ..pipeline.students import StudentJob  # noqa: E402
-from ..store import location  # noqa: E402
-from . import artifacts  # noqa: E402
-from .runner import RETRIES, RETRY_DELAYS, LocalPool, retry_transient, run_tasks  # noqa: E402
+from ..pipeline import stages
+from ..pipeline.config import RunConfig
+from ..pipeline.lock import run_lock
+from ..pipeline.students import StudentJob
+from ..pipeline.training import resolve_device
+from ..store import location
+from . import artifacts
+from .runner import RETRIES, RETRY_DELAYS, LocalPool, retry_transient, run_tasks
 
 
 def forward_logs() -> None:
     """elfdd's progress lines join the flow run's logs (the UI's log view): the handlers Prefect gives the loggers of
-    PREFECT_LOGGING_EXTRA_LOGGERS, added here too for a process whose logging Prefect set up before this module was
-    imported (a worker's flow-run process)."""
+    PREFECT_LOGGING_EXTRA_LOGGERS, added to the ``elfdd`` logger when a flow starts (in any process: the CLI's, a
+    worker's flow-run process), never on import."""
     target = logging.getLogger("elfdd")
     if target.level == logging.NOTSET:
         target.setLevel(logging.INFO)
@@ -42,8 +39,6 @@ def forward_logs() -> None:
         if handler not in target.handlers:
             target.addHandler(handler)
 
-
-forward_logs()
 
 RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_condition_fn": retry_transient}
 
@@ -54,10 +49,12 @@ def _run(run_dir: str) -> tuple[stages.RunDir, RunConfig]:
 
 
 def locked(flow_fn: Callable[..., str]) -> Callable[..., str]:
-    """Hold the run directory's lock (pipeline.lock) while the flow works on it."""
+    """Forward elfdd's logs to the flow run and hold the run directory's lock (pipeline.lock) while the flow works
+    on it."""
 
     @functools.wraps(flow_fn)
     def wrapper(run_dir: str = "runs/default", *args: Any, **kwargs: Any) -> str:
+        forward_logs()
         with run_lock(location.local_dir(run_dir)):
             return flow_fn(run_dir, *args, **kwargs)
 
@@ -193,7 +190,7 @@ def students_flow(
     run, config = open_run(run_dir, config)
     jobs = stages.grid(config)
     pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
-    device = stages.resolve_device(config.device).type
+    device = resolve_device(config.device).type
     pool = LocalPool.for_cells(len(jobs if force else pending), config.workers, config.threads, device)
     calls = [{"run_dir": run_dir, "name": job.name, "cell": asdict(job), "force": force} for job in jobs]
     run_tasks(student_task, calls, dask_address, progress="elfdd-students", pool=pool)

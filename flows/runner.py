@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..pipeline.errors import BadInput
+from ..core.errors import BadInput
 
 log = logging.getLogger("elfdd")
 

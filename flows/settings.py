@@ -1,4 +1,5 @@
-"""Quiet, offline Prefect settings; must run before prefect is imported (notes/stack.md)."""
+"""Quiet, offline Prefect settings. Prefect reads its settings when it is imported, so the entry points (the CLI,
+the test suite) call ``quiet_prefect_env`` before anything imports Prefect; importing elfdd changes nothing."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import BadInput
+from ..core.errors import BadInput
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]

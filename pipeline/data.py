@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.errors import BadInput
 from .config import DataConfig
-from .errors import BadInput
 from .zca import ZCA
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

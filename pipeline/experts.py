@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
+from ..core.errors import BadInput
+from ..core.io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
 from ..models import create_model
 from .config import DistillConfig
 from .data import DataSplits
-from .errors import BadInput
-from .io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
 from .resume import ResumePoint
 from .teacher import train_epoch
 from .training import evaluate, log

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import BadInput
+from ..core.errors import BadInput
 
 _held: dict[Path, list[int]] = {}  # lock file -> [fd, depth], for re-entry from the same process
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.errors import BadInput
 from ..models import create_model
-from .errors import BadInput
 
 
 @dataclass(frozen=True)

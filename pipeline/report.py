@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import save_figure
+from ..core.io import save_figure
 
 RUN_KEYS = (
     "cell",

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import atomic_torch_save
+from ..core.io import atomic_torch_save
 from .training import log
 
 

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.errors import BadInput, StudentDiverged
 from ..models import SplitNet, adapter_pair, create_model, forward_with_features
 from ..store.reader import FeatureDataset
 from ..store.stream import ChunkShuffleSampler, feature_loader
 from . import augment
 from .config import StudentsConfig
-from .errors import BadInput, StudentDiverged
 from .losses import LOSS_TERMS, feature_loss, result_mode
 from .training import (
     NonFiniteWatch,

@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 
-from ..store.layout import content_sha256
-from .errors import BadInput
-from .io import atomic_torch_save
+from ..core.errors import BadInput
+from ..core.io import atomic_torch_save, content_sha256
 
 
 @dataclass

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from ..core.errors import BadInput, NumericalFault
+from ..core.io import atomic_torch_save, atomic_write_json, load_json, sha256_file
 from ..models import create_model
 from . import augment
 from .config import TeacherConfig
 from .data import DataSplits
-from .errors import BadInput, NumericalFault
-from .io import atomic_torch_save, atomic_write_json, load_json, sha256_file
 from .resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from .training import NonFiniteWatch, autocast, evaluate, log, seed_everything, sgd_with_half_decay
 

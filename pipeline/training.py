@@ -20,7 +20,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from .errors import BadInput
+        from ..core.errors import BadInput
 
         raise BadInput("config device: cuda was asked for but no CUDA GPU is available")
     return torch.device(name)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput
+from ..core.errors import BadInput
 
 
 def _cifar_classes():

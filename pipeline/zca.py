@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..store.layout import content_sha256
+from ..core.io import content_sha256
 
 
 @dataclass(frozen=True)

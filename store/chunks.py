@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from .layout import content_sha256
+from ..core.io import content_sha256
 
 CHUNK_HASHES = "chunk_sha256"  # array attribute: the content sha256 of every chunk, in chunk-grid (C) order
 

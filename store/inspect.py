@@ -13,7 +13,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ..pipeline.io import save_figure
+from ..core.io import save_figure
 from .layout import feature_path
 from .reader import FeatureStore
 

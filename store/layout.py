@@ -1,11 +1,8 @@
-"""Names, paths and the content hash of the Zarr feature store (schema 1, DESIGN.md)."""
+"""Names and paths of the Zarr feature store (schema 1, docs/design.md)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-
-import numpy as np
 
 SCHEMA = 1
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -25,7 +22,7 @@ REQUIRED_ATTRS = (
 def check_name(name: str, what: str) -> str:
     """Teacher ids and layer names are plain names, never paths."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        from ..pipeline.errors import BadInput
+        from ..core.errors import BadInput
 
         raise BadInput(f"{what} {name!r} must match [a-z0-9_]+")
     return name
@@ -49,13 +46,3 @@ def feature_path(teacher_id: str, epoch: int, layer: str) -> str:
 
 def logits_path(teacher_id: str, epoch: int) -> str:
     return f"{epoch_path(teacher_id, epoch)}/logits"
-
-
-def content_sha256(*arrays: np.ndarray) -> str:
-    """Hash of arrays' dtype, shape and bytes: the same numbers give the same hash however they were stored."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        a = np.ascontiguousarray(array)
-        digest.update(f"{a.dtype.str}{a.shape}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..pipeline.errors import BadInput
+from ..core.errors import BadInput
 
 
 def normalize(where: str | Path) -> str:

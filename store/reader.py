@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import zarr
 
-from ..pipeline.errors import BadInput, NumericalFault
+from ..core.errors import BadInput, NumericalFault
 from . import location
 from .chunks import missing_chunks
 from .layout import REQUIRED_ATTRS, SCHEMA, epoch_group, epoch_path, feature_path, logits_path, teacher_path

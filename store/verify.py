@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import zarr
 
-from ..pipeline.errors import BadInput
-from . import location
+from ..core.errors import BadInput
+from ..core.io import content_sha256
 from .chunks import changed_chunks, chunk_grid, missing_chunks
-from .layout import content_sha256
+from .layout import epoch_path, feature_path
 from .reader import FeatureStore
 
 
@@ -24,8 +23,10 @@ def _walk_arrays(group: zarr.Group, prefix: str = ""):
             yield from _walk_arrays(node, path + "/")
 
 
-def verify_store(path: str | Path) -> list[str]:
-    """Return the problems found (empty when the store is sound)."""
+def verify_store(path: str | Path, recorded: dict[str, dict[int, str]] | None = None) -> list[str]:
+    """Return the problems found (empty when the store is sound). ``recorded``: the checkpoints' sha256 per teacher
+    id and epoch as the run that trained them recorded them (the pipeline's teacher manifests), checked against the
+    store's ``checkpoint_sha256`` attributes."""
     try:
         store = FeatureStore(path)
     except BadInput as exc:
@@ -54,17 +55,13 @@ def verify_store(path: str | Path) -> list[str]:
         problems.append(f"synthetic set unreadable: {str(exc).splitlines()[0]}")
     for teacher in store.teachers():
         problems += _view_problems(store, teacher)
-        manifest = _manifest_beside(store.path, teacher)
         for epoch in store.epochs(teacher):
-            sha = store.root[f"teachers/{teacher}/epoch_{epoch:04d}"].attrs.get("checkpoint_sha256")
+            where = epoch_path(teacher, epoch)
+            sha = store.root[where].attrs.get("checkpoint_sha256")
             if not sha:
-                problems.append(f"teachers/{teacher}/epoch_{epoch:04d}: no checkpoint_sha256")
-            elif manifest is not None:
-                recorded = {c["epoch"]: c["sha256"] for c in manifest.get("checkpoints", [])}
-                if recorded.get(epoch) not in (None, sha):
-                    problems.append(
-                        f"teachers/{teacher}/epoch_{epoch:04d}: checkpoint_sha256 differs from the run's manifest"
-                    )
+                problems.append(f"{where}: no checkpoint_sha256")
+            elif (recorded or {}).get(teacher, {}).get(epoch) not in (None, sha):
+                problems.append(f"{where}: checkpoint_sha256 differs from the run's teacher manifest")
     return problems
 
 
@@ -77,7 +74,7 @@ def _view_problems(store: FeatureStore, teacher: str) -> list[str]:
         return [str(exc)]
     for epoch in store.epochs(teacher):
         for layer in store.layers(teacher, epoch):
-            where = f"teachers/{teacher}/epoch_{epoch:04d}/{layer}"
+            where = feature_path(teacher, epoch, layer)
             shape = store.root[where].shape
             if shape[1] > 1 and (params is None or tuple(params.shape[:2]) != tuple(shape[:2])):
                 problems.append(
@@ -90,14 +87,3 @@ def _view_problems(store: FeatureStore, teacher: str) -> list[str]:
         except Exception:  # an unreadable chunk is already listed
             pass
     return problems
-
-
-def _manifest_beside(store_path: Path, teacher: str) -> dict | None:
-    """The teacher manifest of the run directory holding the store, when there is one (a local store)."""
-    if location.is_url(store_path):
-        return None
-    manifest = Path(store_path).parent / "checkpoints" / teacher / "manifest.json"
-    try:
-        return json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ..pipeline.errors import BadInput
+from ..core.errors import BadInput
+from ..core.io import content_sha256
 from . import location
 from .chunks import CHUNK_HASHES, chunk_hashes
 from .codecs import LOSSLESS, CodecSpec
@@ -17,7 +18,6 @@ from .layout import (
     FEATURE_DIMS,
     SCHEMA,
     VECTOR_FEATURE_DIMS,
-    content_sha256,
     epoch_path,
     feature_path,
     teacher_path,

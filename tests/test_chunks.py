@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from elfdd.pipeline.errors import BadInput
+from elfdd.core.errors import BadInput
 from elfdd.store.reader import FeatureDataset
 from helpers import TINY_RUN, staged_run
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from elfdd.core.errors import BadInput
 from elfdd.pipeline.config import load_config, validate_config
-from elfdd.pipeline.errors import BadInput
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 import torch
+from elfdd.core.errors import BadInput
+from elfdd.core.io import content_sha256
 from elfdd.flows.flows import extract_flow, students_flow
-from elfdd.pipeline.errors import BadInput
-from elfdd.store.layout import content_sha256
 from elfdd.store.reader import FeatureStore
 from helpers import TINY_RUN, staged_run
 

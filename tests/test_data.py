@@ -6,9 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
+from elfdd.core.errors import BadInput
 from elfdd.pipeline.config import DataConfig
 from elfdd.pipeline.data import load_data, read_idx
-from elfdd.pipeline.errors import BadInput
 from helpers import class_images, write_idx
 
 

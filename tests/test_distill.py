@@ -160,7 +160,7 @@ def test_metadd_lowers_its_own_loss_and_plugs_into_distillation(toy_npz, tmp_pat
 
 
 def test_metadd_refuses_an_auxiliary_without_a_feature_map(toy_npz):
-    from elfdd.pipeline.errors import BadInput
+    from elfdd.core.errors import BadInput
 
     config, data = _setup(toy_npz, "distill.metadd.enabled=true", "distill.metadd.archs=[mlp]")
     with pytest.raises(BadInput, match="no spatial feature map"):
@@ -168,7 +168,7 @@ def test_metadd_refuses_an_auxiliary_without_a_feature_map(toy_npz):
 
 
 def test_method_specific_config_is_validated(toy_npz):
-    from elfdd.pipeline.errors import BadInput
+    from elfdd.core.errors import BadInput
 
     with pytest.raises(BadInput, match="expert_steps"):
         _setup(toy_npz, "distill.mtt.expert_steps=9", "distill.mtt.expert_epochs=3")
@@ -192,8 +192,8 @@ def test_zca_whitens_with_train_statistics_applied_to_test():
 
 
 def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_npz, tmp_path):
+    from elfdd.core.errors import BadInput
     from elfdd.pipeline import stages
-    from elfdd.pipeline.errors import BadInput
     from helpers import staged_run
 
     overrides = [

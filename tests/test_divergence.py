@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
+from elfdd.core.errors import StudentDiverged
 from elfdd.models import adapter_pair, create_model, list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline import students as students_module
-from elfdd.pipeline.errors import StudentDiverged
 from elfdd.pipeline.losses import feature_loss
 from elfdd.pipeline.students import StudentJob, elf_losses, student_view
 from elfdd.pipeline.training import NonFiniteWatch

@@ -7,10 +7,10 @@ import errno
 import json
 
 import pytest
+from elfdd.core.errors import BadInput
 from elfdd.flows import flows
 from elfdd.flows.runner import is_transient
 from elfdd.pipeline import stages
-from elfdd.pipeline.errors import BadInput
 from helpers import TINY_RUN, staged_run
 
 GRID = [*TINY_RUN, "students.archs=[convnet,mlp]", "students.modes=[task]"]

@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
+from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.errors import BadInput
 from helpers import TINY_RUN, staged_run
 
 GRID = [

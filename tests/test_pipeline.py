@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
-from elfdd.pipeline.errors import BadInput
 from elfdd.pipeline.losses import LOSS_TERMS, feature_loss
 from elfdd.pipeline.synthetic import load_synthetic
 from elfdd.store.reader import FeatureStore

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import zarr
+from elfdd.core.errors import BadInput, NumericalFault
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config, validate_config
-from elfdd.pipeline.errors import BadInput, NumericalFault
 from elfdd.pipeline.lock import run_lock
 from helpers import TINY_RUN, staged_run
 from hypothesis import given, settings

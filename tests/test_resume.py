@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from elfdd.core.io import content_sha256
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from elfdd.store.layout import content_sha256
 from elfdd.store.reader import FeatureStore
 
 # Fashion-MNIST, small but with enough steps that a kill lands inside a stage.

@@ -8,8 +8,8 @@ import uuid
 
 import numpy as np
 import pytest
+from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
-from elfdd.pipeline.errors import BadInput
 from elfdd.pipeline.synthetic import load_synthetic
 from elfdd.store import location
 from elfdd.store.inspect import feature_stats

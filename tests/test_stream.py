@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from elfdd.core.errors import BadInput
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.errors import BadInput
 from elfdd.store import writer
 from elfdd.store.codecs import CodecSpec
 from elfdd.store.reader import FeatureDataset

@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from elfdd.core.errors import BadInput
 from elfdd.flows.cli import main as cli_main
 from elfdd.models import list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.errors import BadInput
 from elfdd.pipeline.pairing import pair_student, split_shapes
 from elfdd.pipeline.students import StudentJob, elf_losses, train_student
+from elfdd.pipeline.teacher import teacher_at
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureStore
 from elfdd.store.verify import verify_store
@@ -86,6 +87,17 @@ def two_teacher_run(toy_npz, tmp_path_factory):
     return staged_run(toy_npz, tmp_path_factory.mktemp("two_teachers"), TWO_TEACHERS)
 
 
+def test_verify_compares_the_store_with_the_run_s_teacher_manifests(two_teacher_run):
+    run, _ = two_teacher_run
+    recorded = stages.recorded_checkpoints(run.store)
+    assert sorted(recorded) == ["narrow", "wide"] and sorted(recorded["narrow"]) == [1, 2]
+    retrained = {**recorded, "wide": {1: "0" * 64}}  # the run's wide teacher is not the one the store was made from
+    assert verify_store(run.store, retrained) == [
+        "teachers/wide/epoch_0001: checkpoint_sha256 differs from the run's teacher manifest"
+    ]
+    assert stages.recorded_checkpoints("s3://bucket/store.zarr") == {}
+
+
 def test_two_teacher_store_is_written_verified_and_inspected(two_teacher_run):
     run, config = two_teacher_run
     store = FeatureStore(run.store)
@@ -93,7 +105,7 @@ def test_two_teacher_store_is_written_verified_and_inspected(two_teacher_run):
     assert store.epochs("narrow") == [1, 2] and store.epochs("wide") == [1]
     assert store.features("narrow", 2, "block3").shape == (8, 3, 32, 4, 4)
     assert store.features("wide", 1, "block3").shape == (8, 3, 64, 4, 4)
-    assert verify_store(run.store) == []
+    assert verify_store(run.store, stages.recorded_checkpoints(run.store)) == []
     stats = feature_stats(run.store)
     assert {a["teacher"] for a in stats["arrays"]} == {"narrow", "wide"}
     for teacher in ("narrow", "wide"):  # each teacher's manifest: per-epoch test accuracy and the schedule
@@ -152,7 +164,7 @@ def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_
     job = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
     source = stages.teacher_source(run, config, job.teacher)
     data = stages.data_for(config)
-    teacher, _ = stages.teacher_at(
+    teacher, _ = teacher_at(
         source.config,
         source.folder,
         source.manifest,

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from elfdd.core.errors import BadInput
 from elfdd.models import create_model
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.errors import BadInput
 from elfdd.pipeline.students import StudentJob, student_view, train_student
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from ...core.errors import BadInput
 from ..config import DistillConfig
 from ..data import DataSplits
-from ..errors import BadInput
 from ..resume import NO_RESUME, ResumePoint
 from ..synthetic import SyntheticSet
 from ..training import seed_everything

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ...core.errors import BadInput
 from ...models import create_model
 from .. import augment
 from ..config import DistillConfig
 from ..data import DataSplits
-from ..errors import BadInput
 from ..resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from ..synthetic import SyntheticSet
 from ..training import Progress

@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ...core.errors import BadInput
 from ...models import create_model
 from ..config import MetaDDConfig
 from ..data import DataSplits
-from ..errors import BadInput
 from ..teacher import train_epoch
 from ..training import evaluate, log
 

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -80,3 +81,13 @@ def load_json(path: Path, what: str) -> Any:
         raise BadInput(f"{what} not found: {path}") from None
     except json.JSONDecodeError as exc:
         raise BadInput(f"{what} is not valid JSON: {path}: {exc}") from None
+
+
+def content_sha256(*arrays: np.ndarray) -> str:
+    """Hash of arrays' dtype, shape and bytes: the same numbers give the same hash however they were stored."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        a = np.ascontiguousarray(array)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,85 @@
+"""The pipeline stages over a run directory (layout in docs/design.md); the Prefect flows wrap exactly these.
+
+run           RunDir (the layout), the run's config, data and runtime
+keys          stage markers and cell records keyed by the sha256 of their inputs
+store_stages  distill -> teacher(s) -> extract: the store the students read
+grid          the student cells of a config, each paired with its teacher
+cells         one student cell: its store checked against the run, its key, its training
+report_stage  results.json, report.md and plots from the cells
+"""
+
+from .cells import (
+    cell_key,
+    dataset_image_shape,
+    open_cell_datasets,
+    open_student_dataset,
+    pending_cells,
+    stage_student,
+    student_config,
+    student_store,
+)
+from .grid import feature_cell, feature_sources, grid, pair, reference_cell, reference_job
+from .keys import cell_finished, finished, mark_finished, stage_key
+from .report_stage import diverged_runs, stage_report, summary_line
+from .run import (
+    RunDir,
+    data_fingerprint,
+    data_for,
+    prepare_run,
+    read_run_config,
+    recorded_checkpoints,
+    runtime,
+    save_zca,
+)
+from .store_stages import (
+    MapEpochs,
+    extract_run_store,
+    extraction_inputs,
+    stage_distill,
+    stage_extract,
+    stage_extract_epoch,
+    stage_store,
+    stage_teacher,
+    teacher_source,
+)
+
+__all__ = [
+    "MapEpochs",
+    "RunDir",
+    "cell_finished",
+    "cell_key",
+    "data_fingerprint",
+    "data_for",
+    "dataset_image_shape",
+    "diverged_runs",
+    "extract_run_store",
+    "extraction_inputs",
+    "feature_cell",
+    "feature_sources",
+    "finished",
+    "grid",
+    "mark_finished",
+    "open_cell_datasets",
+    "open_student_dataset",
+    "pair",
+    "pending_cells",
+    "prepare_run",
+    "read_run_config",
+    "recorded_checkpoints",
+    "reference_cell",
+    "reference_job",
+    "runtime",
+    "save_zca",
+    "stage_distill",
+    "stage_extract",
+    "stage_extract_epoch",
+    "stage_key",
+    "stage_report",
+    "stage_student",
+    "stage_store",
+    "stage_teacher",
+    "student_config",
+    "student_store",
+    "summary_line",
+    "teacher_source",
+]

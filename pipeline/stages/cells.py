@@ -1,0 +1,179 @@
+"""One student cell: the store it reads (opened and checked against the run), its cache key, its training."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ...core.errors import BadInput, StudentDiverged
+from ...core.io import (
+    atomic_write_json,
+    json_sha256,
+    load_json,
+)
+from ...store import location
+from ...store.reader import FeatureDataset
+from ..config import RunConfig
+from ..students import StudentJob, check_store_matches, train_student
+from ..synthetic import load_synthetic
+from ..teacher import load_manifest, teacher_at
+from ..training import log, resolve_device, resolve_precision
+from .grid import feature_cell
+from .keys import cell_finished
+from .run import RunDir, data_for, runtime
+from .store_stages import teacher_source
+
+
+def student_store(run: RunDir, config: RunConfig) -> str | Path:
+    """The store the students read: ``students.store`` (a path or any fsspec URL), else the run's own."""
+    return location.normalize(config.students.store) if config.students.store else run.store
+
+
+def open_student_dataset(
+    run: RunDir,
+    config: RunConfig,
+    epoch: int | None = None,
+    layer: str | None = None,
+    teacher_id: str | None = None,
+) -> FeatureDataset:
+    """The store the students read (``teacher_id`` at ``epoch`` and ``layer``, default: the primary teacher's
+    reference ones), checked against this run's synthetic set and checkpoint where the run has them."""
+    epoch = config.student_teacher_epoch if epoch is None else epoch
+    teacher_id = teacher_id or config.primary_teacher.id
+    dataset = FeatureDataset(
+        student_store(run, config),
+        teacher_id,
+        epoch,
+        layer or config.student_layer,
+        cache_bytes=config.students.cache_mb << 20,
+    )
+    from ...store.reader import FeatureStore
+
+    store = FeatureStore(dataset.path)
+    if store.meta["dataset"] != config.data.name:
+        raise BadInput(
+            f"store {dataset.path} holds features of dataset {store.meta['dataset']!r}, the config asks for {config.data.name!r}"
+        )
+    stored_zca = store.meta["normalization"].get("zca_sha256")
+    run_zca = data_for(config).normalization().get("zca_sha256")
+    if stored_zca != run_zca:
+        raise BadInput(
+            f"store {dataset.path} was computed in another input space (ZCA {stored_zca or 'off'}) than this run's "
+            f"data (ZCA {run_zca or 'off'})"
+        )
+    synthetic_sha = load_synthetic(run.synthetic).sha256 if run.synthetic.exists() else None
+    checkpoint_sha = None
+    teacher_dir = run.teacher_dir(teacher_id)
+    if (teacher_dir / "manifest.json").exists():
+        manifest = load_manifest(teacher_dir)
+        checkpoint_sha = next((c["sha256"] for c in manifest["checkpoints"] if c["epoch"] == epoch), None)
+    check_store_matches(dataset, synthetic_sha, checkpoint_sha)
+    return dataset
+
+
+def open_cell_datasets(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> dict[tuple, FeatureDataset]:
+    """One reader per (teacher, epoch, layer) the cells of ``jobs`` read."""
+    wheres = dict.fromkeys(feature_cell(config, job) for job in jobs)
+    return {(t, e, layer): open_student_dataset(run, config, e, layer, t) for t, e, layer in wheres}
+
+
+def stage_student(
+    run: RunDir,
+    config: RunConfig,
+    job: StudentJob,
+    dataset: FeatureDataset | None = None,
+    force: bool = False,
+) -> Path:
+    """Train one student and write ``students/<job>.json`` atomically; a finished cell with the same cache key
+    (store provenance + cell config) is kept, not retrained, unless ``force``."""
+    device, precision = runtime(config)
+    teacher_id, epoch, layer = feature_cell(config, job)
+    dataset = dataset or open_student_dataset(run, config, epoch, layer, teacher_id)
+    students = student_config(run, config)
+    key = cell_key(job, config, students, dataset, precision)
+    path = run.student_run(job)
+    if not force and cell_finished(path, key):
+        log.info("student %s: finished run with the same key, kept (%s)", job.name, path.name)
+        diverged = load_json(path, "student run").get("diverged")
+        if diverged and students.on_diverge == "fail":
+            raise StudentDiverged(job.name, diverged["term"], diverged["epoch"], diverged["value"])
+        return path
+    data = data_for(config)
+    if tuple(data.x_test.shape[1:]) != tuple(dataset_image_shape(dataset)):
+        raise BadInput(
+            f"store images have shape {dataset_image_shape(dataset)}, the test data {tuple(data.x_test.shape[1:])}"
+        )
+    online = None
+    if job.view_policy == "online":
+        source = teacher_source(run, config, teacher_id)
+        online, _ = teacher_at(
+            source.config, source.folder, source.manifest, epoch, data.image_shape, data.num_classes, device
+        )
+    record = train_student(
+        job, dataset, data.x_test, data.y_test, students, data.num_classes, device, precision, online
+    )
+    atomic_write_json(path, {**record, "cache_key": key})
+    return path
+
+
+def pending_cells(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> list[StudentJob]:
+    """The cells of ``jobs`` without a finished run of the same cache key (what is left to train)."""
+    precision = resolve_precision(resolve_device(config.device), config.precision)
+    students = student_config(run, config)
+    datasets = open_cell_datasets(run, config, jobs)
+    return [
+        job
+        for job in jobs
+        if not cell_finished(
+            run.student_run(job),
+            cell_key(job, config, students, datasets[feature_cell(config, job)], precision),
+        )
+    ]
+
+
+def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDataset, precision: str) -> str:
+    """sha256 of what one student run depends on: the cell, the training settings, the test data and the store's
+    provenance (for a baseline only the synthetic set: it never reads a feature)."""
+    provenance = dataset.provenance
+    if not job.uses_features:
+        provenance = {k: provenance[k] for k in ("synthetic_sha256", "normalization")}
+    training = students.model_dump(
+        mode="json",
+        include={"epochs", "momentum", "weight_decay", "batch_size", "dsa", "grad_clip"},
+    )
+    training["lr"] = students.lr_for(job.student)
+    if job.feature_loss == "kl":
+        training["feature_temperature"] = students.feature_temperature
+    if (
+        job.uses_features
+    ):  # what only a cell with teacher features depends on (baselines stay shared across arms)
+        training["rear_path"] = students.rear_path
+        if job.view_policy == "replay" and students.max_views is not None:
+            training["max_views"] = students.max_views
+    what = {
+        "job": asdict(job),
+        "arch_kwargs": students.arch_kwargs.get(job.student, {}),
+        "training": training,
+        "data": config.data.model_dump(mode="json"),
+        "precision": precision,
+        "store": provenance,
+    }
+    return json_sha256(what)
+
+
+def student_config(run: RunDir, config: RunConfig):
+    """The students' config, with the lr MTT learned when ``students.lr_from_synthetic`` asks for it."""
+    if not config.students.lr_from_synthetic:
+        return config.students
+    syn_lr = load_synthetic(run.synthetic).extra.get("syn_lr") if run.synthetic.exists() else None
+    if syn_lr is None:
+        raise BadInput(
+            "students.lr_from_synthetic needs a synthetic set distilled with MTT (it saves a learned lr)"
+        )
+    return config.students.model_copy(update={"lr": float(syn_lr)})
+
+
+def dataset_image_shape(dataset: FeatureDataset) -> tuple[int, ...]:
+    from ...store.reader import FeatureStore
+
+    return tuple(FeatureStore(dataset.path).meta["image_shape"])

@@ -1,0 +1,103 @@
+"""The student grid: every cell of a config, each feature cell paired with its teacher and split, and the reference
+cell the report varies one axis from."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from ...core.errors import BadInput
+from ..config import RunConfig
+from ..pairing import Pairing, pair_student, split_shapes
+from ..students import StudentJob, make_job, student_jobs
+from .run import data_for
+
+
+def grid(config: RunConfig) -> list[StudentJob]:
+    """Every student cell of the config, each feature cell with its paired teacher and split."""
+    return student_jobs(config.students, functools.partial(feature_sources, config))
+
+
+def feature_sources(config: RunConfig, arch: str) -> list[tuple[str, int, str, str]]:
+    """(teacher id, epoch, layer, split) of every feature cell of ``arch``: per layer of the grid, the teacher and
+    split the pairing rule (or ``students.teacher`` / ``students.split``) gives, at each of its grid epochs."""
+    sources = []
+    for layer in dict.fromkeys(name for t in config.teacher_pool for name in config.student_layers_of(t)):
+        pairing = pair(config, arch, layer)
+        teacher = config.teacher_config(pairing.teacher)
+        sources += [(teacher.id, e, layer, pairing.split) for e in config.student_epochs_of(teacher)]
+    return sources
+
+
+def pair(config: RunConfig, arch: str, layer: str) -> Pairing:
+    """The teacher (among those with ``layer`` in the grid) and split of a student of ``arch`` (pipeline/pairing)."""
+    data = data_for(config)
+    students = config.students
+    teachers = {
+        t.id: _split_shapes(t.arch, data.image_shape, data.num_classes, json.dumps(t.arch_kwargs))[0][layer]
+        for t in config.teacher_pool
+        if layer in config.student_layers_of(t)
+    }
+    shapes, default = _split_shapes(
+        arch, data.image_shape, data.num_classes, json.dumps(students.arch_kwargs.get(arch, {}))
+    )
+    if arch in students.split:
+        if students.split[arch] not in shapes:
+            raise BadInput(
+                f"students.split: {arch} has no split point {students.split[arch]!r}: {list(shapes)}"
+            )
+        shapes, default = {students.split[arch]: shapes[students.split[arch]]}, students.split[arch]
+    return pair_student(arch, shapes, default, teachers, students.teacher.get(arch))
+
+
+@functools.lru_cache(maxsize=64)
+def _split_shapes(arch: str, image_shape: tuple[int, ...], num_classes: int, kwargs: str):
+    return split_shapes(arch, image_shape, num_classes, **json.loads(kwargs))
+
+
+def feature_cell(config: RunConfig, job: StudentJob) -> tuple[str, int, str]:
+    """(teacher id, epoch, layer) whose store arrays the cell reads (a baseline: the primary teacher's reference
+    ones, for the images alone)."""
+    if job.layer is None:
+        return config.primary_teacher.id, config.student_teacher_epoch, config.student_layer
+    return job.teacher or config.primary_teacher.id, job.teacher_epoch, job.layer
+
+
+def reference_job(
+    config: RunConfig, student: str, loss_mode: str, seed: int, view_policy: str | None = None
+) -> StudentJob:
+    """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value (its paired
+    teacher at that teacher's reference epoch and layer)."""
+    ref = reference_cell(config)
+    policy = view_policy or ref["view_policy"]
+    layer = config.student_layer
+    pairing = pair(config, student, layer)
+    teacher = config.teacher_config(pairing.teacher)
+    return make_job(
+        student,
+        loss_mode,
+        seed,
+        policy,
+        ref["feature_loss"],
+        ref["lambda_front"],
+        ref["lambda_rear"],
+        config.student_epochs_of(teacher)[0],
+        layer,
+        teacher.id,
+        pairing.split,
+    )
+
+
+def reference_cell(config: RunConfig) -> dict[str, Any]:
+    """The first value of every grid axis: the cell the report's analyses vary one axis from. The teacher epoch and
+    layer are per teacher id (each student reads its paired teacher)."""
+    students = config.students
+    return {
+        "view_policy": students.view_policies[0],
+        "feature_loss": students.feature_loss[0],
+        "lambda_front": students.lambda_front[0],
+        "lambda_rear": students.lambda_rear[0],
+        "teacher_epoch": {t.id: config.student_epochs_of(t)[0] for t in config.teacher_pool},
+        "layer": {t.id: config.student_layers_of(t)[0] for t in config.teacher_pool},
+    }

@@ -1,0 +1,143 @@
+"""A run directory: its layout, its resolved config, and the data and runtime (device, precision) every stage of the run
+shares (loaded and resolved once per process)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ...core.io import (
+    atomic_torch_save,
+    atomic_write_text,
+    content_sha256,
+)
+from ...store import location
+from ..config import RunConfig, dump_config, load_config
+from ..data import DataSplits, load_data
+from ..students import StudentJob
+from ..training import configure_threads, resolve_device, resolve_precision
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where each artifact of a run lives."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def synthetic(self) -> Path:
+        return self.root / "synthetic.pt"
+
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``: one folder per teacher id."""
+        return self.root / "checkpoints"
+
+    def teacher_dir(self, teacher_id: str) -> Path:
+        return self.checkpoints / teacher_id
+
+    @property
+    def store(self) -> Path:
+        return self.root / "store.zarr"
+
+    @property
+    def zca(self) -> Path:
+        return self.root / "zca.pt"
+
+    @property
+    def students(self) -> Path:
+        return self.root / "students"
+
+    def student_run(self, job: StudentJob) -> Path:
+        return self.students / f"{job.name}.json"
+
+    def resume_point(self, name: str) -> Path:
+        """``resume/<name>.pt``: the training state a killed stage continues from (removed when it finishes)."""
+        return self.root / "resume" / f"{name}.pt"
+
+    def stage_marker(self, stage: str) -> Path:
+        """``stages/<stage>.json``: the key of the inputs the stage's output was made from."""
+        return self.root / "stages" / f"{stage}.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+
+def prepare_run(out: Path, config: RunConfig) -> RunDir:
+    """Create the run directory (config already validated) and write its resolved config."""
+    run = RunDir(Path(out))
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config, dump_config(config))
+    return run
+
+
+def read_run_config(out: Path) -> RunConfig:
+    return load_config(RunDir(Path(out)).config)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_data(data_json: str, seed: int) -> DataSplits:
+    from ..config import DataConfig
+
+    return load_data(DataConfig.model_validate_json(data_json), seed)
+
+
+def data_for(config: RunConfig) -> DataSplits:
+    """The run's dataset, loaded once per process (every student task of a flow shares it)."""
+    return _cached_data(config.data.model_dump_json(), config.seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _data_sha256(data_json: str, seed: int) -> str:
+    data = _cached_data(data_json, seed)
+    return content_sha256(*(t.numpy() for t in (data.x_train, data.y_train, data.x_test, data.y_test)))
+
+
+def data_fingerprint(config: RunConfig) -> str:
+    """sha256 of the run's (normalised, subset) train and test tensors: a stage keyed on it recomputes when the
+    data changes, whatever the files are called."""
+    return _data_sha256(config.data.model_dump_json(), config.seed)
+
+
+def save_zca(run: RunDir, data: DataSplits) -> None:
+    """The run's ZCA statistics (mean, transform, eps, sha256) beside its artifacts, when the data is whitened."""
+    if data.zca is not None and not run.zca.exists():
+        atomic_torch_save(run.zca, data.zca.state())
+
+
+def runtime(config: RunConfig) -> tuple[torch.device, str]:
+    configure_threads(config.threads)
+    device = resolve_device(config.device)
+    return device, resolve_precision(device, config.precision)
+
+
+def recorded_checkpoints(store: str | Path) -> dict[str, dict[int, str]]:
+    """The sha256 of every teacher checkpoint (per teacher id and epoch) that the run directory holding ``store``
+    recorded in its teacher manifests; empty for a store outside a run directory (a URL, a copy)."""
+    if location.is_url(store):
+        return {}
+    recorded = {}
+    for manifest in sorted(RunDir(Path(store).parent).checkpoints.glob("*/manifest.json")):
+        try:
+            held = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a damaged manifest is the teacher stage's to report, not the store's
+        recorded[manifest.parent.name] = {c["epoch"]: c["sha256"] for c in held.get("checkpoints", [])}
+    return recorded

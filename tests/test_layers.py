@@ -1,0 +1,92 @@
+"""The layers import one way: core <- models, store <- pipeline <- flows (docs/architecture.md). Every import of
+every module, at its top or inside a function, is resolved and checked."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What each layer may import of elfdd (itself included).
+ALLOWED = {
+    "core": {"core"},
+    "models": {"core", "models"},
+    "store": {"core", "store"},
+    "pipeline": {"core", "models", "store", "pipeline"},
+    "flows": {"core", "models", "store", "pipeline", "flows"},
+}
+
+
+def modules(layer: str) -> list[Path]:
+    return sorted((ROOT / layer).rglob("*.py"))
+
+
+def elfdd_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name under elfdd) of every import in ``path``, relative ones resolved."""
+    package = ["elfdd", *path.relative_to(ROOT).parent.parts]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                name = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                name = node.module or ""
+            names = [name] if node.module or not node.level else [f"{name}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found += [(node.lineno, n) for n in names if n == "elfdd" or n.startswith("elfdd.")]
+    return found
+
+
+def layer_of(name: str) -> str | None:
+    """The layer a dotted name lies in; ``elfdd.__version__`` (the root package holds only that) counts as core."""
+    parts = name.split(".")
+    if parts[1:] == ["__version__"]:
+        return "core"
+    return parts[1] if len(parts) > 1 else None
+
+
+@pytest.mark.parametrize("layer", list(ALLOWED))
+def test_a_layer_imports_only_the_layers_below_it(layer):
+    assert modules(layer), f"no modules found under {layer}/"
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in modules(layer)
+        for line, name in elfdd_imports(path)
+        if layer_of(name) not in ALLOWED[layer]
+    ]
+    assert wrong == []
+
+
+def exists(name: str) -> bool:
+    """Whether an imported ``elfdd...`` name is a module, a package or a name defined in one."""
+    path = ROOT.joinpath(*name.split(".")[1:])
+    if path.with_suffix(".py").exists() or (path / "__init__.py").exists():
+        return True
+    return path.parent.with_suffix(".py").exists() or (path.parent / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("layer", list(ALLOWED))
+def test_every_import_of_elfdd_names_a_module_that_exists(layer):
+    """A relative import with one dot too few points into the wrong layer and fails only when its function runs."""
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in modules(layer)
+        for line, name in elfdd_imports(path)
+        if not exists(name)
+    ]
+    assert wrong == []
+
+
+def test_the_import_walk_sees_relative_and_nested_imports():
+    """The checker itself: a relative import inside a function resolves to the layer it names."""
+    module = ROOT / "store" / "reader.py"
+    names = [n for _, n in elfdd_imports(module)]
+    assert "elfdd.core.errors" in names and all(n.startswith("elfdd.") for n in names)
+    flows_cli = [n for _, n in elfdd_imports(ROOT / "flows" / "cli.py")]
+    assert "elfdd.pipeline.config" in flows_cli  # imported inside a function
