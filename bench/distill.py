@@ -27,7 +27,7 @@ from elfdd.pipeline.distill import distill, initial_images
 from elfdd.pipeline.evaluation import evaluate_synthetic
 from elfdd.pipeline.training import configure_threads, seed_everything
 
-# Zhao & Bilen 2021 (DSA paper), ConvNet on Fashion-MNIST, as recorded in notes/method.md (approximate).
+# Zhao & Bilen 2021 (DSA paper), ConvNet on Fashion-MNIST, (approximate, from the paper's tables).
 PUBLISHED = {("dc", 1): 70.5, ("dc", 10): 82.3, ("dsa", 1): 70.6, ("dsa", 10): 84.6}
 CPU = torch.device("cpu")
 

@@ -1,4 +1,4 @@
-"""The ``elfdd`` command line (DESIGN.md): exit 0 success, 2 bad input with one line on stderr, 3 finished with
+"""The ``elfdd`` command line (docs/design.md): exit 0 success, 2 bad input with one line on stderr, 3 finished with
 diverged student runs (listed on stderr), 1 internal error."""
 
 from __future__ import annotations
@@ -22,9 +22,32 @@ EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
 
+def _registered() -> str:
+    """The registries' names (what config values may name), for --help."""
+    from ..models import list_models
+    from ..pipeline.data import list_datasets
+    from ..pipeline.distill import list_methods
+    from ..pipeline.losses import list_feature_losses
+
+    return "\n".join(
+        [
+            "registered:",
+            f"  datasets (data.name): {', '.join(list_datasets())}",
+            f"  distillation methods (distill.method): {', '.join(list_methods())}",
+            f"  architectures (teacher.arch, students.archs): {', '.join(list_models())}",
+            f"  feature losses (students.feature_loss): {', '.join(list_feature_losses())}",
+        ]
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
+    from ..pipeline.distill import list_methods
+
     parser = argparse.ArgumentParser(
-        prog="elfdd", description="Dataset distillation with cached teacher features (ELF)."
+        prog="elfdd",
+        description="Dataset distillation with cached teacher features (ELF).",
+        epilog=_registered(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
@@ -51,9 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--force", action="store_true", help="recompute even where the inputs are unchanged")
         if name in ("run", "distill"):
-            p.add_argument(
-                "--method", choices=["dm", "dsa", "mtt"], help="distillation method (distill.method)"
-            )
+            p.add_argument("--method", choices=list_methods(), help="distillation method (distill.method)")
         if name in ("run", "extract", "students"):
             p.add_argument(
                 "--dask-address",

@@ -32,20 +32,22 @@ def forward_logs() -> None:
     """elfdd's progress lines join the flow run's logs (the UI's log view): the handlers Prefect gives the loggers of
     PREFECT_LOGGING_EXTRA_LOGGERS, added to the ``elfdd`` logger when a flow starts (in any process: the CLI's, a
     worker's flow-run process), never on import."""
+    from prefect.logging.handlers import APILogHandler
+
     target = logging.getLogger("elfdd")
     if target.level == logging.NOTSET:
         target.setLevel(logging.INFO)
     for handler in logging.getLogger("prefect.extra").handlers:
-        if handler not in target.handlers:
+        # Only the API handler: another one (a console's, a test's capture) also sees the records through the root.
+        if isinstance(handler, APILogHandler) and handler not in target.handlers:
             target.addHandler(handler)
 
 
 RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_condition_fn": retry_transient}
 
 
-def _run(run_dir: str) -> tuple[stages.RunDir, RunConfig]:
-    root = location.local_dir(run_dir)
-    return stages.RunDir(root), stages.read_run_config(root)
+def _run_dir(run_dir: str) -> stages.RunDir:
+    return stages.RunDir(location.local_dir(run_dir))
 
 
 def locked(flow_fn: Callable[..., str]) -> Callable[..., str]:
@@ -64,39 +66,43 @@ def locked(flow_fn: Callable[..., str]) -> Callable[..., str]:
 def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, RunConfig]:
     """The run directory with ``config`` written into it, or with its own config.yaml (else the defaults)."""
     root = location.local_dir(run_dir)
-    if config is None and (root / "config.yaml").exists():
-        return _run(run_dir)
+    if config is None and stages.RunDir(root).config.exists():
+        return stages.RunDir(root), stages.read_run_config(root)
     config = config or RunConfig()
     return stages.prepare_run(root, config), config
 
 
+# Tasks get the run directory and the flow's validated config as values (never re-reading config.yaml).
+
+
 @task(name="distill", **RETRYING)
-def distill_task(run_dir: str, force: bool = False) -> str:
-    return str(stages.stage_distill(*_run(run_dir), force=force))
+def distill_task(run_dir: str, config: RunConfig, force: bool = False) -> str:
+    return str(stages.stage_distill(_run_dir(run_dir), config, force=force))
 
 
 @task(name="train-teacher", **RETRYING)
-def teacher_task(run_dir: str, force: bool = False) -> str:
-    return str(stages.stage_teacher(*_run(run_dir), force=force))
+def teacher_task(run_dir: str, config: RunConfig, force: bool = False) -> str:
+    return str(stages.stage_teacher(_run_dir(run_dir), config, force=force))
 
 
 @task(name="extract-epoch", task_run_name="extract-{teacher}-epoch-{epoch}", **RETRYING)
-def extract_epoch_task(run_dir: str, target: str, teacher: str, epoch: int, key: str) -> list[str]:
+def extract_epoch_task(
+    run_dir: str, config: RunConfig, target: str, teacher: str, epoch: int, key: str
+) -> list[str]:
     """One teacher checkpoint's features into the prepared store ``target`` (``key``: the stage's input key)."""
-    return stages.stage_extract_epoch(*_run(run_dir), Path(target), teacher, epoch, key)
+    return stages.stage_extract_epoch(_run_dir(run_dir), config, Path(target), teacher, epoch, key)
 
 
 @task(name="train-student", task_run_name="student-{name}", **RETRYING)
-def student_task(run_dir: str, name: str, cell: dict, force: bool = False) -> str:
+def student_task(run_dir: str, config: RunConfig, name: str, cell: dict, force: bool = False) -> str:
     """One grid cell (``cell``: the StudentJob's fields; ``name``: its label, for the UI)."""
-    run, config = _run(run_dir)
-    return str(stages.stage_student(run, config, StudentJob(**cell), force=force))
+    return str(stages.stage_student(_run_dir(run_dir), config, StudentJob(**cell), force=force))
 
 
 @task(name="report")
-def report_task(run_dir: str) -> str:
+def report_task(run_dir: str, config: RunConfig) -> str:
     """Write results.json, report.md and plots, and publish the summary table and the report as artifacts."""
-    run, config = _run(run_dir)
+    run = _run_dir(run_dir)
     report = stages.stage_report(run, config)
     artifacts.publish_report(run)
     diverged = stages.diverged_runs(run)
@@ -119,8 +125,8 @@ def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None,
         config: the run configuration; empty: the directory's config.yaml, else the defaults
         force: recompute even when the inputs are unchanged
     """
-    run, _ = open_run(run_dir, config)
-    path = distill_task(run_dir, force)
+    run, config = open_run(run_dir, config)
+    path = distill_task(run_dir, config, force)
     artifacts.publish_distill(run)
     return path
 
@@ -136,7 +142,7 @@ def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None,
         force: recompute even when the inputs are unchanged
     """
     run, config = open_run(run_dir, config)
-    path = teacher_task(run_dir, force)
+    path = teacher_task(run_dir, config, force)
     artifacts.publish_teacher(run, config)
     return path
 
@@ -161,7 +167,14 @@ def extract_flow(
 
     def map_epochs(target: Path, items: list[tuple[str, int]], key: str) -> None:
         calls = [
-            {"run_dir": run_dir, "target": str(target), "teacher": teacher, "epoch": epoch, "key": key}
+            {
+                "run_dir": run_dir,
+                "config": config,
+                "target": str(target),
+                "teacher": teacher,
+                "epoch": epoch,
+                "key": key,
+            }
             for teacher, epoch in items
         ]
         run_tasks(extract_epoch_task, calls, dask_address)
@@ -192,9 +205,12 @@ def students_flow(
     pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
     device = resolve_device(config.device).type
     pool = LocalPool.for_cells(len(jobs if force else pending), config.workers, config.threads, device)
-    calls = [{"run_dir": run_dir, "name": job.name, "cell": asdict(job), "force": force} for job in jobs]
+    calls = [
+        {"run_dir": run_dir, "config": config, "name": job.name, "cell": asdict(job), "force": force}
+        for job in jobs
+    ]
     run_tasks(student_task, calls, dask_address, progress="elfdd-students", pool=pool)
-    return report_task(run_dir)
+    return report_task(run_dir, config)
 
 
 @flow(name="report")
@@ -208,8 +224,8 @@ def report_flow(run_dir: str = "runs/default", config: RunConfig | None = None, 
         force: unused (the report is always rewritten from the finished runs)
     """
     del force
-    open_run(run_dir, config)
-    return report_task(run_dir)
+    _, config = open_run(run_dir, config)
+    return report_task(run_dir, config)
 
 
 @flow(name="elf-pipeline")
@@ -229,11 +245,11 @@ def elf_pipeline(
         force: recompute every stage even when its inputs are unchanged
         dask_address: a dask.distributed scheduler (tcp://host:port) for extraction and the student grid
     """
-    open_run(run_dir, config)
-    distill_flow(run_dir, force=force)
-    teacher_flow(run_dir, force=force)
-    extract_flow(run_dir, force=force, dask_address=dask_address)
-    return students_flow(run_dir, force=force, dask_address=dask_address)
+    _, config = open_run(run_dir, config)
+    distill_flow(run_dir, config, force=force)
+    teacher_flow(run_dir, config, force=force)
+    extract_flow(run_dir, config, force=force, dask_address=dask_address)
+    return students_flow(run_dir, config, force=force, dask_address=dask_address)
 
 
 FLOWS = {

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from .split import SplitNet
 
@@ -56,6 +60,13 @@ def create_model(name: str, in_channels: int, num_classes: int, image_size: int,
 
 
 def split_points(name: str, **kwargs: Any) -> tuple[tuple[str, ...], str]:
-    """The named split points of an architecture and its default split (ELF's cut)."""
-    model = create_model(name, in_channels=1, num_classes=2, image_size=28, **kwargs)
-    return model.split_points, model.default_split
+    """The named split points of an architecture and its default split (ELF's cut): built once per architecture and
+    keyword arguments, on the meta device (no weights allocated)."""
+    return _split_points(name, json.dumps(kwargs, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _split_points(name: str, kwargs: str) -> tuple[tuple[str, ...], str]:
+    with torch.device("meta"):
+        model = create_model(name, in_channels=1, num_classes=2, image_size=28, **json.loads(kwargs))
+    return tuple(model.split_points), model.default_split

@@ -21,7 +21,6 @@ from ..core.errors import BadInput
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]
-FeatureLoss = Literal["ce", "kl", "l2", "l1", "cosine"]
 # clean: the feature of the un-augmented image (the reference); replay: the stored feature of exactly the augmented
 # view the student sees; online: the teacher run on exactly the augmented batch every step (no cache).
 ViewPolicy = Literal["clean", "replay", "online"]
@@ -55,13 +54,22 @@ def _teacher_splits(teacher: TeacherConfig) -> tuple[tuple[str, ...], str]:
 
 
 class DataConfig(Strict):
-    name: Literal["fashion_mnist", "mnist", "cifar10", "cifar100", "npz"] = "fashion_mnist"
+    name: str = "fashion_mnist"  # a name of pipeline.data.register_dataset
     root: str | None = None  # folder with the files; default: $ELFDD_DATA, then the Debian path
     path: str | None = None  # the .npz file when name == npz
     train_subset: int | None = Field(default=None, gt=0)
     test_subset: int | None = Field(default=None, gt=0)
     zca: bool = False  # ZCA whitening fitted on the training split, applied to train and test
     zca_eps: float = Field(default=0.1, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from .data import list_datasets
+
+        if name not in list_datasets():
+            raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}")
+        return name
 
     @model_validator(mode="after")
     def _npz_needs_path(self) -> DataConfig:
@@ -112,17 +120,13 @@ class MetaDDConfig(Strict):
         return [_check_arch(a) for a in archs]
 
 
-# The reference image learning rates: DM 1 (CIFAR), DSA 0.1, MTT 100-1000 (notes/method.md D.3-D.5).
-DEFAULT_LR_IMG = {"dm": 1.0, "dsa": 0.1, "mtt": 100.0}
-
-
 class DistillConfig(Strict):
-    method: Literal["dm", "dsa", "mtt"] = "dm"
+    method: str = "dm"  # a name of pipeline.distill.register_method: dm, dsa (gradient matching), mtt
     arch: str = "convnet"
     arch_kwargs: dict[str, Any] = {}
     ipc: int = Field(default=10, gt=0)
     iterations: int = Field(default=200, ge=0)
-    lr_img: float | None = Field(default=None, gt=0)  # default: DEFAULT_LR_IMG[method]
+    lr_img: float | None = Field(default=None, gt=0)  # default: the method's (DM 1, DSA 0.1, MTT 100)
     momentum: float = Field(default=0.5, ge=0, lt=1)
     batch_real: int = Field(default=64, gt=0)
     init: Literal["real", "noise"] = "real"
@@ -138,9 +142,22 @@ class DistillConfig(Strict):
 
     _arch = field_validator("arch")(_check_arch)
 
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, method: str) -> str:
+        from .distill import list_methods
+
+        if method not in list_methods():
+            raise ValueError(
+                f"unknown distillation method {method!r}; registered: {', '.join(list_methods())}"
+            )
+        return method
+
     @property
     def image_lr(self) -> float:
-        return self.lr_img if self.lr_img is not None else DEFAULT_LR_IMG[self.method]
+        from .distill import METHODS
+
+        return self.lr_img if self.lr_img is not None else METHODS[self.method].lr_img
 
 
 class TeacherConfig(Strict):
@@ -209,7 +226,7 @@ class StudentsConfig(Strict):
     arch_kwargs: dict[str, dict[str, Any]] = {}
     modes: list[LossMode] = ["task", "front_rear_task"]
     # Grid axes: each takes one value or a list; the first value is the reference the analyses vary one axis from.
-    feature_loss: list[FeatureLoss] = ["ce"]
+    feature_loss: list[str] = ["ce"]  # names of pipeline.losses.register_feature_loss
     lambda_front: list[Lambda] = [1.0]
     lambda_rear: list[Lambda] = [1.0]
     teacher_epoch: list[int] | None = None  # default: the last extracted epoch
@@ -249,6 +266,18 @@ class StudentsConfig(Strict):
         if not archs:
             raise ValueError("students.archs must name at least one architecture")
         return [_check_arch(a) for a in archs]
+
+    @field_validator("feature_loss")
+    @classmethod
+    def _feature_losses(cls, names: list[str]) -> list[str]:
+        from .losses import list_feature_losses
+
+        unknown = [n for n in names if n not in list_feature_losses()]
+        if unknown:
+            raise ValueError(
+                f"unknown feature loss {unknown[0]!r}; registered: {', '.join(list_feature_losses())}"
+            )
+        return names
 
     @field_validator("arch_lr", "teacher", "split")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,12 +164,31 @@ def _subset(
     return x[index], y[index]
 
 
-LOADERS = {"fashion_mnist": _load_fashion_mnist, "npz": _load_npz}
+Loader = Callable[[DataConfig], dict[str, np.ndarray]]
+DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str, loader: Loader) -> None:
+    """Register ``loader(data_config) -> {x_train, y_train, x_test, y_test}`` (uint8 or [0, 1] float images (N,H,W)
+    or (N,H,W,C), integer labels) as ``data.name`` value ``name``."""
+    if name in DATASETS:
+        raise ValueError(f"dataset {name!r} is already registered")
+    DATASETS[name] = loader
+
+
+def list_datasets() -> list[str]:
+    return list(DATASETS)
+
+
+register_dataset("fashion_mnist", _load_fashion_mnist)
+register_dataset("npz", _load_npz)
+for _name in ("mnist", "cifar10", "cifar100"):  # torchvision's on-disk layout under data.root
+    register_dataset(_name, _load_torchvision)
 
 
 def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
     """Load, check and normalise a dataset; statistics come from the (full) training split."""
-    arrays = LOADERS.get(cfg.name, _load_torchvision)(cfg)
+    arrays = DATASETS[cfg.name](cfg)
     where = cfg.path or cfg.root or cfg.name
     x_train = _to_images(arrays["x_train"], f"{where}: x_train")
     x_test = _to_images(arrays["x_test"], f"{where}: x_test")

@@ -1,6 +1,8 @@
-"""ELF's loss modes and feature losses, with the reference code's inconsistencies fixed (notes/method.md E.1.2)."""
+"""ELF's loss modes and feature losses; where they differ from the reference code, the comments below say how."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -22,28 +24,54 @@ def result_mode(loss_mode: str) -> str:
     return RESULT_MODE.get(loss_mode, loss_mode)
 
 
+FeatureLossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+FEATURE_LOSSES: dict[str, FeatureLossFn] = {}
+
+
+def register_feature_loss(name: str, fn: FeatureLossFn) -> None:
+    """Register ``fn(student, teacher, temperature) -> scalar`` as ``students.feature_loss`` value ``name``."""
+    if name in FEATURE_LOSSES:
+        raise ValueError(f"feature loss {name!r} is already registered")
+    FEATURE_LOSSES[name] = fn
+
+
+def list_feature_losses() -> list[str]:
+    return list(FEATURE_LOSSES)
+
+
 def feature_loss(
     kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
     """Distance between the (adapted) student front output and the teacher feature, both (B, C, ...)."""
-    if kind == "ce":
-        # As the reference: soft-target cross-entropy with a softmax over channels at every position; the raw
-        # (non-negative, unnormalised) teacher activations are the target. Its gradient, softmax(s) * sum_c(t) - t,
-        # grows with the teacher's activation mass per position (about 230 for the default ConvNet teacher).
-        return F.cross_entropy(student, teacher)
-    if kind == "kl":
-        # The same channel-wise matching against a proper distribution: the teacher normalised over channels at
-        # each position, softmax(t / T), and the student's softmax(s / T); KL per position, mean over B*H*W, times
-        # T^2 so the gradient scale does not shrink with T (Hinton et al. 2015). Its gradient is bounded by 2T.
-        log_student = F.log_softmax(student / temperature, dim=1)
-        target = F.softmax(teacher / temperature, dim=1)
-        per_position = F.kl_div(log_student, target, reduction="none").sum(1)
-        return per_position.mean() * temperature**2
-    if kind == "l2":
-        return F.mse_loss(student, teacher)
-    if kind == "l1":
-        return F.l1_loss(student, teacher)
-    if kind == "cosine":
-        # One cosine per sample (the reference took one over the whole batch flattened into a vector).
-        return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
-    raise ValueError(f"unknown feature loss {kind!r}")
+    if kind not in FEATURE_LOSSES:
+        raise ValueError(f"unknown feature loss {kind!r}; registered: {', '.join(FEATURE_LOSSES)}")
+    return FEATURE_LOSSES[kind](student, teacher, temperature)
+
+
+def _soft_target_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    # As the reference: soft-target cross-entropy with a softmax over channels at every position; the raw
+    # (non-negative, unnormalised) teacher activations are the target. Its gradient, softmax(s) * sum_c(t) - t,
+    # grows with the teacher's activation mass per position (about 230 for the default ConvNet teacher).
+    return F.cross_entropy(student, teacher)
+
+
+def _channel_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    # The same channel-wise matching against a proper distribution: the teacher normalised over channels at
+    # each position, softmax(t / T), and the student's softmax(s / T); KL per position, mean over B*H*W, times
+    # T^2 so the gradient scale does not shrink with T (Hinton et al. 2015). Its gradient is bounded by 2T.
+    log_student = F.log_softmax(student / temperature, dim=1)
+    target = F.softmax(teacher / temperature, dim=1)
+    per_position = F.kl_div(log_student, target, reduction="none").sum(1)
+    return per_position.mean() * temperature**2
+
+
+def _per_sample_cosine(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    # One cosine per sample (the reference took one over the whole batch flattened into a vector).
+    return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
+
+
+register_feature_loss("ce", _soft_target_ce)
+register_feature_loss("kl", _channel_kl)
+register_feature_loss("l2", lambda s, t, _: F.mse_loss(s, t))
+register_feature_loss("l1", lambda s, t, _: F.l1_loss(s, t))
+register_feature_loss("cosine", _per_sample_cosine)

@@ -19,6 +19,7 @@ from ..store.stream import ChunkShuffleSampler, feature_loader
 from . import augment
 from .config import StudentsConfig
 from .losses import LOSS_TERMS, feature_loss, result_mode
+from .records import CellRecord
 from .training import (
     NonFiniteWatch,
     Progress,
@@ -274,7 +275,7 @@ def train_student(
             raise StudentDiverged(job.name, term, at_epoch, value)
         log.warning("student %s diverged: loss term %s is %s at epoch %d", job.name, term, value, at_epoch)
     test_acc = None if diverged else evaluate(model, x_test, y_test, device, precision)
-    return {
+    record = {
         "cell": job.name,
         "student": job.student,
         "mode": result_mode(job.loss_mode),
@@ -305,6 +306,7 @@ def train_student(
         "train_seconds": round(train_seconds, 3),
         "job": asdict(job),
     }
+    return CellRecord.model_validate(record).model_dump(mode="json")
 
 
 def check_store_matches(

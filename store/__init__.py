@@ -1,4 +1,4 @@
-"""The Zarr feature store (DESIGN.md schema 1)."""
+"""The Zarr feature store (schema 1, docs/design.md)."""
 
 import warnings
 

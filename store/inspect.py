@@ -1,6 +1,6 @@
 """``elfdd inspect``: feature statistics computed lazily with dask, xarray views with named dims, PNG plots.
 
-Every reduction runs in float32 (float16 sums overflow, notes/stack.md) and the arrays are read chunk by chunk, so
+Every reduction runs in float32 (float16 sums overflow) and the arrays are read chunk by chunk, so
 stores larger than memory are inspected without loading them.
 """
 

@@ -120,7 +120,7 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     Reads whole chunks of samples (every view of them) and keeps decoded chunks in an LRU cache bounded in bytes,
     so stores larger than memory stream. The store is opened lazily in the process that reads, so DataLoader workers
-    each open their own (zarr 3 + fork hazard, notes/stack.md). Indexing takes a sample or a (sample, view) pair;
+    each open their own (zarr 3 + fork hazard). Indexing takes a sample or a (sample, view) pair;
     ``__getitems__`` fetches a whole batch in one call.
     """
 

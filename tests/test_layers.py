@@ -90,3 +90,16 @@ def test_the_import_walk_sees_relative_and_nested_imports():
     assert "elfdd.core.errors" in names and all(n.startswith("elfdd.") for n in names)
     flows_cli = [n for _, n in elfdd_imports(ROOT / "flows" / "cli.py")]
     assert "elfdd.pipeline.config" in flows_cli  # imported inside a function
+
+
+def test_pyproject_lists_every_package():
+    """A package folder missing from pyproject.toml's list works in the editable install and is left out of a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"elfdd"} | {
+        ".".join(["elfdd", *p.parent.relative_to(ROOT).parts])
+        for layer in ALLOWED
+        for p in (ROOT / layer).rglob("__init__.py")
+    }
+    assert listed == found

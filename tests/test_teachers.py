@@ -91,7 +91,8 @@ def test_verify_compares_the_store_with_the_run_s_teacher_manifests(two_teacher_
     run, _ = two_teacher_run
     recorded = stages.recorded_checkpoints(run.store)
     assert sorted(recorded) == ["narrow", "wide"] and sorted(recorded["narrow"]) == [1, 2]
-    retrained = {**recorded, "wide": {1: "0" * 64}}  # the run's wide teacher is not the one the store was made from
+    # the run's wide teacher is not the one the store was made from
+    retrained = {**recorded, "wide": {1: "0" * 64}}
     assert verify_store(run.store, retrained) == [
         "teachers/wide/epoch_0001: checkpoint_sha256 differs from the run's teacher manifest"
     ]

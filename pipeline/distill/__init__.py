@@ -1,9 +1,10 @@
-"""Distillation methods (DM, DSA gradient matching, MTT) with the optional MetaDD regulariser."""
+"""Distillation methods (DM, DSA gradient matching, MTT; ``register_method`` adds one) with the optional MetaDD\nregulariser."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +21,104 @@ from .gm import distill_gm
 from .metadd import MetaDD, train_auxiliaries
 from .mtt import distill_mtt
 
-__all__ = ["distill", "initial_images"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodContext",
+    "distill",
+    "initial_images",
+    "list_methods",
+    "register_method",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodContext:
+    """What a method starts from: the initial images (on the device) and labels, and everything a Distillation
+    needs besides its ImageUpdate (which the method builds: MTT learns a step size alongside the images)."""
+
+    data: DataSplits
+    cfg: DistillConfig
+    images: torch.Tensor
+    labels: torch.Tensor
+    regulariser: MetaDD | None
+    generator: torch.Generator
+    device: torch.device
+    precision: str
+    resume: ResumePoint
+    seed: int
+    experts_dir: Path | None
+
+    def job(self, update: ImageUpdate) -> Distillation:
+        return Distillation(
+            self.data,
+            self.cfg,
+            self.images,
+            self.labels,
+            update,
+            self.generator,
+            self.device,
+            self.precision,
+            self.resume,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """``run(context) -> (extra, update)``: distil ``context.images`` in place; ``extra`` is saved with the set.
+    ``lr_img``: the image learning rate when ``distill.lr_img`` is not given."""
+
+    run: Callable[[MethodContext], tuple[dict, ImageUpdate]]
+    lr_img: float
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(
+    name: str, run: Callable[[MethodContext], tuple[dict, ImageUpdate]], lr_img: float
+) -> None:
+    """Register a distillation method as ``distill.method`` value ``name``."""
+    if name in METHODS:
+        raise ValueError(f"distillation method {name!r} is already registered")
+    METHODS[name] = Method(run, lr_img)
+
+
+def list_methods() -> list[str]:
+    return list(METHODS)
+
+
+def _matching(loop: Callable[[Distillation], dict]) -> Callable[[MethodContext], tuple[dict, ImageUpdate]]:
+    """A method that updates the images alone (DM's distribution matching, DSA's gradient matching)."""
+
+    def run(ctx: MethodContext) -> tuple[dict, ImageUpdate]:
+        update = ImageUpdate(ctx.images, ctx.cfg, f"distill {ctx.cfg.method}", ctx.regulariser)
+        return loop(ctx.job(update)), update
+
+    return run
+
+
+def _mtt(ctx: MethodContext) -> tuple[dict, ImageUpdate]:
+    """Trajectory matching: expert trajectories recorded once under ``experts_dir``; a learned student step size."""
+    from ..experts import load_trajectories, record_experts
+
+    if ctx.experts_dir is None:
+        raise BadInput("distill.method mtt needs a folder for its expert trajectories")
+    manifest = record_experts(ctx.data, ctx.cfg, ctx.experts_dir, ctx.device, ctx.precision, ctx.seed)
+    trajectories = [t.to(ctx.device) for t in load_trajectories(ctx.experts_dir, manifest)]
+    syn_lr = torch.tensor(ctx.cfg.mtt.syn_lr_init, device=ctx.device)
+    update = ImageUpdate(
+        ctx.images, ctx.cfg, "distill mtt", ctx.regulariser, extra=[(syn_lr, ctx.cfg.mtt.lr_lr)]
+    )
+    extra = distill_mtt(ctx.job(update), trajectories=trajectories, syn_lr=syn_lr)
+    extra["experts"] = manifest["key"]
+    return extra, update
+
+
+# The reference image learning rates: DM 1 (CIFAR), DSA 0.1, MTT 100-1000 (the DM, DSA and MTT papers' code).
+register_method("dm", _matching(distill_dm), lr_img=1.0)
+register_method("dsa", _matching(distill_gm), lr_img=0.1)
+register_method("mtt", _mtt, lr_img=100.0)
 
 
 def distill(
@@ -45,23 +143,10 @@ def distill(
     regulariser = None
     if cfg.metadd.enabled:
         regulariser = MetaDD(train_auxiliaries(data, cfg.metadd, device, precision, seed), cfg.metadd)
-    extra: dict = {}
-    if cfg.method == "mtt":
-        from ..experts import load_trajectories, record_experts
-
-        if experts_dir is None:
-            raise BadInput("distill.method mtt needs a folder for its expert trajectories")
-        manifest = record_experts(data, cfg, experts_dir, device, precision, seed)
-        trajectories = [t.to(device) for t in load_trajectories(experts_dir, manifest)]
-        syn_lr = torch.tensor(cfg.mtt.syn_lr_init, device=device)
-        update = ImageUpdate(images, cfg, "distill mtt", regulariser, extra=[(syn_lr, cfg.mtt.lr_lr)])
-        job = Distillation(data, cfg, images, labels, update, generator, device, precision, resume)
-        extra = distill_mtt(job, trajectories=trajectories, syn_lr=syn_lr)
-        extra["experts"] = manifest["key"]
-    else:
-        update = ImageUpdate(images, cfg, f"distill {cfg.method}", regulariser)
-        job = Distillation(data, cfg, images, labels, update, generator, device, precision, resume)
-        extra = (distill_dm if cfg.method == "dm" else distill_gm)(job)
+    context = MethodContext(
+        data, cfg, images, labels, regulariser, generator, device, precision, resume, seed, experts_dir
+    )
+    extra, update = METHODS[cfg.method].run(context)
     if not torch.isfinite(images).all():
         raise BadInput(f"distill {cfg.method}: the images diverged to NaN/Inf; lower distill.lr_img")
     resume.clear()

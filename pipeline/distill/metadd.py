@@ -4,7 +4,7 @@ M auxiliary architectures, briefly trained on real data and frozen, score the sy
 - the architecture-invariant loss L_ai = sum_m [ CE(aux_m(x), y) + KL(p_backbone || p_aux_m) ], the backbone being
   the method's network of the iteration (its distribution is the target, detached);
 - the variance across the M architectures of their normalised Grad-CAM maps, averaged over pixels and images
-  (notes/method.md C.2, with the sum over m the printed equation lacks).
+  (arXiv 2410.05103, Sec. 3, with the sum over m the printed equation lacks).
 Both are differentiated to the pixels only (Grad-CAM with create_graph), weighted by ``weight_ai`` and ``weight_var``.
 """
 

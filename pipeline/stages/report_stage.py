@@ -11,9 +11,9 @@ from ...core.errors import BadInput
 from ...core.io import (
     atomic_write_json,
     atomic_write_text,
-    load_json,
 )
 from ..config import RunConfig
+from ..records import read_record
 from ..report import arm, at_reference, build_results, render_markdown, summary_value, write_plots
 from ..synthetic import load_synthetic
 from .cells import cell_key, open_cell_datasets, student_config, student_store
@@ -35,7 +35,7 @@ def stage_report(run: RunDir, config: RunConfig) -> Path:
     datasets = open_cell_datasets(run, config, jobs)
     for job in jobs:
         path = run.student_run(job)
-        record = load_json(path, "student run")
+        record = read_record(path)
         if record.get("cache_key") != cell_key(
             job, config, students, datasets[feature_cell(config, job)], precision
         ):
