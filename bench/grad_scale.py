@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from elfdd.models import adapter_pair, create_model
 from elfdd.pipeline import stages
-from elfdd.pipeline.students import StudentJob, elf_losses, student_view
+from elfdd.pipeline.jobs import StudentJob
+from elfdd.pipeline.students import elf_losses, student_view
 from elfdd.pipeline.training import autocast, seed_everything, sgd_with_half_decay
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 

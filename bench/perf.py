@@ -36,8 +36,9 @@ from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
 from elfdd.pipeline.extract import TeacherSource, extract_to_store, view_params
+from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.losses import feature_loss
-from elfdd.pipeline.students import StudentJob, train_student
+from elfdd.pipeline.students import train_student
 from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest, train_teacher
 from elfdd.pipeline.training import (
     CPU_INFERENCE_BATCH,

@@ -24,7 +24,8 @@ from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
 from elfdd.pipeline.extract import TeacherSource, extract_to_store
-from elfdd.pipeline.students import StudentJob, train_student
+from elfdd.pipeline.jobs import StudentJob
+from elfdd.pipeline.students import train_student
 from elfdd.pipeline.teacher import load_manifest, train_teacher
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset

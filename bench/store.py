@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import ExtractConfig
-from elfdd.pipeline.students import StudentJob, train_student
+from elfdd.pipeline.jobs import StudentJob
+from elfdd.pipeline.students import train_student
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset, InMemoryFeatures
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader

@@ -20,8 +20,8 @@ from prefect import flow, task
 
 from ..pipeline import stages
 from ..pipeline.config import RunConfig
+from ..pipeline.jobs import StudentJob
 from ..pipeline.lock import run_lock
-from ..pipeline.students import StudentJob
 from ..pipeline.training import resolve_device
 from ..store import location
 from . import artifacts

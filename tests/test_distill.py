@@ -224,7 +224,7 @@ def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_
 
 def test_students_train_with_the_lr_mtt_learned_when_asked(toy_npz, tmp_path):
     from elfdd.pipeline import stages
-    from elfdd.pipeline.students import StudentJob
+    from elfdd.pipeline.jobs import StudentJob
     from helpers import staged_run
 
     overrides = ["precision=fp32", "distill.method=mtt", "distill.ipc=1", "distill.iterations=2"]

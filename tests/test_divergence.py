@@ -11,8 +11,9 @@ from elfdd.core.errors import StudentDiverged
 from elfdd.models import adapter_pair, create_model, list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline import students as students_module
+from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.losses import feature_loss
-from elfdd.pipeline.students import StudentJob, elf_losses, student_view
+from elfdd.pipeline.students import elf_losses, student_view
 from elfdd.pipeline.training import NonFiniteWatch
 from helpers import TINY_RUN, staged_run
 from torch.utils._python_dispatch import TorchDispatchMode

@@ -12,8 +12,9 @@ from elfdd.flows.cli import main as cli_main
 from elfdd.models import list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
+from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.pairing import pair_student, split_shapes
-from elfdd.pipeline.students import StudentJob, elf_losses, train_student
+from elfdd.pipeline.students import elf_losses, train_student
 from elfdd.pipeline.teacher import teacher_at
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureStore

@@ -11,7 +11,8 @@ from elfdd.core.errors import BadInput
 from elfdd.models import create_model
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.students import StudentJob, student_view, train_student
+from elfdd.pipeline.jobs import StudentJob
+from elfdd.pipeline.students import student_view, train_student
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store

@@ -14,7 +14,8 @@ from ...core.io import (
 from ...store import location
 from ...store.reader import FeatureDataset
 from ..config import RunConfig
-from ..students import StudentJob, check_store_matches, train_student
+from ..jobs import StudentJob
+from ..students import check_store_matches, train_student
 from ..synthetic import load_synthetic
 from ..teacher import load_manifest, teacher_at
 from ..training import log, resolve_device, resolve_precision

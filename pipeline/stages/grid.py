@@ -9,8 +9,8 @@ from typing import Any
 
 from ...core.errors import BadInput
 from ..config import RunConfig
+from ..jobs import StudentJob, make_job, student_jobs
 from ..pairing import Pairing, pair_student, split_shapes
-from ..students import StudentJob, make_job, student_jobs
 from .run import data_for
 
 

@@ -18,7 +18,7 @@ from ...core.io import (
 from ...store import location
 from ..config import RunConfig, dump_config, load_config
 from ..data import DataSplits, load_data
-from ..students import StudentJob
+from ..jobs import StudentJob
 from ..training import configure_threads, resolve_device, resolve_precision
 
 

@@ -1,0 +1,182 @@
+"""The config sections of the stages before the students: data, distillation (with MTT and MetaDD), a teacher, the
+feature extraction."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from .base import Name, Strict, check_arch
+
+
+class DataConfig(Strict):
+    name: str = "fashion_mnist"  # a name of pipeline.data.register_dataset
+    root: str | None = None  # folder with the files; default: $ELFDD_DATA, then the Debian path
+    path: str | None = None  # the .npz file when name == npz
+    train_subset: int | None = Field(default=None, gt=0)
+    test_subset: int | None = Field(default=None, gt=0)
+    zca: bool = False  # ZCA whitening fitted on the training split, applied to train and test
+    zca_eps: float = Field(default=0.1, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from ..data import list_datasets
+
+        if name not in list_datasets():
+            raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}")
+        return name
+
+    @model_validator(mode="after")
+    def _npz_needs_path(self) -> DataConfig:
+        if self.name == "npz" and not self.path:
+            raise ValueError("data.path is required when data.name is npz")
+        return self
+
+
+class MTTConfig(Strict):
+    """Trajectory matching: experts from the teacher loop in expert mode, then the unrolled-student matching."""
+
+    experts: int = Field(default=2, ge=1)
+    expert_epochs: int = Field(default=6, ge=1)
+    expert_lr: float = Field(default=0.01, gt=0)
+    expert_batch: int = Field(default=256, gt=0)
+    expert_subset: int | None = Field(default=None, gt=0)
+    syn_steps: int = Field(default=20, ge=1)  # N: unrolled student steps on synthetic data
+    expert_steps: int = Field(default=2, ge=1)  # M: expert epochs the N steps must cover
+    max_start_epoch: int = Field(default=4, ge=0)  # T+
+    syn_lr_init: float = Field(default=0.01, gt=0)
+    lr_lr: float = Field(default=1e-5, gt=0)
+    batch_syn: int | None = Field(default=None, gt=0)  # default: the whole synthetic set per step
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> MTTConfig:
+        if self.expert_steps > self.expert_epochs:
+            raise ValueError(
+                f"distill.mtt.expert_steps {self.expert_steps} exceeds expert_epochs {self.expert_epochs}"
+            )
+        return self
+
+
+class MetaDDConfig(Strict):
+    """The MetaDD regulariser (architecture-invariant loss + Grad-CAM variance over frozen auxiliaries)."""
+
+    enabled: bool = False
+    archs: list[str] = ["resnet18", "vgg11", "alexnet"]
+    aux_epochs: int = Field(default=1, ge=1)
+    aux_subset: int = Field(default=2000, gt=0)
+    weight_ai: float = Field(default=1.0, ge=0)
+    weight_var: float = Field(default=1.0, ge=0)
+
+    @field_validator("archs")
+    @classmethod
+    def _archs(cls, archs: list[str]) -> list[str]:
+        if not archs:
+            raise ValueError("distill.metadd.archs must name at least one architecture")
+        return [check_arch(a) for a in archs]
+
+
+class DistillConfig(Strict):
+    method: str = "dm"  # a name of pipeline.distill.register_method: dm, dsa (gradient matching), mtt
+    arch: str = "convnet"
+    arch_kwargs: dict[str, Any] = {}
+    ipc: int = Field(default=10, gt=0)
+    iterations: int = Field(default=200, ge=0)
+    lr_img: float | None = Field(default=None, gt=0)  # default: the method's (DM 1, DSA 0.1, MTT 100)
+    momentum: float = Field(default=0.5, ge=0, lt=1)
+    batch_real: int = Field(default=64, gt=0)
+    init: Literal["real", "noise"] = "real"
+    dsa: bool = True
+    # DSA (gradient matching)
+    lr_net: float = Field(default=0.01, gt=0)
+    outer_loop: int | None = Field(default=None, ge=1)  # default by IPC, as the reference
+    inner_loop: int | None = Field(default=None, ge=0)
+    distance: Literal["ours", "mse", "cos"] = "ours"
+    mtt: MTTConfig = MTTConfig()
+    metadd: MetaDDConfig = MetaDDConfig()
+    resume_every: int = Field(default=10, ge=1)  # iterations between resume points (no effect on the result)
+
+    _arch = field_validator("arch")(check_arch)
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, method: str) -> str:
+        from ..distill import list_methods
+
+        if method not in list_methods():
+            raise ValueError(
+                f"unknown distillation method {method!r}; registered: {', '.join(list_methods())}"
+            )
+        return method
+
+    @property
+    def image_lr(self) -> float:
+        from ..distill import METHODS
+
+        return self.lr_img if self.lr_img is not None else METHODS[self.method].lr_img
+
+
+class TeacherConfig(Strict):
+    id: Name = "teacher"
+    arch: str = "convnet"
+    arch_kwargs: dict[str, Any] = {}
+    epochs: int = Field(default=4, ge=1)
+    checkpoint_epochs: list[int] = [2, 4]
+    train_subset: int | None = Field(default=None, gt=0)  # defaults to data.train_subset
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    batch_size: int = Field(default=256, gt=0)
+    dsa: bool = True
+
+    _arch = field_validator("arch")(check_arch)
+
+    @model_validator(mode="after")
+    def _epochs_in_range(self) -> TeacherConfig:
+        bad = [e for e in self.checkpoint_epochs if not 0 <= e <= self.epochs]
+        if bad or not self.checkpoint_epochs:
+            raise ValueError(
+                f"teacher.checkpoint_epochs must be non-empty and within 0..{self.epochs}, got {self.checkpoint_epochs}"
+            )
+        return self
+
+
+class ExtractConfig(Strict):
+    teacher_epochs: list[int] | None = None  # default: every checkpointed epoch
+    layers: list[Name] | None = None  # default: the teacher's default split point
+    dtype: Literal["float16", "float32"] = "float16"
+    clevel: int = Field(default=5, ge=1, le=9)
+    bitround_keepbits: int | None = Field(default=None, ge=1)  # lossy: keep this many mantissa bits
+    quantize_digits: int | None = Field(default=None, ge=0, le=10)  # lossy: keep this many decimal digits
+    views: int = Field(default=1, ge=1, le=1024)  # V; > 1 stores augmented views for view_policy replay
+    view_seed: int = 0
+    view_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    # per_image: every image of every view draws its own DSA op and parameters; per_view: one op for all images of
+    # a view (as one DSA call on a batch), per-image parameters.
+    view_ops: Literal["per_image", "per_view"] = "per_image"
+    # At most this many images per forward pass; on the CPU at most 16 (training.inference_batch, measured).
+    batch_size: int = Field(default=256, gt=0)
+
+    @field_validator("view_strategy")
+    @classmethod
+    def _strategy(cls, strategy: str) -> str:
+        from ..augment import parse_strategy
+
+        parse_strategy(strategy)
+        return strategy
+
+    @model_validator(mode="after")
+    def _codec(self) -> ExtractConfig:
+        self.codec.check(self.dtype)
+        return self
+
+    @property
+    def codec(self):
+        from ...store.codecs import CodecSpec
+
+        return CodecSpec(self.clevel, self.bitround_keepbits, self.quantize_digits)

@@ -1,0 +1,94 @@
+"""The ``students`` section: the student grid (architectures, loss modes, the feature axes, seeds) and how each cell
+trains."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from .base import Lambda, LossMode, Name, Strict, ViewPolicy, check_arch, listed
+
+
+class StudentsConfig(Strict):
+    archs: list[str] = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
+    arch_kwargs: dict[str, dict[str, Any]] = {}
+    modes: list[LossMode] = ["task", "front_rear_task"]
+    # Grid axes: each takes one value or a list; the first value is the reference the analyses vary one axis from.
+    feature_loss: list[str] = ["ce"]  # names of pipeline.losses.register_feature_loss
+    lambda_front: list[Lambda] = [1.0]
+    lambda_rear: list[Lambda] = [1.0]
+    teacher_epoch: list[int] | None = None  # default: the last extracted epoch
+    layer: list[Name] | None = None  # default: the first extracted layer
+    epochs: int = Field(default=300, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    # A learning rate per architecture where ``lr`` does not suit it (e.g. {alexnet: 0.005}).
+    arch_lr: dict[str, Annotated[float, Field(gt=0)]] = {}
+    # The teacher (by id) each architecture learns from; the others are paired by shape (pipeline/pairing.py).
+    teacher: dict[str, Name] = {}
+    split: dict[str, Name] = {}  # the split point per architecture where the pairing rule's does not suit it
+    # What the rear loss feeds the student's rear: match_front ends the teacher->student adapter in a ReLU where the
+    # student's own front ends in one (its rear never sees negative input); linear: the adapter alone (the old path).
+    rear_path: Literal["match_front", "linear"] = "match_front"
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    batch_size: int = Field(default=256, gt=0)
+    # Clip the L2 norm of the whole gradient (student and adapters) to this value each step; null: no clipping.
+    grad_clip: float | None = Field(default=None, gt=0)
+    feature_temperature: float = Field(default=1.0, gt=0)  # T of feature_loss kl
+    # A cell whose loss becomes NaN/Inf: record it as diverged and go on (exit 3 once the report is written), or
+    # fail the stage at once (exit 2).
+    on_diverge: Literal["record", "fail"] = "record"
+    seeds: list[int] = [0, 1]
+    dsa: bool = True
+    view_policies: list[ViewPolicy] = ["clean"]  # replay needs a store with extract.views > 1
+    # Replay draws among the store's first max_views views (view 0 is the clean image); null: all of them.
+    max_views: int | None = Field(default=None, ge=1)
+    loader_workers: int = Field(default=0, ge=0)  # DataLoader worker processes reading the store
+    cache_mb: int = Field(default=256, ge=1)  # decoded store chunks kept per reader
+    store: str | None = None  # an existing store to train from; default: DIR/store.zarr
+    lr_from_synthetic: bool = False  # train with the lr learned by MTT (saved with the synthetic set)
+
+    @field_validator("archs")
+    @classmethod
+    def _archs(cls, archs: list[str]) -> list[str]:
+        if not archs:
+            raise ValueError("students.archs must name at least one architecture")
+        return [check_arch(a) for a in archs]
+
+    @field_validator("feature_loss")
+    @classmethod
+    def _feature_losses(cls, names: list[str]) -> list[str]:
+        from ..losses import list_feature_losses
+
+        unknown = [n for n in names if n not in list_feature_losses()]
+        if unknown:
+            raise ValueError(
+                f"unknown feature loss {unknown[0]!r}; registered: {', '.join(list_feature_losses())}"
+            )
+        return names
+
+    @field_validator("arch_lr", "teacher", "split")
+    @classmethod
+    def _per_arch(cls, per_arch: dict[str, Any]) -> dict[str, Any]:
+        for arch in per_arch:
+            check_arch(arch)
+        return per_arch
+
+    def lr_for(self, arch: str) -> float:
+        """The learning rate a student of ``arch`` trains with."""
+        return self.arch_lr.get(arch, self.lr)
+
+    _as_list = field_validator(
+        "feature_loss", "lambda_front", "lambda_rear", "teacher_epoch", "layer", "seeds", mode="before"
+    )(listed)
+
+    @field_validator("seeds", "modes", "view_policies", "feature_loss", "lambda_front", "lambda_rear")
+    @classmethod
+    def _non_empty(cls, value: list) -> list:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
