@@ -40,7 +40,7 @@ from elfdd.pipeline import stages
 from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
 
 PAIR = "students.archs=[resnet18,vgg11]"
-ELF_ONLY = "students.modes=[front_rear_task]"
+ELF_ONLY = "students.loss_modes=[front_rear_task]"
 REFERENCE_TEACHER = (
     "students.teacher={convnet: convnet, resnet18: convnet, vgg11: convnet, alexnet: convnet, lenet: convnet,"
     " mlp: convnet, tv_resnet18: convnet}"
@@ -56,7 +56,7 @@ ARMS: dict[str, list[str]] = {
         "students.grad_clip=null",
     ],
     "adapted_teacher": [PAIR, ELF_ONLY, "students.teacher={resnet18: convnet, vgg11: convnet}"],
-    "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epoch=null"],  # null: the last extracted epoch
+    "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epochs=null"],  # null: the last extracted epoch
     "views_1": [PAIR, ELF_ONLY, "students.max_views=1"],
     "views_8": [PAIR, ELF_ONLY, "students.max_views=8"],
     "views_32": [PAIR, ELF_ONLY, "students.max_views=32"],

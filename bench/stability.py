@@ -16,8 +16,8 @@ one an earlier arm finished are taken from it, not retrained. Prints, per arm:
 
 and the seconds of student training. Example (the comparison of the stabilising options):
 
-    python bench/stability.py --precision bf16 --arm 'ce=students.feature_loss=ce' \\
-        --arm 'kl=students.feature_loss=kl' --arm 'ce_clip=students.feature_loss=ce;students.grad_clip=5'
+    python bench/stability.py --precision bf16 --arm 'ce=students.feature_losses=ce' \\
+        --arm 'kl=students.feature_losses=kl' --arm 'ce_clip=students.feature_losses=ce;students.grad_clip=5'
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def train_stability_arm(
     seeds = ",".join(str(s) for s in range(args.seeds))
     sets = [f"precision={args.precision}", *overrides, f"students.seeds=[{seeds}]"]
     if args.elf_only:
-        sets.append("students.modes=[front_rear_task]")
+        sets.append("students.loss_modes=[front_rear_task]")
     return train_arm(out / label, args.config, store, label, sets, done)
 
 

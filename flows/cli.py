@@ -35,7 +35,7 @@ def _registered() -> str:
             f"  datasets (data.name): {', '.join(list_datasets())}",
             f"  distillation methods (distill.method): {', '.join(list_methods())}",
             f"  architectures (teacher.arch, students.archs): {', '.join(list_models())}",
-            f"  feature losses (students.feature_loss): {', '.join(list_feature_losses())}",
+            f"  feature losses (students.feature_losses): {', '.join(list_feature_losses())}",
         ]
     )
 

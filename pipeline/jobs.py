@@ -100,7 +100,7 @@ def student_jobs(cfg: StudentsConfig, sources: Sources) -> list[StudentJob]:
     """The grid: student x loss mode x view policy x feature loss x lambda_front x lambda_rear x (paired teacher,
     its epoch, layer) x seed, each cell once (a baseline does not repeat over the feature axes)."""
     axes = itertools.product(
-        cfg.archs, cfg.modes, cfg.view_policies, cfg.feature_loss, cfg.lambda_front, cfg.lambda_rear
+        cfg.archs, cfg.loss_modes, cfg.view_policies, cfg.feature_losses, cfg.lambda_front, cfg.lambda_rear
     )
     by_arch = {arch: sources(arch) for arch in cfg.archs}  # the pairing, once per architecture
     cells = [

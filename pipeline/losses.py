@@ -29,7 +29,7 @@ FEATURE_LOSSES: dict[str, FeatureLossFn] = {}
 
 
 def register_feature_loss(name: str, fn: FeatureLossFn) -> None:
-    """Register ``fn(student, teacher, temperature) -> scalar`` as ``students.feature_loss`` value ``name``."""
+    """Register ``fn(student, teacher, temperature) -> scalar`` as ``students.feature_losses`` value ``name``."""
     if name in FEATURE_LOSSES:
         raise ValueError(f"feature loss {name!r} is already registered")
     FEATURE_LOSSES[name] = fn

@@ -28,7 +28,7 @@ def test_defaults_and_overrides():
         ("distill.ipc=0", "distill.ipc"),
         ("students.lambda_rear=-1", "students.lambda_rear"),
         ("extract.layers=[fc9]", "extract.layers"),
-        ("students.teacher_epoch=3", "students.teacher_epoch"),
+        ("students.teacher_epochs=3", "students.teacher_epochs"),
         ("students.epochs=many", "students.epochs"),
         ("distill.colour=1", "distill.colour"),
         ("teacher.id=../escape", "teacher.id"),
@@ -69,3 +69,22 @@ def test_numeric_fields_are_accepted_exactly_when_valid(ipc, lam, epochs):
     else:
         with pytest.raises(BadInput):
             validate_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("students.modes=[task]", "students.loss_modes=[task]"),
+        ("students.feature_loss=[l2]", "students.feature_losses=[l2]"),
+        ("students.teacher_epoch=[2]", "students.teacher_epochs=[2]"),
+        ("students.layer=[block3]", "students.layers=[block3]"),
+    ],
+)
+def test_an_old_students_key_is_accepted_with_a_warning(old, new, caplog):
+    """Renamed keys keep old configs and run directories working for one release."""
+    with caplog.at_level("WARNING", logger="elfdd"):
+        config = load_config(None, [old])
+    assert config == load_config(None, [new])
+    assert f"students.{old.split('.')[1].split('=')[0]} is now {new.split('=')[0]}" in caplog.text
+    with pytest.raises(BadInput, match="old name of"):
+        load_config(None, [old, new])

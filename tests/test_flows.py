@@ -13,7 +13,7 @@ from elfdd.flows.runner import is_transient
 from elfdd.pipeline import stages
 from helpers import TINY_RUN, staged_run
 
-GRID = [*TINY_RUN, "students.archs=[convnet,mlp]", "students.modes=[task]"]
+GRID = [*TINY_RUN, "students.archs=[convnet,mlp]", "students.loss_modes=[task]"]
 
 
 @pytest.fixture()

@@ -14,10 +14,10 @@ from helpers import TINY_RUN, staged_run
 
 GRID = [
     "students.archs=[mlp,lenet]",
-    "students.modes=[task,front_rear_task,front_task]",
+    "students.loss_modes=[task,front_rear_task,front_task]",
     "students.lambda_front=[1,0.5]",
     "students.lambda_rear=[1,0.5]",
-    "students.teacher_epoch=[2,0]",
+    "students.teacher_epochs=[2,0]",
     "students.epochs=1",
 ]
 
@@ -35,7 +35,7 @@ def test_the_grid_expands_every_axis_once(toy_npz):
             f"data.path={toy_npz}",
             *GRID,
             "students.seeds=[0,1]",
-            "students.feature_loss=[ce,l2]",
+            "students.feature_losses=[ce,l2]",
             "teacher.checkpoint_epochs=[0,2]",
             "teacher.epochs=2",
         ],
@@ -58,12 +58,12 @@ def test_the_grid_expands_every_axis_once(toy_npz):
 
 
 def test_a_scalar_axis_is_a_one_value_grid(toy_npz):
-    config = load_config(None, ["students.lambda_front=0.3", "students.feature_loss=l2"])
-    assert config.students.lambda_front == [0.3] and config.students.feature_loss == ["l2"]
+    config = load_config(None, ["students.lambda_front=0.3", "students.feature_losses=l2"])
+    assert config.students.lambda_front == [0.3] and config.students.feature_losses == ["l2"]
     with pytest.raises(BadInput, match="lambda_front"):
         load_config(None, ["students.lambda_front=[1,-1]"])
     with pytest.raises(BadInput, match="teacher_epoch"):
-        load_config(None, ["students.teacher_epoch=[4,3]"])
+        load_config(None, ["students.teacher_epochs=[4,3]"])
 
 
 def test_finished_cells_are_kept_and_changed_cells_retrained(grid_run):

@@ -34,7 +34,7 @@ def test_a_registered_dataset_loads_through_the_config(monkeypatch):
 
 def test_a_registered_feature_loss_is_used_by_name(monkeypatch):
     monkeypatch.setitem(losses.FEATURE_LOSSES, "linf", lambda s, t, _: (s - t).abs().amax())
-    assert load_config(None, ["students.feature_loss=[ce,linf]"]).students.feature_loss == ["ce", "linf"]
+    assert load_config(None, ["students.feature_losses=[ce,linf]"]).students.feature_losses == ["ce", "linf"]
     s, t = torch.zeros(2, 3), torch.ones(2, 3)
     assert losses.feature_loss("linf", s, t).item() == 1.0
 
@@ -51,7 +51,7 @@ def test_a_registered_method_gets_its_image_lr(monkeypatch):
     [
         ("data.name=svhn", "registered: fashion_mnist, npz"),
         ("distill.method=kip", "registered: dm, dsa, mtt"),
-        ("students.feature_loss=[ce,bogus]", "registered: ce, kl, l2, l1, cosine"),
+        ("students.feature_losses=[ce,bogus]", "registered: ce, kl, l2, l1, cosine"),
     ],
 )
 def test_an_unknown_name_is_bad_input_listing_the_registry(override, listed):

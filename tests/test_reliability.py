@@ -95,7 +95,7 @@ def test_diverging_teacher_names_its_epoch(toy_npz, tmp_path):
         "teacher.id=../../etc",
         "teacher.id=/abs",
         "extract.layers=[../block3]",
-        "students.layer=[a/b]",
+        "students.layers=[a/b]",
         "teacher.id=A B",
     ],
 )
@@ -155,7 +155,7 @@ FIELDS = [
     "extract.layers",
     "students.archs",
     "students.lambda_front",
-    "students.teacher_epoch",
+    "students.teacher_epochs",
     "students.seeds",
     "students.view_policies",
     "data.train_subset",

@@ -36,7 +36,7 @@ RUN = [
     "teacher.batch_size=32",
     "extract.views=8",
     "students.archs=[convnet,mlp]",
-    "students.modes=[task,front_rear_task]",
+    "students.loss_modes=[task,front_rear_task]",
     "students.epochs=20",
     "students.seeds=[0]",
 ]

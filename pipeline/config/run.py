@@ -79,15 +79,15 @@ class RunConfig(Strict):
                 f"extract.layers {unknown} are not split points of teacher {teacher.id} ({teacher.arch}): "
                 f"{list(points)}"
             )
-        not_extracted = sorted(set(self.students.teacher_epoch or []) - set(epochs))
+        not_extracted = sorted(set(self.students.teacher_epochs or []) - set(epochs))
         if not_extracted and not self.students.store:
             raise ValueError(
-                f"students.teacher_epoch {not_extracted} not extracted for teacher {teacher.id} "
+                f"students.teacher_epochs {not_extracted} not extracted for teacher {teacher.id} "
                 f"(extract.teacher_epochs: {epochs})"
             )
-        not_extracted = sorted(set(self.students.layer or []) - set(layers))
+        not_extracted = sorted(set(self.students.layers or []) - set(layers))
         if not_extracted and not self.students.store:
-            raise ValueError(f"students.layer {not_extracted} not extracted (extract.layers: {layers})")
+            raise ValueError(f"students.layers {not_extracted} not extracted (extract.layers: {layers})")
 
     # Resolved views of the defaults, so every stage agrees on them.
     @property
@@ -115,10 +115,10 @@ class RunConfig(Strict):
 
     def student_epochs_of(self, teacher: TeacherConfig) -> list[int]:
         """The teacher epochs of the student grid for ``teacher`` (default: its last extracted one)."""
-        return list(self.students.teacher_epoch or [self.extract_epochs_of(teacher)[-1]])
+        return list(self.students.teacher_epochs or [self.extract_epochs_of(teacher)[-1]])
 
     def student_layers_of(self, teacher: TeacherConfig) -> list[str]:
-        return list(self.students.layer or [self.extract_layers_of(teacher)[0]])
+        return list(self.students.layers or [self.extract_layers_of(teacher)[0]])
 
     @property
     def extract_epochs(self) -> list[int]:

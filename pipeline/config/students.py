@@ -3,26 +3,33 @@ trains."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    field_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from .base import Lambda, LossMode, Name, Strict, ViewPolicy, check_arch, listed
+
+# Old names of students keys (singular names of list-valued keys, and ``modes``, which results.json uses for
+# baseline/elf): accepted with a warning until the next release, so existing configs and run directories keep working.
+RENAMED = {
+    "modes": "loss_modes",
+    "feature_loss": "feature_losses",
+    "teacher_epoch": "teacher_epochs",
+    "layer": "layers",
+}
 
 
 class StudentsConfig(Strict):
     archs: list[str] = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
     arch_kwargs: dict[str, dict[str, Any]] = {}
-    modes: list[LossMode] = ["task", "front_rear_task"]
+    loss_modes: list[LossMode] = ["task", "front_rear_task"]
     # Grid axes: each takes one value or a list; the first value is the reference the analyses vary one axis from.
-    feature_loss: list[str] = ["ce"]  # names of pipeline.losses.register_feature_loss
+    feature_losses: list[str] = ["ce"]  # names of pipeline.losses.register_feature_loss
     lambda_front: list[Lambda] = [1.0]
     lambda_rear: list[Lambda] = [1.0]
-    teacher_epoch: list[int] | None = None  # default: the last extracted epoch
-    layer: list[Name] | None = None  # default: the first extracted layer
+    teacher_epochs: list[int] | None = None  # default: the last extracted epoch
+    layers: list[Name] | None = None  # default: the first extracted layer
     epochs: int = Field(default=300, ge=1)
     lr: float = Field(default=0.01, gt=0)
     # A learning rate per architecture where ``lr`` does not suit it (e.g. {alexnet: 0.005}).
@@ -38,7 +45,7 @@ class StudentsConfig(Strict):
     batch_size: int = Field(default=256, gt=0)
     # Clip the L2 norm of the whole gradient (student and adapters) to this value each step; null: no clipping.
     grad_clip: float | None = Field(default=None, gt=0)
-    feature_temperature: float = Field(default=1.0, gt=0)  # T of feature_loss kl
+    feature_temperature: float = Field(default=1.0, gt=0)  # T of feature loss kl
     # A cell whose loss becomes NaN/Inf: record it as diverged and go on (exit 3 once the report is written), or
     # fail the stage at once (exit 2).
     on_diverge: Literal["record", "fail"] = "record"
@@ -52,6 +59,25 @@ class StudentsConfig(Strict):
     store: str | None = None  # an existing store to train from; default: DIR/store.zarr
     lr_from_synthetic: bool = False  # train with the lr learned by MTT (saved with the synthetic set)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or not set(raw) & set(RENAMED):
+            return raw
+        raw = dict(raw)
+        for old, new in RENAMED.items():
+            if old not in raw:
+                continue
+            if new in raw:
+                raise ValueError(f"students.{old} is the old name of students.{new}; set only {new}")
+            logging.getLogger("elfdd").warning(
+                "config: students.%s is now students.%s (the old name is accepted until the next release)",
+                old,
+                new,
+            )
+            raw[new] = raw.pop(old)
+        return raw
+
     @field_validator("archs")
     @classmethod
     def _archs(cls, archs: list[str]) -> list[str]:
@@ -59,7 +85,7 @@ class StudentsConfig(Strict):
             raise ValueError("students.archs must name at least one architecture")
         return [check_arch(a) for a in archs]
 
-    @field_validator("feature_loss")
+    @field_validator("feature_losses")
     @classmethod
     def _feature_losses(cls, names: list[str]) -> list[str]:
         from ..losses import list_feature_losses
@@ -83,10 +109,10 @@ class StudentsConfig(Strict):
         return self.arch_lr.get(arch, self.lr)
 
     _as_list = field_validator(
-        "feature_loss", "lambda_front", "lambda_rear", "teacher_epoch", "layer", "seeds", mode="before"
+        "feature_losses", "lambda_front", "lambda_rear", "teacher_epochs", "layers", "seeds", mode="before"
     )(listed)
 
-    @field_validator("seeds", "modes", "view_policies", "feature_loss", "lambda_front", "lambda_rear")
+    @field_validator("seeds", "loss_modes", "view_policies", "feature_losses", "lambda_front", "lambda_rear")
     @classmethod
     def _non_empty(cls, value: list) -> list:
         if not value:

@@ -95,7 +95,7 @@ def reference_cell(config: RunConfig) -> dict[str, Any]:
     students = config.students
     return {
         "view_policy": students.view_policies[0],
-        "feature_loss": students.feature_loss[0],
+        "feature_loss": students.feature_losses[0],
         "lambda_front": students.lambda_front[0],
         "lambda_rear": students.lambda_rear[0],
         "teacher_epoch": {t.id: config.student_epochs_of(t)[0] for t in config.teacher_pool},
