@@ -11,6 +11,7 @@ import torch
 
 from ..core.errors import BadInput
 from ..core.io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
+from ..core.keyed import holds_key
 from ..models import create_model
 from .config import DistillConfig
 from .data import DataSplits
@@ -46,9 +47,9 @@ def record_experts(
     """Train ``cfg.mtt.experts`` networks on the real data and save each trajectory (epochs 0..E flat params)."""
     key = expert_key(cfg, data, seed)
     manifest_path = out_dir / "manifest.json"
-    if manifest_path.exists():
+    if holds_key(manifest_path, key, what="expert manifest"):
         manifest = load_json(manifest_path, "expert manifest")
-        if manifest.get("key") == key and manifest.get("complete"):
+        if manifest.get("complete"):
             log.info("experts: reusing %d trajectories in %s", len(manifest["trajectories"]), out_dir)
             return manifest
     mtt = cfg.mtt

@@ -74,3 +74,21 @@ def test_force_recomputes(run_and_config):
     before = _stamps(run, config)
     _rerun(run, config, force=True)
     assert all(v != before[k] for k, v in _stamps(run, config).items())
+
+
+def test_keyed_work_is_kept_only_under_the_same_key(tmp_path):
+    """core.keyed: the one check behind stage markers, cell records and the experts' manifest."""
+    import json
+
+    from elfdd.core.errors import BadInput
+    from elfdd.core.keyed import holds_key, key_of
+
+    key = key_of({"a": 1}, "fp32")
+    assert key == key_of({"a": 1}, "fp32") != key_of({"a": 2}, "fp32")
+    marker = tmp_path / "stage.json"
+    assert not holds_key(marker, key)  # missing: recompute
+    marker.write_text(json.dumps({"key": key, "cache_key": "other"}))
+    assert holds_key(marker, key) and not holds_key(marker, key, field="cache_key")
+    marker.write_text("{not json")
+    with pytest.raises(BadInput, match="is not valid JSON"):
+        holds_key(marker, key, what="stage marker")

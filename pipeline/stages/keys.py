@@ -1,5 +1,5 @@
-"""Work keyed by the sha256 of its inputs: a stage's marker (``stages/<stage>.json``) and a student cell's record carry
-the key they were made from; a later run keeps them while the key is the same."""
+"""A run's keyed work (core.keyed): a stage's marker (``stages/<stage>.json``) and a student cell's record carry the
+key they were made from; a later run keeps them while the key is the same."""
 
 from __future__ import annotations
 
@@ -7,26 +7,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...core.io import (
-    atomic_write_json,
-    json_sha256,
-    load_json,
-)
+from ...core.io import atomic_write_json
+from ...core.keyed import holds_key, key_of
 from ..training import log
 from .run import RunDir
 
 
 def stage_key(*parts: Any) -> str:
     """sha256 of a stage's inputs (configs, fingerprints, runtime)."""
-    return json_sha256(list(parts))
+    return key_of(*parts)
 
 
 def finished(run: RunDir, stage: str, key: str, output: Path) -> bool:
     """Whether ``stage`` already produced ``output`` from the inputs ``key`` stands for."""
-    marker = run.stage_marker(stage)
-    if not marker.exists() or not output.exists():
-        return False
-    if load_json(marker, f"{stage} stage marker").get("key") != key:
+    if not output.exists() or not holds_key(run.stage_marker(stage), key, what=f"{stage} stage marker"):
         return False
     log.info("%s: inputs unchanged (key %s), kept %s", stage, key[:12], output)
     return True
@@ -43,4 +37,4 @@ def mark_finished(run: RunDir, stage: str, key: str, output: Path, started: floa
 
 
 def cell_finished(path: Path, key: str) -> bool:
-    return path.exists() and load_json(path, "student run").get("cache_key") == key
+    return holds_key(path, key, field="cache_key", what="student run")

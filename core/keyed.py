@@ -1,0 +1,22 @@
+"""Work keyed by the sha256 of its inputs. Every artifact that a later run may keep instead of recomputing records
+the key of the inputs it was made from: a stage marker (``stages/<stage>.json``, field ``key``), a student cell's
+record (``cache_key``), the MTT experts' manifest (``key``), a resume point (``key``, in a torch file) and an
+extraction's partial epoch (the ``build_key`` attribute in the store). The work is kept only while the key of its
+current inputs is the same; anything else about the file (missing, other key, unreadable) means "recompute"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .io import json_sha256, load_json
+
+
+def key_of(*parts: Any) -> str:
+    """sha256 of the inputs ``parts`` (configs as their JSON dump, fingerprints, runtime), canonical JSON."""
+    return json_sha256(list(parts))
+
+
+def holds_key(path: Path, key: str, field: str = "key", what: str = "record") -> bool:
+    """Whether the JSON file ``path`` exists and records ``key`` in ``field`` (a damaged file is bad input)."""
+    return Path(path).exists() and load_json(path, what).get(field) == key
