@@ -205,23 +205,3 @@ def train_student(
         "job": asdict(job),
     }
     return CellRecord.model_validate(record).model_dump(mode="json")
-
-
-def check_store_matches(
-    dataset: FeatureDataset, synthetic_sha256: str | None, checkpoint_sha256: str | None
-) -> None:
-    """Refuse a store that was built from another synthetic set or another checkpoint than this run's."""
-    from ..store.reader import FeatureStore
-
-    store = FeatureStore(dataset.path)
-    if synthetic_sha256 is not None and store.meta["synthetic_sha256"] != synthetic_sha256:
-        raise BadInput(
-            f"store {dataset.path} was built from synthetic set {store.meta['synthetic_sha256'][:12]}, this run has {synthetic_sha256[:12]}"
-        )
-    if (
-        checkpoint_sha256 is not None
-        and store.checkpoint_sha256(dataset.teacher_id, dataset.epoch) != checkpoint_sha256
-    ):
-        raise BadInput(
-            f"store {dataset.path}: features of teacher {dataset.teacher_id} epoch {dataset.epoch} come from another checkpoint than this run's"
-        )

@@ -88,6 +88,25 @@ def two_teacher_run(toy_npz, tmp_path_factory):
     return staged_run(toy_npz, tmp_path_factory.mktemp("two_teachers"), TWO_TEACHERS)
 
 
+def test_a_store_that_does_not_fit_the_run_is_refused_in_one_place(two_teacher_run, tmp_path):
+    """pipeline.stages.store_fit: another teacher checkpoint than the run's, or another dataset, is bad input."""
+    run, config = two_teacher_run
+    dataset = stages.open_student_dataset(run, config, 1, "block3", "wide")
+    other = stages.RunDir(
+        tmp_path / "other"
+    )  # a run whose wide teacher was retrained: same store, other sha256
+    manifest = json.loads((run.teacher_dir("wide") / "manifest.json").read_text())
+    manifest["checkpoints"] = [{**c, "sha256": "0" * 64} for c in manifest["checkpoints"]]
+    other.teacher_dir("wide").mkdir(parents=True)
+    (other.teacher_dir("wide") / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadInput, match="epoch 1 come from another checkpoint than this run's"):
+        stages.check_store_fits(other, config, dataset)
+    stages.check_store_fits(stages.RunDir(tmp_path / "bare"), config, dataset)  # no teachers of its own: fits
+    other_data = config.model_copy(update={"data": config.data.model_copy(update={"name": "mnist"})})
+    with pytest.raises(BadInput, match="holds features of dataset"):
+        stages.check_store_fits(run, other_data, dataset)
+
+
 def test_verify_compares_the_store_with_the_run_s_teacher_manifests(two_teacher_run):
     run, _ = two_teacher_run
     recorded = stages.recorded_checkpoints(run.store)

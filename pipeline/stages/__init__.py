@@ -10,7 +10,6 @@ report_stage  results.json, report.md and plots from the cells
 
 from .cells import (
     cell_key,
-    dataset_image_shape,
     open_cell_datasets,
     open_student_dataset,
     pending_cells,
@@ -31,6 +30,7 @@ from .run import (
     runtime,
     save_zca,
 )
+from .store_fit import check_store_fits
 from .store_stages import (
     MapEpochs,
     extract_run_store,
@@ -48,9 +48,9 @@ __all__ = [
     "RunDir",
     "cell_finished",
     "cell_key",
+    "check_store_fits",
     "data_fingerprint",
     "data_for",
-    "dataset_image_shape",
     "diverged_runs",
     "extract_run_store",
     "extraction_inputs",

@@ -15,13 +15,14 @@ from ...store import location
 from ...store.reader import FeatureDataset
 from ..config import RunConfig
 from ..jobs import StudentJob
-from ..students import check_store_matches, train_student
+from ..students import train_student
 from ..synthetic import load_synthetic
-from ..teacher import load_manifest, teacher_at
+from ..teacher import teacher_at
 from ..training import log, resolve_device, resolve_precision
 from .grid import feature_cell
 from .keys import cell_finished
 from .run import RunDir, data_for, runtime
+from .store_fit import check_store_fits
 from .store_stages import teacher_source
 
 
@@ -38,7 +39,7 @@ def open_student_dataset(
     teacher_id: str | None = None,
 ) -> FeatureDataset:
     """The store the students read (``teacher_id`` at ``epoch`` and ``layer``, default: the primary teacher's
-    reference ones), checked against this run's synthetic set and checkpoint where the run has them."""
+    reference ones), checked once that it fits the run (store_fit)."""
     epoch = config.student_teacher_epoch if epoch is None else epoch
     teacher_id = teacher_id or config.primary_teacher.id
     dataset = FeatureDataset(
@@ -48,27 +49,7 @@ def open_student_dataset(
         layer or config.student_layer,
         cache_bytes=config.students.cache_mb << 20,
     )
-    from ...store.reader import FeatureStore
-
-    store = FeatureStore(dataset.path)
-    if store.meta["dataset"] != config.data.name:
-        raise BadInput(
-            f"store {dataset.path} holds features of dataset {store.meta['dataset']!r}, the config asks for {config.data.name!r}"
-        )
-    stored_zca = store.meta["normalization"].get("zca_sha256")
-    run_zca = data_for(config).normalization().get("zca_sha256")
-    if stored_zca != run_zca:
-        raise BadInput(
-            f"store {dataset.path} was computed in another input space (ZCA {stored_zca or 'off'}) than this run's "
-            f"data (ZCA {run_zca or 'off'})"
-        )
-    synthetic_sha = load_synthetic(run.synthetic).sha256 if run.synthetic.exists() else None
-    checkpoint_sha = None
-    teacher_dir = run.teacher_dir(teacher_id)
-    if (teacher_dir / "manifest.json").exists():
-        manifest = load_manifest(teacher_dir)
-        checkpoint_sha = next((c["sha256"] for c in manifest["checkpoints"] if c["epoch"] == epoch), None)
-    check_store_matches(dataset, synthetic_sha, checkpoint_sha)
+    check_store_fits(run, config, dataset)
     return dataset
 
 
@@ -100,10 +81,6 @@ def stage_student(
             raise StudentDiverged(job.name, diverged["term"], diverged["epoch"], diverged["value"])
         return path
     data = data_for(config)
-    if tuple(data.x_test.shape[1:]) != tuple(dataset_image_shape(dataset)):
-        raise BadInput(
-            f"store images have shape {dataset_image_shape(dataset)}, the test data {tuple(data.x_test.shape[1:])}"
-        )
     online = None
     if job.view_policy == "online":
         source = teacher_source(run, config, teacher_id)
@@ -172,9 +149,3 @@ def student_config(run: RunDir, config: RunConfig):
             "students.lr_from_synthetic needs a synthetic set distilled with MTT (it saves a learned lr)"
         )
     return config.students.model_copy(update={"lr": float(syn_lr)})
-
-
-def dataset_image_shape(dataset: FeatureDataset) -> tuple[int, ...]:
-    from ...store.reader import FeatureStore
-
-    return tuple(FeatureStore(dataset.path).meta["image_shape"])
