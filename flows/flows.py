@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
@@ -48,6 +49,24 @@ RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_cond
 
 def _run_dir(run_dir: str) -> stages.RunDir:
     return stages.RunDir(location.local_dir(run_dir))
+
+
+# The parameters every flow shares, described once; ``parameters`` appends them to a flow's docstring, where
+# Prefect's UI and ``prefect deployment inspect`` read each parameter's description.
+PARAMETERS = {
+    "run_dir": "run directory on the machine that runs the flow",
+    "config": "the run configuration; empty: the directory's config.yaml, else the defaults",
+    "force": "recompute even when the inputs are unchanged",
+    "dask_address": "a dask.distributed scheduler (tcp://host:port) to run the tasks on; empty: in this process",
+}
+
+
+def parameters(flow_fn: Callable[..., str]) -> Callable[..., str]:
+    """Append the Args section of the shared parameters the flow takes to its docstring."""
+    names = [n for n in PARAMETERS if n in inspect.signature(flow_fn).parameters]
+    lines = "\n".join(f"        {n}: {PARAMETERS[n]}" for n in names)
+    flow_fn.__doc__ = f"{(flow_fn.__doc__ or '').rstrip()}\n\n    Args:\n{lines}\n    "
+    return flow_fn
 
 
 def locked(flow_fn: Callable[..., str]) -> Callable[..., str]:
@@ -117,14 +136,9 @@ def report_task(run_dir: str, config: RunConfig) -> str:
 
 @flow(name="distill")
 @locked
+@parameters
 def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
-    """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD).
-
-    Args:
-        run_dir: run directory on the machine that runs the flow
-        config: the run configuration; empty: the directory's config.yaml, else the defaults
-        force: recompute even when the inputs are unchanged
-    """
+    """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD)."""
     run, config = open_run(run_dir, config)
     path = distill_task(run_dir, config, force)
     artifacts.publish_distill(run)
@@ -133,14 +147,9 @@ def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None,
 
 @flow(name="train-teacher")
 @locked
+@parameters
 def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
-    """Train every configured teacher on the real data and checkpoint it at its configured epochs.
-
-    Args:
-        run_dir: run directory on the machine that runs the flow
-        config: the run configuration; empty: the directory's config.yaml, else the defaults
-        force: recompute even when the inputs are unchanged
-    """
+    """Train every configured teacher on the real data and checkpoint it at its configured epochs."""
     run, config = open_run(run_dir, config)
     path = teacher_task(run_dir, config, force)
     artifacts.publish_teacher(run, config)
@@ -149,20 +158,14 @@ def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None,
 
 @flow(name="extract-features")
 @locked
+@parameters
 def extract_flow(
     run_dir: str = "runs/default",
     config: RunConfig | None = None,
     force: bool = False,
     dask_address: str | None = None,
 ) -> str:
-    """Extract the teacher features of the synthetic set into the store, one task per checkpoint.
-
-    Args:
-        run_dir: run directory on the machine that runs the flow
-        config: the run configuration; empty: the directory's config.yaml, else the defaults
-        force: recompute even when the inputs are unchanged
-        dask_address: a dask.distributed scheduler (tcp://host:port) to run the epochs on; empty: in this process
-    """
+    """Extract the teacher features of the synthetic set into the store, one task per checkpoint."""
     run, config = open_run(run_dir, config)
 
     def map_epochs(target: Path, items: list[tuple[str, int]], key: str) -> None:
@@ -186,20 +189,14 @@ def extract_flow(
 
 @flow(name="train-students")
 @locked
+@parameters
 def students_flow(
     run_dir: str = "runs/default",
     config: RunConfig | None = None,
     force: bool = False,
     dask_address: str | None = None,
 ) -> str:
-    """Train every student cell of the grid from the store (this run's, or ``students.store``), then report.
-
-    Args:
-        run_dir: run directory on the machine that runs the flow
-        config: the run configuration; empty: the directory's config.yaml, else the defaults
-        force: retrain cells that finished with the same inputs
-        dask_address: a dask.distributed scheduler (tcp://host:port) to train the cells on; empty: in this process
-    """
+    """Train every student cell of the grid from the store (this run's, or ``students.store``), then report."""
     run, config = open_run(run_dir, config)
     jobs = stages.grid(config)
     pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
@@ -215,14 +212,9 @@ def students_flow(
 
 @flow(name="report")
 @locked
+@parameters
 def report_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
-    """Write results.json, report.md and plots from the finished student runs.
-
-    Args:
-        run_dir: run directory on the machine that runs the flow
-        config: the run configuration; empty: the directory's config.yaml
-        force: unused (the report is always rewritten from the finished runs)
-    """
+    """Write results.json, report.md and plots from the finished student runs."""
     del force
     _, config = open_run(run_dir, config)
     return report_task(run_dir, config)
@@ -230,6 +222,7 @@ def report_flow(run_dir: str = "runs/default", config: RunConfig | None = None, 
 
 @flow(name="elf-pipeline")
 @locked
+@parameters
 def elf_pipeline(
     run_dir: str = "runs/default",
     config: RunConfig | None = None,
@@ -238,12 +231,6 @@ def elf_pipeline(
 ) -> str:
     """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps its
     output when its inputs' key is unchanged.
-
-    Args:
-        run_dir: run directory on the machine that runs the flow
-        config: the run configuration; empty: the directory's config.yaml, else the defaults
-        force: recompute every stage even when its inputs are unchanged
-        dask_address: a dask.distributed scheduler (tcp://host:port) for extraction and the student grid
     """
     _, config = open_run(run_dir, config)
     distill_flow(run_dir, config, force=force)
