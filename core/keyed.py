@@ -17,6 +17,15 @@ def key_of(*parts: Any) -> str:
     return json_sha256(list(parts))
 
 
+def keyed_record(path: Path, key: str, field: str = "key", what: str = "record") -> dict[str, Any] | None:
+    """The JSON file ``path`` when it exists and records ``key`` in ``field``, else None (a damaged file is bad
+    input)."""
+    if not Path(path).exists():
+        return None
+    record = load_json(path, what)
+    return record if record.get(field) == key else None
+
+
 def holds_key(path: Path, key: str, field: str = "key", what: str = "record") -> bool:
-    """Whether the JSON file ``path`` exists and records ``key`` in ``field`` (a damaged file is bad input)."""
-    return Path(path).exists() and load_json(path, what).get(field) == key
+    """Whether the JSON file ``path`` exists and records ``key`` in ``field``."""
+    return keyed_record(path, key, field, what) is not None

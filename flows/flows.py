@@ -9,7 +9,6 @@ extraction and the student grid out over a dask.distributed cluster; without it 
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from pydantic import BaseModel, Field
 
 from ..pipeline import stages
 from ..pipeline.config import RunConfig
@@ -51,35 +51,57 @@ def _run_dir(run_dir: str) -> stages.RunDir:
     return stages.RunDir(location.local_dir(run_dir))
 
 
-# The parameters every flow shares, described once; ``parameters`` appends them to a flow's docstring, where
-# Prefect's UI and ``prefect deployment inspect`` read each parameter's description.
-PARAMETERS = {
-    "run_dir": "run directory on the machine that runs the flow",
-    "config": "the run configuration; empty: the directory's config.yaml, else the defaults",
-    "force": "recompute even when the inputs are unchanged",
-    "dask_address": "a dask.distributed scheduler (tcp://host:port) to run the tasks on; empty: in this process",
-}
+class FlowParameters(BaseModel):
+    """The parameters every flow takes, described once: each flow's signature and its docstring's Args (where
+    Prefect's UI and ``prefect deployment inspect`` read the descriptions) are made from these fields."""
+
+    run_dir: str = Field("runs/default", description="run directory on the machine that runs the flow")
+    config: RunConfig | None = Field(
+        None, description="the run configuration; empty: the directory's config.yaml, else the defaults"
+    )
+    force: bool = Field(False, description="recompute even when the inputs are unchanged")
+    dask_address: str | None = Field(
+        None,
+        description="a dask.distributed scheduler (tcp://host:port) to run the tasks on; empty: in this process",
+    )
 
 
-def parameters(flow_fn: Callable[..., str]) -> Callable[..., str]:
-    """Append the Args section of the shared parameters the flow takes to its docstring."""
-    names = [n for n in PARAMETERS if n in inspect.signature(flow_fn).parameters]
-    lines = "\n".join(f"        {n}: {PARAMETERS[n]}" for n in names)
-    flow_fn.__doc__ = f"{(flow_fn.__doc__ or '').rstrip()}\n\n    Args:\n{lines}\n    "
-    return flow_fn
+FlowBody = Callable[[FlowParameters, stages.RunDir, RunConfig], str]
 
 
-def locked(flow_fn: Callable[..., str]) -> Callable[..., str]:
-    """Forward elfdd's logs to the flow run and hold the run directory's lock (pipeline.lock) while the flow works
-    on it."""
+def stage_flow(name: str, dask: bool = False) -> Callable[[FlowBody], Any]:
+    """A Prefect flow named ``name`` from ``body(params, run, config)``: its parameters are FlowParameters'
+    (``dask_address`` only where ``dask``). The flow forwards elfdd's logs to the flow run, holds the run
+    directory's lock (pipeline.lock) and opens the run (open_run) before the body works on it."""
+    fields = {n: f for n, f in FlowParameters.model_fields.items() if dask or n != "dask_address"}
+    signature = inspect.Signature(
+        [
+            inspect.Parameter(
+                n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=f.annotation
+            )
+            for n, f in fields.items()
+        ],
+        return_annotation=str,
+    )
+    args = "\n".join(f"        {n}: {f.description}" for n, f in fields.items())
 
-    @functools.wraps(flow_fn)
-    def wrapper(run_dir: str = "runs/default", *args: Any, **kwargs: Any) -> str:
-        forward_logs()
-        with run_lock(location.local_dir(run_dir)):
-            return flow_fn(run_dir, *args, **kwargs)
+    def decorate(body: FlowBody):
+        def entry(*args: Any, **kwargs: Any) -> str:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            params = FlowParameters(**bound.arguments)
+            forward_logs()
+            with run_lock(location.local_dir(params.run_dir)):
+                run, config = open_run(params.run_dir, params.config)
+                return body(params.model_copy(update={"config": config}), run, config)
 
-    return wrapper
+        entry.__name__ = entry.__qualname__ = body.__name__
+        entry.__module__ = body.__module__
+        entry.__doc__ = f"{(body.__doc__ or '').rstrip()}\n\n    Args:\n{args}\n    "
+        entry.__signature__ = signature
+        return flow(name=name)(entry)
+
+    return decorate
 
 
 def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, RunConfig]:
@@ -134,44 +156,30 @@ def report_task(run_dir: str, config: RunConfig) -> str:
     return str(report)
 
 
-@flow(name="distill")
-@locked
-@parameters
-def distill_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
+@stage_flow("distill")
+def distill_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
     """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD)."""
-    run, config = open_run(run_dir, config)
-    path = distill_task(run_dir, config, force)
+    path = distill_task(params.run_dir, config, params.force)
     artifacts.publish_distill(run)
     return path
 
 
-@flow(name="train-teacher")
-@locked
-@parameters
-def teacher_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
+@stage_flow("train-teacher")
+def teacher_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
     """Train every configured teacher on the real data and checkpoint it at its configured epochs."""
-    run, config = open_run(run_dir, config)
-    path = teacher_task(run_dir, config, force)
+    path = teacher_task(params.run_dir, config, params.force)
     artifacts.publish_teacher(run, config)
     return path
 
 
-@flow(name="extract-features")
-@locked
-@parameters
-def extract_flow(
-    run_dir: str = "runs/default",
-    config: RunConfig | None = None,
-    force: bool = False,
-    dask_address: str | None = None,
-) -> str:
+@stage_flow("extract-features", dask=True)
+def extract_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
     """Extract the teacher features of the synthetic set into the store, one task per checkpoint."""
-    run, config = open_run(run_dir, config)
 
     def map_epochs(target: Path, items: list[tuple[str, int]], key: str) -> None:
         calls = [
             {
-                "run_dir": run_dir,
+                "run_dir": params.run_dir,
                 "config": config,
                 "target": str(target),
                 "teacher": teacher,
@@ -180,63 +188,49 @@ def extract_flow(
             }
             for teacher, epoch in items
         ]
-        run_tasks(extract_epoch_task, calls, dask_address)
+        run_tasks(extract_epoch_task, calls, params.dask_address)
 
-    path = stages.stage_extract(run, config, force, map_epochs)
+    path = stages.stage_extract(run, config, params.force, map_epochs)
     artifacts.publish_extract(run, config)
     return str(path)
 
 
-@flow(name="train-students")
-@locked
-@parameters
-def students_flow(
-    run_dir: str = "runs/default",
-    config: RunConfig | None = None,
-    force: bool = False,
-    dask_address: str | None = None,
-) -> str:
+@stage_flow("train-students", dask=True)
+def students_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
     """Train every student cell of the grid from the store (this run's, or ``students.store``), then report."""
-    run, config = open_run(run_dir, config)
     jobs = stages.grid(config)
     pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
     device = resolve_device(config.device).type
-    pool = LocalPool.for_cells(len(jobs if force else pending), config.workers, config.threads, device)
+    pool = LocalPool.for_cells(len(jobs if params.force else pending), config.workers, config.threads, device)
     calls = [
-        {"run_dir": run_dir, "config": config, "name": job.name, "cell": asdict(job), "force": force}
+        {
+            "run_dir": params.run_dir,
+            "config": config,
+            "name": job.name,
+            "cell": asdict(job),
+            "force": params.force,
+        }
         for job in jobs
     ]
-    run_tasks(student_task, calls, dask_address, progress="elfdd-students", pool=pool)
-    return report_task(run_dir, config)
+    run_tasks(student_task, calls, params.dask_address, progress="elfdd-students", pool=pool)
+    return report_task(params.run_dir, config)
 
 
-@flow(name="report")
-@locked
-@parameters
-def report_flow(run_dir: str = "runs/default", config: RunConfig | None = None, force: bool = False) -> str:
-    """Write results.json, report.md and plots from the finished student runs."""
-    del force
-    _, config = open_run(run_dir, config)
-    return report_task(run_dir, config)
+@stage_flow("report")
+def report_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+    """Write results.json, report.md and plots from the finished student runs (``force`` has nothing to redo)."""
+    return report_task(params.run_dir, config)
 
 
-@flow(name="elf-pipeline")
-@locked
-@parameters
-def elf_pipeline(
-    run_dir: str = "runs/default",
-    config: RunConfig | None = None,
-    force: bool = False,
-    dask_address: str | None = None,
-) -> str:
+@stage_flow("elf-pipeline", dask=True)
+def elf_pipeline(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
     """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps its
-    output when its inputs' key is unchanged.
-    """
-    _, config = open_run(run_dir, config)
-    distill_flow(run_dir, config, force=force)
-    teacher_flow(run_dir, config, force=force)
-    extract_flow(run_dir, config, force=force, dask_address=dask_address)
-    return students_flow(run_dir, config, force=force, dask_address=dask_address)
+    output when its inputs' key is unchanged."""
+    shared = {"run_dir": params.run_dir, "config": config, "force": params.force}
+    distill_flow(**shared)
+    teacher_flow(**shared)
+    extract_flow(**shared, dask_address=params.dask_address)
+    return students_flow(**shared, dask_address=params.dask_address)
 
 
 FLOWS = {

@@ -45,31 +45,36 @@ def run_tasks(
 ) -> list[Any]:
     """Run ``task`` once per parameter dict: here in order; with ``dask_address`` (a dask.distributed scheduler) as
     parallel tasks on its workers through prefect-dask; or, with a ``pool`` of more than one worker and no address,
-    on a local cluster of that many processes started for these calls. Every call runs to its end (finished work is
-    kept) before the first failure is raised; returns the results in call order. ``progress``: the key of a
-    progress artifact updated as calls finish."""
+    through prefect-dask on a local cluster of that many processes that lives as long as these calls. Every call
+    runs to its end (finished work is kept) before the first failure is raised; returns the results in call order.
+    ``progress``: the key of a progress artifact updated as calls finish."""
     calls = list(calls)
-    if not dask_address and pool is not None and pool.workers > 1:
-        with local_cluster(pool) as address:
-            return run_tasks(task, calls, address, progress)
     tracker = TaskProgress(progress, len(calls), task.name)
-    if not dask_address:
+    if dask_address:
+        outcomes = _submit_all(task, calls, dask_runner(dask_address), tracker)
+    elif pool is not None and pool.workers > 1:
+        with quiet_local_cluster():
+            outcomes = _submit_all(task, calls, local_runner(pool), tracker)
+    else:
         outcomes = []
         for params in calls:
             outcomes.append(_outcome(task(**params, return_state=True).result))
             tracker.done()
-    else:
-        from prefect.futures import as_completed
-
-        with dask_runner(dask_address) as runner:
-            futures = [runner.submit(task, params) for params in calls]
-            for _ in as_completed(futures):
-                tracker.done()
-            outcomes = [_outcome(future.result) for future in futures]  # the data lives with the futures
     errors = [outcome for outcome in outcomes if isinstance(outcome, _Failed)]
     if errors:
         raise errors[0].exc
     return outcomes
+
+
+def _submit_all(task, calls: list[dict[str, Any]], runner, tracker: TaskProgress) -> list[Any]:
+    """Every call as a task of the task runner ``runner``; the outcomes in call order."""
+    from prefect.futures import as_completed
+
+    with runner:
+        futures = [runner.submit(task, params) for params in calls]
+        for _ in as_completed(futures):
+            tracker.done()
+        return [_outcome(future.result) for future in futures]  # the data lives with the futures
 
 
 class _Failed:
@@ -152,31 +157,40 @@ def available_memory() -> int:
     return psutil.virtual_memory().available
 
 
-@contextlib.contextmanager
-def local_cluster(pool: LocalPool) -> Iterator[str]:
-    """A dask.distributed cluster of ``pool.workers`` processes on loopback for the length of the block (its
-    scheduler address); each worker's torch uses ``pool.threads`` threads."""
-    from distributed import LocalCluster
+def local_runner(pool: LocalPool):
+    """prefect-dask's task runner on a dask.distributed LocalCluster of ``pool.workers`` processes on loopback,
+    started when the runner is entered and closed with it; each worker's torch uses ``pool.threads`` threads."""
+    from prefect_dask import DaskTaskRunner
 
     threads = str(pool.threads)
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    log.info("training on %d local worker processes, %d torch threads each", pool.workers, pool.threads)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": pool.workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+            "env": {
+                "OMP_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
+                "DASK_LOGGING__DISTRIBUTED": "warning",
+            },
+        },
+    )
+
+
+@contextlib.contextmanager
+def quiet_local_cluster() -> Iterator[None]:
+    """The length of a local cluster: distributed's start/stop lines kept out of the students' progress, and this
+    process's environment as it was (the nannies set their workers' variables here too)."""
     chatty = logging.getLogger("distributed")
     level, environ = chatty.level, dict(os.environ)
-    chatty.setLevel(logging.WARNING)  # its start/stop lines would bury the students' progress
+    chatty.setLevel(logging.WARNING)
     try:
-        with LocalCluster(
-            n_workers=pool.workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            env=env,
-        ) as cluster:
-            log.info(
-                "training on %d local worker processes, %d torch threads each", pool.workers, pool.threads
-            )
-            yield cluster.scheduler_address
+        yield
     finally:
         chatty.setLevel(level)
-        os.environ.clear()  # the nannies set their workers' variables in this process's environment too
+        os.environ.clear()
         os.environ.update(environ)

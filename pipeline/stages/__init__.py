@@ -1,14 +1,18 @@
 """The pipeline stages over a run directory (layout in docs/design.md); the Prefect flows wrap exactly these.
 
-run           RunDir (the layout), the run's config, data and runtime
+run           Run: RunDir (the layout), the config, the data and runtime resolved once
+stage         the Stage protocol (key, output, build) and build_stage, which keeps work whose inputs' key is unchanged
 keys          stage markers and cell records keyed by the sha256 of their inputs
-store_stages  distill -> teacher(s) -> extract: the store the students read
+store_stages  the stages Distill -> Teacher (one per teacher) -> Extract: the store the students read
 grid          the student cells of a config, each paired with its teacher
-cells         one student cell: its store checked against the run, its key, its training
-report_stage  results.json, report.md and plots from the cells
+cells         the stage StudentCell: one student, its store checked against the run, its key, its training
+report_stage  results.json, report.md and plots from the cells (not keyed: rebuilt every time)
+
+The stage_* functions are the entry points the flows, the CLI and bench call: each builds its Stage on a Run.
 """
 
 from .cells import (
+    StudentCell,
     cell_key,
     open_cell_datasets,
     open_student_dataset,
@@ -21,6 +25,7 @@ from .grid import feature_cell, feature_sources, grid, pair, reference_cell, ref
 from .keys import cell_finished, finished, mark_finished, stage_key
 from .report_stage import diverged_runs, stage_report, summary_line
 from .run import (
+    Run,
     RunDir,
     data_fingerprint,
     data_for,
@@ -30,9 +35,13 @@ from .run import (
     runtime,
     save_zca,
 )
+from .stage import KeyedStage, Stage, build_stage
 from .store_fit import check_store_fits
 from .store_stages import (
+    Distill,
+    Extract,
     MapEpochs,
+    Teacher,
     extract_run_store,
     extraction_inputs,
     stage_distill,
@@ -44,6 +53,14 @@ from .store_stages import (
 )
 
 __all__ = [
+    "Distill",
+    "Extract",
+    "KeyedStage",
+    "Run",
+    "Stage",
+    "StudentCell",
+    "Teacher",
+    "build_stage",
     "MapEpochs",
     "RunDir",
     "cell_finished",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ...core.errors import BadInput, StudentDiverged
 from ...core.io import (
     atomic_write_json,
     json_sha256,
-    load_json,
 )
 from ...store import location
 from ...store.reader import FeatureDataset
@@ -20,8 +19,9 @@ from ..synthetic import load_synthetic
 from ..teacher import teacher_at
 from ..training import log, resolve_device, resolve_precision
 from .grid import feature_cell
-from .keys import cell_finished
-from .run import RunDir, data_for, runtime
+from .keys import cell_finished, cell_record
+from .run import Run, RunDir
+from .stage import build_stage
 from .store_fit import check_store_fits
 from .store_stages import teacher_source
 
@@ -59,6 +59,69 @@ def open_cell_datasets(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -
     return {(t, e, layer): open_student_dataset(run, config, e, layer, t) for t, e, layer in wheres}
 
 
+@dataclass(frozen=True)
+class StudentCell:
+    """One student cell (the Stage protocol): ``students/<job>.json``, whose record carries the cell's cache key
+    (store provenance + cell config) in place of a stage marker."""
+
+    job: StudentJob
+    dataset: FeatureDataset
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    def key(self, run: Run) -> str:
+        return cell_key(
+            self.job, run.config, student_config(run.dir, run.config), self.dataset, run.precision
+        )
+
+    def output(self, run: Run) -> Path:
+        return run.dir.student_run(self.job)
+
+    def kept(self, run: Run, key: str) -> bool:
+        record = cell_record(self.output(run), key)
+        if record is None:
+            return False
+        log.info("student %s: finished run with the same key, kept (%s)", self.name, self.output(run).name)
+        diverged = record.get("diverged")
+        if diverged and run.config.students.on_diverge == "fail":
+            raise StudentDiverged(self.name, diverged["term"], diverged["epoch"], diverged["value"])
+        return True
+
+    def build(self, run: Run, key: str) -> None:
+        job, data = self.job, run.data
+        online = None
+        if job.view_policy == "online":
+            teacher_id, epoch, _ = feature_cell(run.config, job)
+            source = teacher_source(run.dir, run.config, teacher_id)
+            online, _ = teacher_at(
+                source.config,
+                source.folder,
+                source.manifest,
+                epoch,
+                data.image_shape,
+                data.num_classes,
+                run.device,
+            )
+        students = student_config(run.dir, run.config)
+        record = train_student(
+            job,
+            self.dataset,
+            data.x_test,
+            data.y_test,
+            students,
+            data.num_classes,
+            run.device,
+            run.precision,
+            online,
+        )
+        atomic_write_json(self.output(run), {**record, "cache_key": key})
+
+    def finish(self, run: Run, key: str, started: float) -> None:
+        """Nothing: the record written by ``build`` is the cell's marker."""
+
+
 def stage_student(
     run: RunDir,
     config: RunConfig,
@@ -66,32 +129,15 @@ def stage_student(
     dataset: FeatureDataset | None = None,
     force: bool = False,
 ) -> Path:
-    """Train one student and write ``students/<job>.json`` atomically; a finished cell with the same cache key
-    (store provenance + cell config) is kept, not retrained, unless ``force``."""
-    device, precision = runtime(config)
-    teacher_id, epoch, layer = feature_cell(config, job)
-    dataset = dataset or open_student_dataset(run, config, epoch, layer, teacher_id)
-    students = student_config(run, config)
-    key = cell_key(job, config, students, dataset, precision)
-    path = run.student_run(job)
-    if not force and cell_finished(path, key):
-        log.info("student %s: finished run with the same key, kept (%s)", job.name, path.name)
-        diverged = load_json(path, "student run").get("diverged")
-        if diverged and students.on_diverge == "fail":
-            raise StudentDiverged(job.name, diverged["term"], diverged["epoch"], diverged["value"])
-        return path
-    data = data_for(config)
-    online = None
-    if job.view_policy == "online":
-        source = teacher_source(run, config, teacher_id)
-        online, _ = teacher_at(
-            source.config, source.folder, source.manifest, epoch, data.image_shape, data.num_classes, device
-        )
-    record = train_student(
-        job, dataset, data.x_test, data.y_test, students, data.num_classes, device, precision, online
-    )
-    atomic_write_json(path, {**record, "cache_key": key})
-    return path
+    """Train one student (StudentCell) and write ``students/<job>.json`` atomically; a finished cell with the same
+    cache key is kept, not retrained, unless ``force``. ``dataset``: the store reader of the cell's feature cell
+    (default: opened and checked here)."""
+    state = Run(run, config)
+    state.runtime  # noqa: B018 (threads and device before the store is opened)
+    if dataset is None:
+        teacher_id, epoch, layer = feature_cell(config, job)
+        dataset = open_student_dataset(run, config, epoch, layer, teacher_id)
+    return build_stage(StudentCell(job, dataset), state, force)
 
 
 def pending_cells(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> list[StudentJob]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.io import atomic_write_json
-from ...core.keyed import holds_key, key_of
+from ...core.keyed import holds_key, key_of, keyed_record
 from ..training import log
 from .run import RunDir
 
@@ -36,5 +36,10 @@ def mark_finished(run: RunDir, stage: str, key: str, output: Path, started: floa
     atomic_write_json(run.stage_marker(stage), record)
 
 
+def cell_record(path: Path, key: str) -> dict[str, Any] | None:
+    """A student cell's record when it was made under ``key`` (its ``cache_key``), else None."""
+    return keyed_record(path, key, field="cache_key", what="student run")
+
+
 def cell_finished(path: Path, key: str) -> bool:
-    return holds_key(path, key, field="cache_key", what="student run")
+    return cell_record(path, key) is not None

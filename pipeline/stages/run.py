@@ -1,5 +1,5 @@
-"""A run directory: its layout, its resolved config, and the data and runtime (device, precision) every stage of the run
-shares (loaded and resolved once per process)."""
+"""A run: its directory layout (RunDir), its resolved config, and the data and runtime (device, precision) every stage
+of it shares (Run: resolved once per run, the data loaded once per process)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ...store import location
 from ..config import RunConfig, dump_config, load_config
 from ..data import DataSplits, load_data
 from ..jobs import StudentJob
+from ..resume import ResumePoint
 from ..training import configure_threads, resolve_device, resolve_precision
 
 
@@ -78,6 +79,38 @@ class RunDir:
     @property
     def plots(self) -> Path:
         return self.root / "plots"
+
+
+class Run:
+    """One run as its stages see it: ``dir`` (the layout), ``config`` (validated), the runtime resolved once, the
+    data loaded once per process, and the resume point of any of its keyed stages."""
+
+    def __init__(self, root: RunDir | Path | str, config: RunConfig):
+        self.dir = root if isinstance(root, RunDir) else RunDir(Path(root))
+        self.config = config
+
+    @functools.cached_property
+    def runtime(self) -> tuple[torch.device, str]:
+        return runtime(self.config)
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime[0]
+
+    @property
+    def precision(self) -> str:
+        return self.runtime[1]
+
+    @property
+    def data(self) -> DataSplits:
+        return data_for(self.config)
+
+    @property
+    def data_sha256(self) -> str:
+        return data_fingerprint(self.config)
+
+    def resume_point(self, stage: str, key: str) -> ResumePoint:
+        return ResumePoint(self.dir.resume_point(stage), key)
 
 
 def prepare_run(out: Path, config: RunConfig) -> RunDir:

@@ -7,110 +7,150 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...core.errors import BadInput
 from ..config import ExtractConfig, RunConfig
 from ..distill import distill
 from ..extract import TeacherSource, extract_epoch, extract_to_store, prepare_store
-from ..resume import ResumePoint
 from ..synthetic import SyntheticSet, load_synthetic
 from ..teacher import load_manifest, train_teacher
 from ..training import log
-from .keys import finished, mark_finished, stage_key
-from .run import RunDir, data_fingerprint, data_for, runtime, save_zca
+from .keys import stage_key
+from .run import Run, RunDir, runtime, save_zca
+from .stage import KeyedStage, build_stage
+
+MapEpochs = Callable[[Path, list[tuple[str, int]], str], None]
+
+
+class Distill(KeyedStage):
+    """The synthetic set: kept while data, distill config, seed and runtime are unchanged."""
+
+    name = "distill"
+
+    def key(self, run: Run) -> str:
+        config = run.config
+        # resume_every has no effect on the result
+        distill_cfg = config.distill.model_dump(mode="json", exclude={"resume_every"})
+        return stage_key(
+            "distill", config.data, run.data_sha256, distill_cfg, config.seed, run.precision, run.device.type
+        )
+
+    def output(self, run: Run) -> Path:
+        return run.dir.synthetic
+
+    def build(self, run: Run, key: str) -> None:
+        config = run.config
+        experts = run.dir.root / "experts" / config.distill.arch
+        save_zca(run.dir, run.data)
+        resume = run.resume_point(self.name, key)
+        synthetic, _ = distill(
+            run.data, config.distill, run.device, run.precision, config.seed, experts, resume
+        )
+        synthetic.save(run.dir.synthetic)
+
+
+@dataclass(frozen=True)
+class Teacher(KeyedStage):
+    """One teacher's checkpoints and manifest (``checkpoints/<id>/``): kept while data, its config, seed and runtime
+    are unchanged."""
+
+    teacher_id: str
+
+    @property
+    def name(self) -> str:
+        return f"teacher-{self.teacher_id}"
+
+    def key(self, run: Run) -> str:
+        config = run.config
+        teacher = config.teacher_config(self.teacher_id)
+        return stage_key(
+            "teacher", config.data, run.data_sha256, teacher, config.seed, run.precision, run.device.type
+        )
+
+    def output(self, run: Run) -> Path:
+        return run.dir.teacher_dir(self.teacher_id) / "manifest.json"
+
+    def build(self, run: Run, key: str) -> None:
+        save_zca(run.dir, run.data)
+        teacher = run.config.teacher_config(self.teacher_id)
+        out = run.dir.teacher_dir(self.teacher_id)
+        resume = run.resume_point(self.name, key)
+        train_teacher(run.data, teacher, out, run.device, run.precision, run.config.seed, resume)
+
+
+@dataclass(frozen=True)
+class Extract(KeyedStage):
+    """Every teacher's features in the run's one store: kept while the synthetic set, the checkpoints (by sha256)
+    and the extract config are unchanged. ``map_epochs(target, [(teacher id, epoch)], key)`` extracts the
+    checkpoints into the prepared store (None: one after the other here; the flows fan them out as tasks)."""
+
+    map_epochs: MapEpochs | None = None
+    name = "extract"
+
+    def key(self, run: Run) -> str:
+        run.runtime  # noqa: B018 (threads configured before the synthetic set is hashed, as every stage)
+        synthetic, teachers = extraction_inputs(run.dir, run.config)
+        return stage_key(
+            "extract",
+            synthetic.sha256,
+            [
+                {
+                    "id": t.config.id,
+                    "arch": t.config.arch,
+                    "arch_kwargs": t.config.arch_kwargs,
+                    "checkpoints": {
+                        c["epoch"]: c["sha256"] for c in t.manifest["checkpoints"] if c["epoch"] in t.epochs
+                    },
+                    "epochs": t.epochs,
+                    "layers": t.layers,
+                }
+                for t in teachers
+            ],
+            run.config.extract,
+        )
+
+    def output(self, run: Run) -> Path:
+        return run.dir.store
+
+    def build(self, run: Run, key: str) -> None:
+        synthetic, teachers = extraction_inputs(run.dir, run.config)
+        store = run.dir.store
+        target = _store_to_build(store, synthetic.sha256)
+        prepare_store(synthetic, teachers, target, run.config.extract)
+        items = [(t.config.id, epoch) for t in teachers for epoch in t.epochs]
+        if self.map_epochs is None:
+            for teacher_id, epoch in items:
+                stage_extract_epoch(run.dir, run.config, target, teacher_id, epoch, key)
+        else:
+            self.map_epochs(target, items, key)
+        if target != store:  # swap the rebuilt store in only once it is complete
+            stale = store.with_name(f".{store.name}.stale")
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(store, stale)
+            os.replace(target, store)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def stage_distill(run: RunDir, config: RunConfig, force: bool = False) -> Path:
-    """Distil the synthetic set; kept when data, distill config, seed and runtime are unchanged (unless ``force``)."""
-    started = time.perf_counter()
-    device, precision = runtime(config)
-    distill_cfg = config.distill.model_dump(mode="json", exclude={"resume_every"})  # resume_every: no effect
-    key = stage_key(
-        "distill", config.data, data_fingerprint(config), distill_cfg, config.seed, precision, device.type
-    )
-    if not force and finished(run, "distill", key, run.synthetic):
-        return run.synthetic
-    experts = run.root / "experts" / config.distill.arch
-    data = data_for(config)
-    save_zca(run, data)
-    resume = ResumePoint(run.resume_point("distill"), key)
-    synthetic, _ = distill(data, config.distill, device, precision, config.seed, experts, resume)
-    synthetic.save(run.synthetic)
-    mark_finished(run, "distill", key, run.synthetic, started)
-    return run.synthetic
+    """Distil the synthetic set (Distill; unless ``force``, kept when its inputs are unchanged)."""
+    return build_stage(Distill(), Run(run, config), force)
 
 
 def stage_teacher(run: RunDir, config: RunConfig, force: bool = False) -> Path:
-    """Train every teacher; each is kept when data, its config, seed and runtime are unchanged (unless ``force``).
-    Returns the folder of the checkpoints (``checkpoints/<id>/`` per teacher)."""
-    device, precision = runtime(config)
+    """Train every teacher (a Teacher stage each). Returns the checkpoints' folder (``checkpoints/<id>/`` each)."""
+    state = Run(run, config)
     for teacher in config.teacher_pool:
-        started = time.perf_counter()
-        out = run.teacher_dir(teacher.id)
-        stage = f"teacher-{teacher.id}"
-        key = stage_key(
-            "teacher", config.data, data_fingerprint(config), teacher, config.seed, precision, device.type
-        )
-        if not force and finished(run, stage, key, out / "manifest.json"):
-            continue
-        save_zca(run, data_for(config))
-        resume = ResumePoint(run.resume_point(stage), key)
-        train_teacher(data_for(config), teacher, out, device, precision, config.seed, resume)
-        mark_finished(run, stage, key, out / "manifest.json", started)
+        build_stage(Teacher(teacher.id), state, force)
     return run.checkpoints
 
 
 def stage_extract(
     run: RunDir, config: RunConfig, force: bool = False, map_epochs: MapEpochs | None = None
 ) -> Path:
-    """Extract every teacher's features into the one store; kept when the synthetic set, the checkpoints (by
-    sha256) and the extract config are unchanged (unless ``force``). ``map_epochs(target, [(teacher id, epoch)],
-    key)`` extracts the checkpoints into the prepared store (default: one after the other here; the flows can fan
-    them out as parallel tasks)."""
-    started = time.perf_counter()
-    runtime(config)
-    synthetic, teachers = extraction_inputs(run, config)
-    key = stage_key(
-        "extract",
-        synthetic.sha256,
-        [
-            {
-                "id": t.config.id,
-                "arch": t.config.arch,
-                "arch_kwargs": t.config.arch_kwargs,
-                "checkpoints": {
-                    c["epoch"]: c["sha256"] for c in t.manifest["checkpoints"] if c["epoch"] in t.epochs
-                },
-                "epochs": t.epochs,
-                "layers": t.layers,
-            }
-            for t in teachers
-        ],
-        config.extract,
-    )
-    if not force and finished(run, "extract", key, run.store):
-        return run.store
-    target = _store_to_build(run.store, synthetic.sha256)
-    prepare_store(synthetic, teachers, target, config.extract)
-    items = [(t.config.id, epoch) for t in teachers for epoch in t.epochs]
-    if map_epochs is None:
-        for teacher_id, epoch in items:
-            stage_extract_epoch(run, config, target, teacher_id, epoch, key)
-    else:
-        map_epochs(target, items, key)
-    if target != run.store:  # swap the rebuilt store in only once it is complete
-        stale = run.store.with_name(f".{run.store.name}.stale")
-        shutil.rmtree(stale, ignore_errors=True)
-        os.replace(run.store, stale)
-        os.replace(target, run.store)
-        shutil.rmtree(stale, ignore_errors=True)
-    mark_finished(run, "extract", key, run.store, started)
-    return run.store
-
-
-MapEpochs = Callable[[Path, list[tuple[str, int]], str], None]
+    """Extract every teacher's features into the one store (Extract; ``map_epochs`` as there)."""
+    return build_stage(Extract(map_epochs), Run(run, config), force)
 
 
 def stage_store(run: RunDir, config: RunConfig) -> dict[str, float]:
