@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                 help="dask.distributed scheduler (tcp://host:port) for the student grid and per-epoch extraction "
                 "(default: $ELFDD_DASK_ADDRESS; none: in this process)",
             )
+    _add_import_export(sub)
     p = sub.add_parser("inspect", help="dask-computed feature statistics of a store")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -96,6 +97,62 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_import_export(sub) -> None:
+    from ..pipeline.formats import FORMATS, list_formats
+
+    p = sub.add_parser(
+        "import-synthetic",
+        help="import a synthetic set made elsewhere (MTT, DC/DSA/DM, .npz, PNG folder) as a run's distill stage",
+    )
+    p.add_argument("files", nargs="+", help="the set's files, or the folder holding them")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument(
+        "--format", default="auto", choices=["auto", *list_formats()], help="default: from the files"
+    )
+    p.add_argument(
+        "--space",
+        default="auto",
+        choices=["auto", "pixel", "normalized", "zca"],
+        help="the space the images live in (default: the format's convention; .npz must say)",
+    )
+    p.add_argument("--zca", help="space zca: the ZCA statistics file the images were whitened with")
+    p.add_argument(
+        "--experiment", type=int, default=0, help="dc: which experiment of the result file (default 0)"
+    )
+    p.add_argument("--config", help="YAML config of the run (dataset, teachers, students)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--force", action="store_true", help="import again even where the files are unchanged")
+    p = sub.add_parser(
+        "export-synthetic", help="write a run's synthetic set as MTT files, an .npz or PNG folders"
+    )
+    p.add_argument("run_dir", metavar="DIR", help="run directory")
+    p.add_argument("--format", required=True, choices=[n for n, f in FORMATS.items() if f.write is not None])
+    p.add_argument("--out", required=True, help="folder (mtt, png) or file (npz) to write")
+
+
+def _import_overrides(args: argparse.Namespace) -> list[str]:
+    """The import's options as config overrides of ``distill`` (paths made absolute, so the run's config.yaml
+    still names the files from anywhere)."""
+    paths = [str(Path(f).resolve()) for f in args.files]
+    sets = ["distill.method=file", f"distill.source.paths={json.dumps(paths)}"]
+    sets += [f"distill.source.format={args.format}", f"distill.source.space={args.space}"]
+    sets += [f"distill.source.experiment={args.experiment}"]
+    if args.zca:
+        sets.append(f"distill.source.zca={json.dumps(str(Path(args.zca).resolve()))}")
+    return sets
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..pipeline.formats import FORMATS
+    from ..pipeline.stages import RunDir
+    from ..pipeline.synthetic import load_synthetic
+
+    synthetic = load_synthetic(RunDir(location.local_dir(args.run_dir)).synthetic)
+    written = FORMATS[args.format].write(synthetic, Path(args.out))
+    print(f"export-synthetic: {len(written)} files ({args.format}) in {args.out}")
+    return 0
+
+
 def _config_for(args: argparse.Namespace):
     from ..pipeline.config import load_config
 
@@ -107,7 +164,7 @@ def _config_for(args: argparse.Namespace):
         return load_config(args.config, args.set)
     if existing.exists():
         return load_config(existing, args.set)
-    if args.command not in ("run", "distill", "teacher", "students"):
+    if args.command not in ("run", "distill", "teacher", "students", "import-synthetic"):
         raise BadInput(f"{args.out} has no config.yaml; run an earlier stage first or pass --config")
     return load_config(None, args.set)
 
@@ -217,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "export-synthetic":
+            return _export(args)
+        if args.command == "import-synthetic":
+            args.set = [*_import_overrides(args), *args.set]
         return _run_stage(args)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, task
 from pydantic import BaseModel, Field
 
+from ..core.errors import BadInput
 from ..pipeline import stages
 from ..pipeline.config import RunConfig
 from ..pipeline.jobs import StudentJob
@@ -164,6 +165,17 @@ def distill_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) 
     return path
 
 
+@stage_flow("import-synthetic")
+def import_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+    """Import a synthetic set made elsewhere as the run's distill stage (``distill.method: file``;
+    ``distill.source`` names its files, format and image space)."""
+    if config.distill.method != "file":
+        raise BadInput("import-synthetic needs distill.method file and distill.source.paths")
+    path = distill_task(params.run_dir, config, params.force)
+    artifacts.publish_distill(run)
+    return path
+
+
 @stage_flow("train-teacher")
 def teacher_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
     """Train every configured teacher on the real data and checkpoint it at its configured epochs."""
@@ -236,6 +248,7 @@ def elf_pipeline(params: FlowParameters, run: stages.RunDir, config: RunConfig) 
 FLOWS = {
     "run": elf_pipeline,
     "distill": distill_flow,
+    "import-synthetic": import_flow,
     "teacher": teacher_flow,
     "extract": extract_flow,
     "students": students_flow,

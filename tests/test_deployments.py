@@ -17,7 +17,15 @@ import pytest
 from helpers import ROOT
 
 BIN = Path(sys.executable).parent
-FLOW_NAMES = ["elf-pipeline", "distill", "train-teacher", "extract-features", "train-students", "report"]
+FLOW_NAMES = [
+    "elf-pipeline",
+    "distill",
+    "import-synthetic",
+    "train-teacher",
+    "extract-features",
+    "train-students",
+    "report",
+]
 
 
 def _free_port() -> int:

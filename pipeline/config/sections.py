@@ -81,8 +81,29 @@ class MetaDDConfig(Strict):
         return [check_arch(a) for a in archs]
 
 
+class SourceConfig(Strict):
+    """A synthetic set made elsewhere (``distill.method: file``; pipeline/formats)."""
+
+    paths: list[str] = []  # its files (or the folder holding them)
+    format: str = "auto"  # a name of pipeline.formats.register_format (mtt, dc, npz, png), or auto
+    space: Literal["auto", "pixel", "normalized", "zca"] = "auto"  # auto: the format's convention
+    zca: str | None = None  # space zca: the statistics file (zca.pt) the images were whitened with
+    experiment: int = Field(default=0, ge=0)  # dc: which experiment of the result file
+
+    @field_validator("format")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from ..formats import list_formats
+
+        if name != "auto" and name not in list_formats():
+            raise ValueError(
+                f"unknown synthetic-set format {name!r}; registered: auto, {', '.join(list_formats())}"
+            )
+        return name
+
+
 class DistillConfig(Strict):
-    method: str = "dm"  # a name of pipeline.distill.register_method: dm, dsa (gradient matching), mtt
+    method: str = "dm"  # a name of pipeline.distill.register_method: dm, dsa (gradient matching), mtt, file
     arch: str = "convnet"
     arch_kwargs: dict[str, Any] = {}
     ipc: int = Field(default=10, gt=0)
@@ -100,8 +121,17 @@ class DistillConfig(Strict):
     mtt: MTTConfig = MTTConfig()
     metadd: MetaDDConfig = MetaDDConfig()
     resume_every: int = Field(default=10, ge=1)  # iterations between resume points (no effect on the result)
+    source: SourceConfig = SourceConfig()  # method file: the set to import
 
     _arch = field_validator("arch")(check_arch)
+
+    @model_validator(mode="after")
+    def _source_given(self) -> DistillConfig:
+        if self.method == "file" and not self.source.paths:
+            raise ValueError(
+                "distill.method file needs distill.source.paths (the files of the set to import)"
+            )
+        return self
 
     @field_validator("method")
     @classmethod

@@ -14,7 +14,7 @@ from ..config import DistillConfig
 from ..data import DataSplits
 from ..resume import NO_RESUME, ResumePoint
 from ..synthetic import SyntheticSet
-from ..training import seed_everything
+from ..training import log, seed_everything
 from .base import Distillation, ImageUpdate, initial_images, synthetic_set
 from .dm import distill_dm
 from .gm import distill_gm
@@ -66,22 +66,28 @@ class MethodContext:
 @dataclasses.dataclass(frozen=True)
 class Method:
     """``run(context) -> (extra, update)``: distil ``context.images`` in place; ``extra`` is saved with the set.
-    ``lr_img``: the image learning rate when ``distill.lr_img`` is not given."""
+    ``lr_img``: the image learning rate when ``distill.lr_img`` is not given. A method with ``source(data, cfg)``
+    instead reads a set made elsewhere (no images are learned)."""
 
-    run: Callable[[MethodContext], tuple[dict, ImageUpdate]]
-    lr_img: float
+    run: Callable[[MethodContext], tuple[dict, ImageUpdate]] | None
+    lr_img: float | None
+    source: Callable[[DataSplits, DistillConfig], SyntheticSet] | None = None
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register_method(
-    name: str, run: Callable[[MethodContext], tuple[dict, ImageUpdate]], lr_img: float
+    name: str,
+    run: Callable[[MethodContext], tuple[dict, ImageUpdate]] | None,
+    lr_img: float | None,
+    source: Callable[[DataSplits, DistillConfig], SyntheticSet] | None = None,
 ) -> None:
-    """Register a distillation method as ``distill.method`` value ``name``."""
+    """Register a distillation method (``run``) or a source of made sets (``source``) as ``distill.method``
+    value ``name``."""
     if name in METHODS:
         raise ValueError(f"distillation method {name!r} is already registered")
-    METHODS[name] = Method(run, lr_img)
+    METHODS[name] = Method(run, lr_img, source)
 
 
 def list_methods() -> list[str]:
@@ -121,6 +127,26 @@ register_method("dsa", _matching(distill_gm), lr_img=0.1)
 register_method("mtt", _mtt, lr_img=100.0)
 
 
+def _from_file(data: DataSplits, cfg: DistillConfig) -> SyntheticSet:
+    """A set made elsewhere, read by its format (pipeline/formats) into the run's input space."""
+    from ..formats import FORMATS, detect_format, import_set
+
+    paths = [Path(p) for p in cfg.source.paths]
+    name = detect_format(paths) if cfg.source.format == "auto" else cfg.source.format
+    options = {**cfg.source.model_dump(), "format": name}
+    synthetic = import_set(FORMATS[name].read(paths, options), data, options)
+    if synthetic.ipc != cfg.ipc:
+        log.info(
+            "distill file: the set has %d images per class (distill.ipc %d is ignored)",
+            synthetic.ipc,
+            cfg.ipc,
+        )
+    return synthetic
+
+
+register_method("file", None, None, source=_from_file)
+
+
 def distill(
     data: DataSplits,
     cfg: DistillConfig,
@@ -135,6 +161,8 @@ def distill(
     MTT reads (or first records) expert trajectories under ``experts_dir``. ``resume``: where the state goes every
     ``cfg.resume_every`` iterations and where a killed run continues from."""
     started = time.perf_counter()
+    if METHODS[cfg.method].source is not None:
+        return METHODS[cfg.method].source(data, cfg), None
     generator = seed_everything(seed)
     init, labels = initial_images(data, cfg.ipc, cfg.init, generator)
     images = init.to(device)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...core.errors import BadInput
+from ...core.io import sha256_file
 from ..config import ExtractConfig, RunConfig
 from ..distill import distill
 from ..extract import TeacherSource, extract_epoch, extract_to_store, prepare_store
@@ -31,11 +32,22 @@ class Distill(KeyedStage):
 
     def key(self, run: Run) -> str:
         config = run.config
-        # resume_every has no effect on the result
-        distill_cfg = config.distill.model_dump(mode="json", exclude={"resume_every"})
-        return stage_key(
-            "distill", config.data, run.data_sha256, distill_cfg, config.seed, run.precision, run.device.type
-        )
+        # resume_every has no effect on the result; the source only where a set is imported (then by content)
+        distill_cfg = config.distill.model_dump(mode="json", exclude={"resume_every", "source"})
+        parts = [
+            "distill",
+            config.data,
+            run.data_sha256,
+            distill_cfg,
+            config.seed,
+            run.precision,
+            run.device.type,
+        ]
+        if config.distill.method == "file":
+            parts.append(
+                {**config.distill.source.model_dump(mode="json"), "files": source_files_sha256(config)}
+            )
+        return stage_key(*parts)
 
     def output(self, run: Run) -> Path:
         return run.dir.synthetic
@@ -131,6 +143,18 @@ class Extract(KeyedStage):
             os.replace(store, stale)
             os.replace(target, store)
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def source_files_sha256(config: RunConfig) -> dict[str, str]:
+    """sha256 of every file under ``distill.source.paths`` (a folder: every file in it), by path."""
+    files = {}
+    for given in map(Path, config.distill.source.paths):
+        if not given.exists():
+            raise BadInput(f"distill.source.paths: {given} does not exist")
+        for path in sorted(given.rglob("*")) if given.is_dir() else [given]:
+            if path.is_file():
+                files[str(path)] = sha256_file(path)
+    return files
 
 
 def stage_distill(run: RunDir, config: RunConfig, force: bool = False) -> Path:

@@ -1,0 +1,74 @@
+"""A folder of PNG images by class (torchvision's ImageFolder layout: ``root/<class>/<image>.png``). Class folders
+named by integers are those classes; otherwise the sorted folder names are classes 0, 1, ... Images are 8-bit
+pixels (space ``pixel``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...core.errors import BadInput
+from .registry import Format, RawSet, register_format
+
+
+def _classes(root: Path) -> list[tuple[int, Path]]:
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise BadInput(f"{root} has no class folders (expected root/<class>/<image>.png)")
+    if all(p.name.isdigit() for p in folders):
+        return sorted((int(p.name), p) for p in folders)
+    return list(enumerate(folders))
+
+
+def read(paths: list[Path], options: dict[str, Any]) -> RawSet:
+    from PIL import Image, UnidentifiedImageError
+
+    if len(paths) != 1 or not paths[0].is_dir():
+        raise BadInput("a PNG set is one folder of class folders")
+    images, labels, files = [], [], []
+    for label, folder in _classes(paths[0]):
+        for file in sorted(folder.glob("*.png")):
+            try:
+                with Image.open(file) as picture:
+                    pixels = np.asarray(picture)
+            except (OSError, UnidentifiedImageError) as exc:
+                raise BadInput(f"{file} is not a readable PNG: {exc}") from None
+            if pixels.dtype != np.uint8:
+                raise BadInput(f"{file}: 8-bit images only, got {pixels.dtype}")
+            images.append(pixels if pixels.ndim == 3 else pixels[..., None])
+            labels.append(label)
+            files.append(file)
+    if not images:
+        raise BadInput(f"{paths[0]} holds no .png images")
+    if len({i.shape for i in images}) > 1:
+        raise BadInput(
+            f"{paths[0]}: the images differ in size or channels: {sorted({i.shape for i in images})}"
+        )
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return RawSet(stacked, torch.tensor(labels), "pixel", files)
+
+
+def write(synthetic, out: Path) -> list[Path]:
+    """``out/<class>/<index>.png``: the images back in 8-bit pixels (lossy: rounding, values outside 0-1 clipped)."""
+    from PIL import Image
+
+    from .spaces import to_pixels
+
+    pixels = (to_pixels(synthetic).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    written = []
+    for index, (image, label) in enumerate(zip(pixels, synthetic.labels.tolist(), strict=True)):
+        path = out / str(label) / f"{index:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+        written.append(path)
+    return written
+
+
+def claims(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*/*.png"))
+
+
+register_format("png", Format(read, claims, write))
