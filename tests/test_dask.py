@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -20,10 +21,15 @@ GRID = [*TINY_RUN, "threads=1", "students.archs=[convnet,mlp]", "students.seeds=
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as local:
-        yield local
+    environ = dict(os.environ)
+    try:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as local:
+            yield local
+    finally:  # the nannies set OMP_NUM_THREADS=1 etc. in this process: later tests' subprocesses would inherit it
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def _features(path, config) -> dict:

@@ -5,7 +5,7 @@ written out in those formats. Each format is one module that calls ``register_fo
 from __future__ import annotations
 
 from . import dc, mtt, npz, png  # noqa: E402,F401  (each registers its format)
-from .registry import FORMATS, Format, RawSet, detect_format, list_formats, register_format
+from .registry import FORMATS, Format, RawSet, detect_format, files_sha256, list_formats, register_format
 from .spaces import import_set, to_pixels
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Format",
     "RawSet",
     "detect_format",
+    "files_sha256",
     "import_set",
     "list_formats",
     "register_format",

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ...core.errors import BadInput
+from ...core.io import sha256_file
 
 
 @dataclass
@@ -82,3 +83,15 @@ def tensor_of(value: Any, what: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise BadInput(f"{what} is a {type(value).__name__}, not a tensor")
     return value.detach().cpu()
+
+
+def files_sha256(paths: list[str]) -> dict[str, str]:
+    """sha256 of every file under ``paths`` (a folder: every file in it), by path: what an import is keyed on."""
+    files = {}
+    for given in map(Path, paths):
+        if not given.exists():
+            raise BadInput(f"distill.source.paths: {given} does not exist")
+        for path in sorted(given.rglob("*")) if given.is_dir() else [given]:
+            if path.is_file():
+                files[str(path)] = sha256_file(path)
+    return files

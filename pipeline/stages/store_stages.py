@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...core.errors import BadInput
-from ...core.io import sha256_file
 from ..config import ExtractConfig, RunConfig
 from ..distill import distill
 from ..extract import TeacherSource, extract_epoch, extract_to_store, prepare_store
+from ..formats import files_sha256
 from ..synthetic import SyntheticSet, load_synthetic
 from ..teacher import load_manifest, train_teacher
 from ..training import log
@@ -45,7 +45,10 @@ class Distill(KeyedStage):
         ]
         if config.distill.method == "file":
             parts.append(
-                {**config.distill.source.model_dump(mode="json"), "files": source_files_sha256(config)}
+                {
+                    **config.distill.source.model_dump(mode="json"),
+                    "files": files_sha256(config.distill.source.paths),
+                }
             )
         return stage_key(*parts)
 
@@ -143,18 +146,6 @@ class Extract(KeyedStage):
             os.replace(store, stale)
             os.replace(target, store)
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def source_files_sha256(config: RunConfig) -> dict[str, str]:
-    """sha256 of every file under ``distill.source.paths`` (a folder: every file in it), by path."""
-    files = {}
-    for given in map(Path, config.distill.source.paths):
-        if not given.exists():
-            raise BadInput(f"distill.source.paths: {given} does not exist")
-        for path in sorted(given.rglob("*")) if given.is_dir() else [given]:
-            if path.is_file():
-                files[str(path)] = sha256_file(path)
-    return files
 
 
 def stage_distill(run: RunDir, config: RunConfig, force: bool = False) -> Path:
