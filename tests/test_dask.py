@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
@@ -21,15 +20,17 @@ GRID = [*TINY_RUN, "threads=1", "students.archs=[convnet,mlp]", "students.seeds=
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
-    environ = dict(os.environ)
-    try:
-        with distributed.LocalCluster(
+    from elfdd.flows.runner import quiet_local_cluster
+
+    # quiet_local_cluster restores the environment: the nannies set OMP_NUM_THREADS=1 etc. in this process, which
+    # later tests' subprocesses would inherit
+    with (
+        quiet_local_cluster(),
+        distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-        ) as local:
-            yield local
-    finally:  # the nannies set OMP_NUM_THREADS=1 etc. in this process: later tests' subprocesses would inherit it
-        os.environ.clear()
-        os.environ.update(environ)
+        ) as local,
+    ):
+        yield local
 
 
 def _features(path, config) -> dict:

@@ -160,9 +160,9 @@ def distill(
 
     MTT reads (or first records) expert trajectories under ``experts_dir``. ``resume``: where the state goes every
     ``cfg.resume_every`` iterations and where a killed run continues from."""
-    started = time.perf_counter()
-    if METHODS[cfg.method].source is not None:
+    if METHODS[cfg.method].source is not None:  # a set made elsewhere: nothing is learned
         return METHODS[cfg.method].source(data, cfg), None
+    started = time.perf_counter()
     generator = seed_everything(seed)
     init, labels = initial_images(data, cfg.ipc, cfg.init, generator)
     images = init.to(device)

@@ -12,7 +12,7 @@ from ...core.io import (
 )
 from ...store import location
 from ...store.reader import FeatureDataset
-from ..config import RunConfig
+from ..config import RunConfig, StudentsConfig
 from ..jobs import StudentJob
 from ..students import train_student
 from ..synthetic import load_synthetic
@@ -66,15 +66,14 @@ class StudentCell:
 
     job: StudentJob
     dataset: FeatureDataset
+    students: StudentsConfig  # student_config(): read once for the key and the training
 
     @property
     def name(self) -> str:
         return self.job.name
 
     def key(self, run: Run) -> str:
-        return cell_key(
-            self.job, run.config, student_config(run.dir, run.config), self.dataset, run.precision
-        )
+        return cell_key(self.job, run.config, self.students, self.dataset, run.precision)
 
     def output(self, run: Run) -> Path:
         return run.dir.student_run(self.job)
@@ -104,13 +103,12 @@ class StudentCell:
                 data.num_classes,
                 run.device,
             )
-        students = student_config(run.dir, run.config)
         record = train_student(
             job,
             self.dataset,
             data.x_test,
             data.y_test,
-            students,
+            self.students,
             data.num_classes,
             run.device,
             run.precision,
@@ -137,7 +135,7 @@ def stage_student(
     if dataset is None:
         teacher_id, epoch, layer = feature_cell(config, job)
         dataset = open_student_dataset(run, config, epoch, layer, teacher_id)
-    return build_stage(StudentCell(job, dataset), state, force)
+    return build_stage(StudentCell(job, dataset, student_config(run, config)), state, force)
 
 
 def pending_cells(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> list[StudentJob]:

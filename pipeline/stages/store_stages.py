@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...core.errors import BadInput
@@ -103,10 +103,17 @@ class Extract(KeyedStage):
 
     map_epochs: MapEpochs | None = None
     name = "extract"
+    _inputs: list = field(default_factory=list, compare=False, repr=False)
+
+    def inputs(self, run: Run) -> tuple[SyntheticSet, list[TeacherSource]]:
+        """extraction_inputs(), loaded once for the key and the build."""
+        if not self._inputs:
+            run.runtime  # noqa: B018 (threads configured before the synthetic set is hashed, as every stage)
+            self._inputs.append(extraction_inputs(run.dir, run.config))
+        return self._inputs[0]
 
     def key(self, run: Run) -> str:
-        run.runtime  # noqa: B018 (threads configured before the synthetic set is hashed, as every stage)
-        synthetic, teachers = extraction_inputs(run.dir, run.config)
+        synthetic, teachers = self.inputs(run)
         return stage_key(
             "extract",
             synthetic.sha256,
@@ -130,7 +137,7 @@ class Extract(KeyedStage):
         return run.dir.store
 
     def build(self, run: Run, key: str) -> None:
-        synthetic, teachers = extraction_inputs(run.dir, run.config)
+        synthetic, teachers = self.inputs(run)
         store = run.dir.store
         target = _store_to_build(store, synthetic.sha256)
         prepare_store(synthetic, teachers, target, run.config.extract)
