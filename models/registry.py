@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..core.registry import Registry
 from .split import SplitNet
 
 Builder = Callable[..., SplitNet]
@@ -28,24 +29,20 @@ class ModelSpec:
         return set(inspect.signature(self.builder).parameters) - _INPUT_ARGS
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("architecture")
 
 
 def register_model(name: str, builder: Builder, **defaults: Any) -> None:
     """Register ``builder(in_channels, num_classes, image_size, **kwargs) -> SplitNet`` as ``name``."""
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelSpec(name, builder, dict(defaults))
+    MODELS.register(name, ModelSpec(name, builder, dict(defaults)))
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    return MODELS.lookup(name)
 
 
 def create_model(name: str, in_channels: int, num_classes: int, image_size: int, **kwargs: Any) -> SplitNet:

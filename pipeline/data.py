@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..core.errors import BadInput
+from ..core.registry import Registry
 from .config import DataConfig
 from .zca import ZCA
 
@@ -165,19 +166,17 @@ def _subset(
 
 
 Loader = Callable[[DataConfig], dict[str, np.ndarray]]
-DATASETS: dict[str, Loader] = {}
+DATASETS: Registry[Loader] = Registry("dataset")
 
 
 def register_dataset(name: str, loader: Loader) -> None:
     """Register ``loader(data_config) -> {x_train, y_train, x_test, y_test}`` (uint8 or [0, 1] float images (N,H,W)
     or (N,H,W,C), integer labels) as ``data.name`` value ``name``."""
-    if name in DATASETS:
-        raise ValueError(f"dataset {name!r} is already registered")
-    DATASETS[name] = loader
+    DATASETS.register(name, loader)
 
 
 def list_datasets() -> list[str]:
-    return list(DATASETS)
+    return DATASETS.names()
 
 
 register_dataset("fashion_mnist", _load_fashion_mnist)

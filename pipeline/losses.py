@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
+from ..core.registry import Registry
+
 # Which terms each loss mode sums. Unlike the reference, front_task uses the chosen feature loss and front_rear
 # keeps lambda_rear.
 LOSS_TERMS: dict[str, tuple[str, ...]] = {
@@ -25,27 +27,23 @@ def result_mode(loss_mode: str) -> str:
 
 
 FeatureLossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
-FEATURE_LOSSES: dict[str, FeatureLossFn] = {}
+FEATURE_LOSSES: Registry[FeatureLossFn] = Registry("feature loss")
 
 
 def register_feature_loss(name: str, fn: FeatureLossFn) -> None:
     """Register ``fn(student, teacher, temperature) -> scalar`` as ``students.feature_losses`` value ``name``."""
-    if name in FEATURE_LOSSES:
-        raise ValueError(f"feature loss {name!r} is already registered")
-    FEATURE_LOSSES[name] = fn
+    FEATURE_LOSSES.register(name, fn)
 
 
 def list_feature_losses() -> list[str]:
-    return list(FEATURE_LOSSES)
+    return FEATURE_LOSSES.names()
 
 
 def feature_loss(
     kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
     """Distance between the (adapted) student front output and the teacher feature, both (B, C, ...)."""
-    if kind not in FEATURE_LOSSES:
-        raise ValueError(f"unknown feature loss {kind!r}; registered: {', '.join(FEATURE_LOSSES)}")
-    return FEATURE_LOSSES[kind](student, teacher, temperature)
+    return FEATURE_LOSSES[FEATURE_LOSSES.check(kind)](student, teacher, temperature)
 
 
 def _soft_target_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

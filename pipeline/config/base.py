@@ -37,11 +37,9 @@ class Strict(BaseModel):
 
 
 def check_arch(name: str) -> str:
-    from ...models import list_models
+    from ...models.registry import MODELS
 
-    if name not in list_models():
-        raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
-    return name
+    return MODELS.check(name)
 
 
 def teacher_splits(teacher: TeacherConfig) -> tuple[tuple[str, ...], str]:

@@ -26,11 +26,9 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from ..data import list_datasets
+        from ..data import DATASETS
 
-        if name not in list_datasets():
-            raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}")
-        return name
+        return DATASETS.check(name)
 
     @model_validator(mode="after")
     def _npz_needs_path(self) -> DataConfig:
@@ -93,13 +91,9 @@ class SourceConfig(Strict):
     @field_validator("format")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from ..formats import list_formats
+        from ..formats import FORMATS
 
-        if name != "auto" and name not in list_formats():
-            raise ValueError(
-                f"unknown synthetic-set format {name!r}; registered: auto, {', '.join(list_formats())}"
-            )
-        return name
+        return FORMATS.check(name, "auto")
 
 
 class DistillConfig(Strict):
@@ -136,13 +130,9 @@ class DistillConfig(Strict):
     @field_validator("method")
     @classmethod
     def _registered(cls, method: str) -> str:
-        from ..distill import list_methods
+        from ..distill import METHODS
 
-        if method not in list_methods():
-            raise ValueError(
-                f"unknown distillation method {method!r}; registered: {', '.join(list_methods())}"
-            )
-        return method
+        return METHODS.check(method)
 
     @property
     def image_lr(self) -> float:

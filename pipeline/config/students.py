@@ -88,14 +88,9 @@ class StudentsConfig(Strict):
     @field_validator("feature_losses")
     @classmethod
     def _feature_losses(cls, names: list[str]) -> list[str]:
-        from ..losses import list_feature_losses
+        from ..losses import FEATURE_LOSSES
 
-        unknown = [n for n in names if n not in list_feature_losses()]
-        if unknown:
-            raise ValueError(
-                f"unknown feature loss {unknown[0]!r}; registered: {', '.join(list_feature_losses())}"
-            )
-        return names
+        return [FEATURE_LOSSES.check(n) for n in names]
 
     @field_validator("arch_lr", "teacher", "split")
     @classmethod

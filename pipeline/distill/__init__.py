@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ...core.errors import BadInput
+from ...core.registry import Registry
 from ..config import DistillConfig
 from ..data import DataSplits
 from ..resume import NO_RESUME, ResumePoint
@@ -74,7 +75,7 @@ class Method:
     source: Callable[[DataSplits, DistillConfig], SyntheticSet] | None = None
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("distillation method")
 
 
 def register_method(
@@ -85,13 +86,11 @@ def register_method(
 ) -> None:
     """Register a distillation method (``run``) or a source of made sets (``source``) as ``distill.method``
     value ``name``."""
-    if name in METHODS:
-        raise ValueError(f"distillation method {name!r} is already registered")
-    METHODS[name] = Method(run, lr_img, source)
+    METHODS.register(name, Method(run, lr_img, source))
 
 
 def list_methods() -> list[str]:
-    return list(METHODS)
+    return METHODS.names()
 
 
 def _matching(loop: Callable[[Distillation], dict]) -> Callable[[MethodContext], tuple[dict, ImageUpdate]]:

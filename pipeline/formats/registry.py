@@ -11,6 +11,7 @@ import torch
 
 from ...core.errors import BadInput
 from ...core.io import sha256_file
+from ...core.registry import Registry
 
 
 @dataclass
@@ -35,18 +36,16 @@ class Format:
     write: Callable[[Any, Path], list[Path]] | None = None
 
 
-FORMATS: dict[str, Format] = {}
+FORMATS: Registry[Format] = Registry("synthetic-set format")
 
 
 def register_format(name: str, fmt: Format) -> None:
     """Register a synthetic-set format as ``distill.source.format`` value ``name``."""
-    if name in FORMATS:
-        raise ValueError(f"synthetic-set format {name!r} is already registered")
-    FORMATS[name] = fmt
+    FORMATS.register(name, fmt)
 
 
 def list_formats() -> list[str]:
-    return list(FORMATS)
+    return FORMATS.names()
 
 
 def detect_format(paths: list[Path]) -> str:

@@ -130,8 +130,7 @@ def stage_student(
     """Train one student (StudentCell) and write ``students/<job>.json`` atomically; a finished cell with the same
     cache key is kept, not retrained, unless ``force``. ``dataset``: the store reader of the cell's feature cell
     (default: opened and checked here)."""
-    state = Run(run, config)
-    state.runtime  # noqa: B018 (threads and device before the store is opened)
+    state = Run(run, config).configured()
     if dataset is None:
         teacher_id, epoch, layer = feature_cell(config, job)
         dataset = open_student_dataset(run, config, epoch, layer, teacher_id)

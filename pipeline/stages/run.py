@@ -93,6 +93,12 @@ class Run:
     def runtime(self) -> tuple[torch.device, str]:
         return runtime(self.config)
 
+    def configured(self) -> Run:
+        """This run with its threads, device and precision resolved: before a stage reads, hashes or opens
+        anything, so every stage computes with the same thread count."""
+        _ = self.runtime
+        return self
+
     @property
     def device(self) -> torch.device:
         return self.runtime[0]

@@ -47,7 +47,7 @@ class KeyedStage:
 def build_stage(stage: Stage, run: Run, force: bool = False) -> Path:
     """The stage's output: kept when its inputs' key is unchanged (unless ``force``), else built and keyed."""
     started = time.perf_counter()
-    key = stage.key(run)
+    key = stage.key(run.configured())
     if not force and stage.kept(run, key):
         return stage.output(run)
     stage.build(run, key)

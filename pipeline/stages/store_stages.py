@@ -108,7 +108,6 @@ class Extract(KeyedStage):
     def inputs(self, run: Run) -> tuple[SyntheticSet, list[TeacherSource]]:
         """extraction_inputs(), loaded once for the key and the build."""
         if not self._inputs:
-            run.runtime  # noqa: B018 (threads configured before the synthetic set is hashed, as every stage)
             self._inputs.append(extraction_inputs(run.dir, run.config))
         return self._inputs[0]
 
