@@ -84,12 +84,13 @@ def tensor_of(value: Any, what: str) -> torch.Tensor:
     return value.detach().cpu()
 
 
-def files_sha256(paths: list[str]) -> dict[str, str]:
-    """sha256 of every file under ``paths`` (a folder: every file in it), by path: what an import is keyed on."""
+def files_sha256(paths: list[str], what: str = "distill.source.paths") -> dict[str, str]:
+    """sha256 of every file under ``paths`` (a folder: every file in it), by path: what an import is keyed on;
+    ``what``: the config field that names them."""
     files = {}
     for given in map(Path, paths):
         if not given.exists():
-            raise BadInput(f"distill.source.paths: {given} does not exist")
+            raise BadInput(f"{what}: {given} does not exist")
         for path in sorted(given.rglob("*")) if given.is_dir() else [given]:
             if path.is_file():
                 files[str(path)] = sha256_file(path)

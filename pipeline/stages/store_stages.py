@@ -17,6 +17,7 @@ from ..extract import TeacherSource, extract_epoch, extract_to_store, prepare_st
 from ..formats import files_sha256
 from ..synthetic import SyntheticSet, load_synthetic
 from ..teacher import load_manifest, train_teacher
+from ..teacher_import import import_teacher
 from ..training import log
 from .keys import stage_key
 from .run import Run, RunDir, runtime, save_zca
@@ -80,9 +81,18 @@ class Teacher(KeyedStage):
     def key(self, run: Run) -> str:
         config = run.config
         teacher = config.teacher_config(self.teacher_id)
-        return stage_key(
-            "teacher", config.data, run.data_sha256, teacher, config.seed, run.precision, run.device.type
-        )
+        parts = [
+            "teacher",
+            config.data,
+            run.data_sha256,
+            teacher,
+            config.seed,
+            run.precision,
+            run.device.type,
+        ]
+        if teacher.source != "train":  # an imported teacher: by its files' content
+            parts.append(files_sha256(teacher.paths, f"teacher {teacher.id}: teacher.paths"))
+        return stage_key(*parts)
 
     def output(self, run: Run) -> Path:
         return run.dir.teacher_dir(self.teacher_id) / "manifest.json"
@@ -91,6 +101,9 @@ class Teacher(KeyedStage):
         save_zca(run.dir, run.data)
         teacher = run.config.teacher_config(self.teacher_id)
         out = run.dir.teacher_dir(self.teacher_id)
+        if teacher.source != "train":
+            import_teacher(run.data, teacher, out, run.device, run.precision)
+            return
         resume = run.resume_point(self.name, key)
         train_teacher(run.data, teacher, out, run.device, run.precision, run.config.seed, resume)
 
