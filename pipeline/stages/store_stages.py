@@ -81,16 +81,14 @@ class Teacher(KeyedStage):
     def key(self, run: Run) -> str:
         config = run.config
         teacher = config.teacher_config(self.teacher_id)
-        parts = [
-            "teacher",
-            config.data,
-            run.data_sha256,
-            teacher,
-            config.seed,
-            run.precision,
-            run.device.type,
-        ]
-        if teacher.source != "train":  # an imported teacher: by its files' content
+        # A trained teacher's key leaves out the import fields (keys made before they existed stay valid); an
+        # imported one is keyed by its files' content.
+        imported = teacher.source != "train"
+        spec = teacher.model_dump(
+            mode="json", exclude=None if imported else {"source", "paths", "trajectory"}
+        )
+        parts = ["teacher", config.data, run.data_sha256, spec, config.seed, run.precision, run.device.type]
+        if imported:
             parts.append(files_sha256(teacher.paths, f"teacher {teacher.id}: teacher.paths"))
         return stage_key(*parts)
 
