@@ -74,7 +74,8 @@ def elf_losses(
     temperature: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """The loss terms of ``job.loss_mode`` for one batch (each already weighted by its lambda), on the batch's device:
-    task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y)."""
+    task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y).
+    Soft labels (B, classes) make both CEs soft-target cross-entropy (F.cross_entropy with class probabilities)."""
     terms = LOSS_TERMS[job.loss_mode]
     split = job.split or model.default_split
     h = model.front(images, split)

@@ -9,13 +9,14 @@ from typing import Any
 import torch
 
 from ..core.errors import BadInput
-from ..core.io import atomic_torch_save, content_sha256
+from ..core.io import atomic_torch_save
+from ..store.layout import synthetic_sha256
 
 
 @dataclass
 class SyntheticSet:
     images: torch.Tensor  # float32 (N, C, H, W), normalised like the real data
-    labels: torch.Tensor  # int64 (N,)
+    labels: torch.Tensor  # int64 (N,), or soft labels: float32 (N, classes) probabilities
     method: str
     ipc: int
     dataset: str
@@ -24,8 +25,17 @@ class SyntheticSet:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def soft(self) -> bool:
+        return self.labels.ndim == 2
+
+    @property
+    def classes(self) -> torch.Tensor:
+        """The class of every image (a soft label's most probable class)."""
+        return self.labels.argmax(1) if self.soft else self.labels
+
+    @property
     def sha256(self) -> str:
-        return content_sha256(self.images.float().numpy(), self.labels.long().numpy())
+        return synthetic_sha256(self.images.detach().cpu().numpy(), self.labels.detach().cpu().numpy())
 
     def save(self, path: Path) -> str:
         """Write ``path`` (loadable with ``torch.load(weights_only=True)``) and return the content sha256."""
@@ -34,7 +44,7 @@ class SyntheticSet:
             path,
             {
                 "images": self.images.detach().float().cpu().contiguous(),
-                "labels": self.labels.long().cpu().contiguous(),
+                "labels": (self.labels.float() if self.soft else self.labels.long()).cpu().contiguous(),
                 "method": self.method,
                 "ipc": self.ipc,
                 "dataset": self.dataset,

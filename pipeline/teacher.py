@@ -58,7 +58,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        correct += (logits.argmax(1) == y).sum()
+        correct += (logits.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum()  # soft labels: their class
     fault = watch.first()
     if fault is not None:
         raise NumericalFault(f"{where}: cross-entropy loss is {fault[2]} (diverged)")

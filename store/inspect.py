@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 
 from ..core.io import save_figure
-from .layout import feature_path
+from .layout import feature_path, hard_labels
 from .reader import FeatureStore
 
 
@@ -28,7 +28,7 @@ def open_features(path: str | Path, teacher_id: str, epoch: int, layer: str):
     return xr.DataArray(
         _lazy(store, teacher_id, epoch, layer),
         dims=array.metadata.dimension_names,
-        coords={"label": ("sample", labels)},
+        coords={"label": ("sample", hard_labels(labels))},
         name=layer,
         attrs=dict(array.attrs),
     )
@@ -108,7 +108,7 @@ def feature_stats(path: str | Path) -> dict[str, Any]:
     """Per teacher, epoch and layer: shape, per-channel mean/std, sparsity, mean L2 norm, centroid separation; and
     per teacher and layer, the linear CKA between every pair of epochs. One dask graph, computed once."""
     store = FeatureStore(path)
-    _, labels = store.synthetic()
+    labels = hard_labels(store.synthetic()[1])
     num_classes = int(store.meta["num_classes"])
     entries, lazy, cka_entries, cka_lazy = [], [], [], []
     for teacher in store.teachers():

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
+from ..core.io import content_sha256
+
 SCHEMA = 1
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 FEATURE_DIMS = ("sample", "view", "channel", "y", "x")
 VECTOR_FEATURE_DIMS = ("sample", "view", "channel")
+
+
+def label_array(labels: np.ndarray) -> np.ndarray:
+    """Labels as the store holds them: hard labels (N,) int64, soft labels (N, classes) float32."""
+    return labels.astype(np.float32) if labels.ndim == 2 else labels.astype(np.int64)
+
+
+def hard_labels(labels: np.ndarray) -> np.ndarray:
+    """The class of every sample (a soft label's most probable class)."""
+    return labels.argmax(1) if labels.ndim == 2 else labels
+
+
+def synthetic_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    """The synthetic set's content hash (images float32, labels as label_array)."""
+    return content_sha256(images.astype(np.float32), label_array(labels))
+
+
 REQUIRED_ATTRS = (
     "schema",
     "dataset",

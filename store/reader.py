@@ -140,6 +140,8 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.views = features.shape[1]
         self.feature_shape = tuple(features.shape[2:])
         self.image_shape = tuple(store.meta["image_shape"])
+        labels = store.synthetic_arrays()[1]  # (N,) int64, or soft (N, classes) float32
+        self.label_shape, self.label_dtype = tuple(labels.shape[1:]), np.dtype(labels.dtype)
         self.view_policy = features.attrs.get("view_policy", "clean")
         params = store.view_params(teacher_id)
         if self.views > 1 and (params is None or params.shape[:2] != features.shape[:2]):
@@ -170,7 +172,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         per_sample = (
             4 * int(np.prod(self.image_shape))
             + self.views * int(np.prod(self.feature_shape)) * features.dtype.itemsize
-            + 8
+            + self.label_dtype.itemsize * int(np.prod(self.label_shape))
             + 4 * self.views * self.num_params
         )
         self.chunk_bytes = self.chunk * per_sample
@@ -233,7 +235,8 @@ class FeatureDataset(torch.utils.data.Dataset):
         return chunk
 
     def get_batch(self, indices: Sequence[int], views: Sequence[int] | None = None) -> Batch:
-        """Images (B,C,H,W) float32, the features of the chosen views (B,...) float32, labels (B,) int64 and the
+        """Images (B,C,H,W) float32, the features of the chosen views (B,...) float32, labels (B,) int64 (soft:
+        (B, classes) float32) and the
         (B,P) augmentation parameters that produce each chosen view (zeros for view 0, the clean image)."""
         indices = np.asarray(indices, dtype=np.int64)
         views = np.zeros(len(indices), np.int64) if views is None else np.asarray(views, dtype=np.int64)
@@ -243,7 +246,7 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise IndexError(f"view index out of range 0..{self.views - 1}")
         images = np.empty((len(indices), *self.image_shape), np.float32)
         features = np.empty((len(indices), *self.feature_shape), np.float32)
-        labels = np.empty(len(indices), np.int64)
+        labels = np.empty((len(indices), *self.label_shape), self.label_dtype)
         params = np.zeros((len(indices), self.num_params), np.float32)
         chunk_of = indices // self.chunk
         for index in np.unique(chunk_of):
@@ -279,6 +282,8 @@ class InMemoryFeatures(torch.utils.data.Dataset):
             "feature_shape",
             "image_shape",
             "chunk",
+            "label_shape",
+            "label_dtype",
         ):
             setattr(self, name, getattr(source, name))
         self.view_policy, self.num_params, self.chunk_bytes = source.view_policy, source.num_params, 0

@@ -8,9 +8,8 @@ import numpy as np
 import zarr
 
 from ..core.errors import BadInput
-from ..core.io import content_sha256
 from .chunks import changed_chunks, chunk_grid, missing_chunks
-from .layout import epoch_path, feature_path
+from .layout import epoch_path, feature_path, synthetic_sha256
 from .reader import FeatureStore
 
 
@@ -49,7 +48,7 @@ def verify_store(path: str | Path, recorded: dict[str, dict[int, str]] | None = 
         problems += unreadable or changed_chunks(array)
     try:
         images, labels = store.synthetic()
-        if content_sha256(images, labels) != store.meta["synthetic_sha256"]:
+        if synthetic_sha256(images, labels) != store.meta["synthetic_sha256"]:
             problems.append("synthetic set does not match synthetic_sha256")
     except (BadInput, Exception) as exc:  # a damaged synthetic chunk is already listed above
         problems.append(f"synthetic set unreadable: {str(exc).splitlines()[0]}")

@@ -10,7 +10,6 @@ import numpy as np
 import zarr
 
 from ..core.errors import BadInput
-from ..core.io import content_sha256
 from . import location
 from .chunks import CHUNK_HASHES, chunk_hashes
 from .codecs import LOSSLESS, CodecSpec
@@ -20,6 +19,8 @@ from .layout import (
     VECTOR_FEATURE_DIMS,
     epoch_path,
     feature_path,
+    label_array,
+    synthetic_sha256,
     teacher_path,
 )
 
@@ -96,7 +97,7 @@ def create_store(
     version: str,
 ) -> str:
     """Create the store with its synthetic set, or check that an existing one holds the same set."""
-    digest = content_sha256(images.astype(np.float32), labels.astype(np.int64))
+    digest = synthetic_sha256(images, labels)
     path = location.normalize(path)
     if location.exists(path):
         from .reader import FeatureStore
@@ -110,7 +111,8 @@ def create_store(
     root = zarr.open_group(location.normalize(path), mode="w-")
     synthetic = root.create_group("synthetic")
     write_array(synthetic, "images", images.astype(np.float32), ("sample", "channel", "y", "x"), {})
-    write_array(synthetic, "labels", labels.astype(np.int64), ("sample",), {})
+    labels = label_array(labels)
+    write_array(synthetic, "labels", labels, ("sample", "class")[: labels.ndim], {})
     root.attrs["elfdd"] = {
         "schema": SCHEMA,
         "dataset": dataset,

@@ -148,3 +148,50 @@ def test_an_exported_set_imported_back_gives_the_same_store_and_students(toy_npz
         for d in (first, second)
     ]
     assert runs[0] == runs[1]
+
+
+def _soft_set(toy_npz, folder, labels_of):
+    _, images, labels = _real_set(toy_npz)
+    folder.mkdir(parents=True)
+    torch.save(images, folder / "images_best.pt")
+    torch.save(labels_of(labels), folder / "labels_best.pt")
+    return folder
+
+
+def test_soft_labels_train_students_with_soft_target_cross_entropy(toy_npz, tmp_path):
+    """DATM-style learned label logits are softmaxed and stored (N, classes); one-hot soft labels train exactly as
+    the hard labels they encode (the soft-target CE of a one-hot row is the hard CE)."""
+    logits = _soft_set(
+        toy_npz, tmp_path / "logits", lambda y: 3 * torch.nn.functional.one_hot(y, 4).float() + 0.1
+    )
+    out = tmp_path / "soft"
+    assert main(["import-synthetic", str(logits), "--out", str(out), *_sets(toy_npz)]) == 0
+    synthetic = load_synthetic(out / "synthetic.pt")
+    assert synthetic.soft and synthetic.extra["source"]["labels"] == "logits"
+    assert torch.allclose(synthetic.labels.sum(1), torch.ones(8)) and synthetic.ipc == 2
+    assert main(["run", str(out)]) == 0
+    stored = zarr.open_group(str(out / "store.zarr"), mode="r")["synthetic/labels"]
+    assert stored.shape == (8, 4) and np.allclose(stored[...], synthetic.labels.numpy())
+    runs = {}
+    for kind, labels_of in (
+        ("hard", lambda y: y),
+        ("onehot", lambda y: torch.nn.functional.one_hot(y, 4).float()),
+    ):
+        given = _soft_set(toy_npz, tmp_path / kind, labels_of)
+        assert (
+            main(["import-synthetic", str(given), "--out", str(tmp_path / f"run_{kind}"), *_sets(toy_npz)])
+            == 0
+        )
+        assert main(["run", str(tmp_path / f"run_{kind}")]) == 0
+        results = json.loads((tmp_path / f"run_{kind}" / "results.json").read_text())
+        runs[kind] = {r["cell"]: r["test_acc"] for r in results["runs"]}
+    assert load_synthetic(tmp_path / "run_onehot/synthetic.pt").extra["source"]["labels"] == "probabilities"
+    assert runs["onehot"] == runs["hard"]
+
+
+def test_soft_labels_of_another_class_count_are_refused(toy_npz, tmp_path, capsys):
+    given = _soft_set(toy_npz, tmp_path / "given", lambda y: torch.rand(len(y), 5))
+    out = tmp_path / "run"
+    assert main(["import-synthetic", str(given), "--out", str(out), *_sets(toy_npz)]) == 2
+    assert "expected (8, 4)" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not out.exists()

@@ -57,6 +57,10 @@ def write(synthetic, out: Path) -> list[Path]:
 
     from .spaces import to_pixels
 
+    if synthetic.soft:
+        raise BadInput(
+            "a set with soft labels cannot be written as PNG class folders; export it as mtt or npz"
+        )
     pixels = (to_pixels(synthetic).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     written = []
     for index, (image, label) in enumerate(zip(pixels, synthetic.labels.tolist(), strict=True)):

@@ -32,9 +32,9 @@ def import_set(raw, data, options: dict[str, Any]) -> SyntheticSet:
     images = _channels_first(raw.images, data.image_shape)
     if not torch.isfinite(images.float()).all():
         raise BadInput("the imported images hold NaN or Inf values")
-    labels = _labels(raw.labels, len(images), data.num_classes)
+    labels, label_kind = _labels(raw.labels, len(images), data.num_classes)
     images = _to_run_space(images, space, data, options)
-    counts = torch.bincount(labels, minlength=data.num_classes)
+    counts = torch.bincount(labels.argmax(1) if labels.ndim == 2 else labels, minlength=data.num_classes)
     return SyntheticSet(
         images=images.contiguous(),
         labels=labels,
@@ -50,6 +50,7 @@ def import_set(raw, data, options: dict[str, Any]) -> SyntheticSet:
                 "space": space,
                 "files": [{"name": f.name, "sha256": sha256_file(f)} for f in raw.files],
                 "images_per_class": counts.tolist(),
+                "labels": label_kind,
             },
         },
     )
@@ -74,11 +75,12 @@ def _channels_first(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.
     return images
 
 
-def _labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
+def _labels(labels: torch.Tensor, n: int, num_classes: int) -> tuple[torch.Tensor, str]:
+    """Hard labels (N,) int64 ("hard"), or soft labels (N, classes) as float32 probabilities: rows that are already
+    distributions are taken as they are ("probabilities"), others (learned label logits, as DATM saves) through a
+    softmax ("logits")."""
     if labels.ndim == 2 and labels.is_floating_point():
-        raise BadInput(
-            f"the imported labels are soft ({tuple(labels.shape)} floats); elfdd trains on hard labels only so far"
-        )
+        return _soft_labels(labels, n, num_classes)
     if labels.ndim != 1 or len(labels) != n:
         raise BadInput(f"imported labels have shape {tuple(labels.shape)}, expected ({n},) for {n} images")
     if labels.is_floating_point() and not torch.equal(labels, labels.round()):
@@ -88,7 +90,21 @@ def _labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
         raise BadInput(
             f"imported labels span {int(labels.min())}..{int(labels.max())}, the dataset has classes 0..{num_classes - 1}"
         )
-    return labels
+    return labels, "hard"
+
+
+def _soft_labels(labels: torch.Tensor, n: int, num_classes: int) -> tuple[torch.Tensor, str]:
+    if tuple(labels.shape) != (n, num_classes):
+        raise BadInput(
+            f"imported soft labels have shape {tuple(labels.shape)}, expected ({n}, {num_classes}) for {n} images "
+            f"of {num_classes} classes"
+        )
+    labels = labels.float()
+    if not torch.isfinite(labels).all():
+        raise BadInput("the imported soft labels hold NaN or Inf values")
+    if (labels >= 0).all() and torch.allclose(labels.sum(1), torch.ones(n), atol=1e-3):
+        return labels / labels.sum(1, keepdim=True), "probabilities"
+    return torch.softmax(labels, dim=1), "logits"
 
 
 def _to_run_space(images: torch.Tensor, space: str, data, options: dict[str, Any]) -> torch.Tensor:
