@@ -4,6 +4,7 @@ run           Run: RunDir (the layout), the config, the data and runtime resolve
 stage         the Stage protocol (key, output, build) and build_stage, which keeps work whose inputs' key is unchanged
 keys          stage markers and cell records keyed by the sha256 of their inputs
 store_stages  the stages Distill -> Teacher (one per teacher) -> Extract: the store the students read
+extraction    what an extraction reads (the set, every teacher) and where it writes
 grid          the student cells of a config, each paired with its teacher
 cells         the stage StudentCell: one student, its store checked against the run, its key, its training
 report_stage  results.json, report.md and plots from the cells (not keyed: rebuilt every time)
@@ -21,6 +22,7 @@ from .cells import (
     student_config,
     student_store,
 )
+from .extraction import extract_run_store, extraction_inputs, stage_extract_epoch, teacher_source
 from .grid import feature_cell, feature_sources, grid, pair, reference_cell, reference_job
 from .keys import cell_finished, finished, mark_finished, stage_key
 from .report_stage import diverged_runs, stage_report, summary_line
@@ -42,14 +44,10 @@ from .store_stages import (
     Extract,
     MapEpochs,
     Teacher,
-    extract_run_store,
-    extraction_inputs,
     stage_distill,
     stage_extract,
-    stage_extract_epoch,
     stage_store,
     stage_teacher,
-    teacher_source,
 )
 
 __all__ = [

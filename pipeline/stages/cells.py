@@ -18,12 +18,12 @@ from ..students import train_student
 from ..synthetic import load_synthetic
 from ..teacher import teacher_at
 from ..training import log, resolve_device, resolve_precision
+from .extraction import teacher_source
 from .grid import feature_cell
 from .keys import cell_finished, cell_record
 from .run import Run, RunDir
 from .stage import build_stage
 from .store_fit import check_store_fits
-from .store_stages import teacher_source
 
 
 def student_store(run: RunDir, config: RunConfig) -> str | Path:
