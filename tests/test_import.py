@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from elfdd.core.errors import BadInput
 from elfdd.flows.cli import main
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
@@ -195,3 +196,10 @@ def test_soft_labels_of_another_class_count_are_refused(toy_npz, tmp_path, capsy
     assert main(["import-synthetic", str(given), "--out", str(out), *_sets(toy_npz)]) == 2
     assert "expected (8, 4)" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not out.exists()
+
+
+def test_distill_path_is_the_source_paths_shorthand():
+    config = load_config(None, ["distill.method=file", "distill.path=sets/images_best.pt"])
+    assert config.distill.source.paths == ["sets/images_best.pt"]
+    with pytest.raises(BadInput, match="not both"):
+        load_config(None, ["distill.method=file", "distill.path=a.pt", "distill.source.paths=[b.pt]"])

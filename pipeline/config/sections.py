@@ -119,6 +119,19 @@ class DistillConfig(Strict):
 
     _arch = field_validator("arch")(check_arch)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _path_shorthand(cls, values: Any) -> Any:
+        """``distill.path: FILE`` (or a list) is ``distill.source.paths``."""
+        if not isinstance(values, dict) or "path" not in values:
+            return values
+        values = dict(values)
+        source = dict(values.get("source") or {})
+        if source.get("paths"):
+            raise ValueError("give the set's files once: distill.path or distill.source.paths, not both")
+        source["paths"] = listed(values.pop("path"))
+        return {**values, "source": source}
+
     @model_validator(mode="after")
     def _source_given(self) -> DistillConfig:
         if self.method == "file" and not self.source.paths:
