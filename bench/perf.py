@@ -41,8 +41,8 @@ from elfdd.pipeline.losses import feature_loss
 from elfdd.pipeline.students import train_student
 from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest, train_teacher
 from elfdd.pipeline.training import (
-    CPU_INFERENCE_BATCH,
     configure_threads,
+    inference_batch,
     seed_everything,
     sgd_with_half_decay,
 )
@@ -150,7 +150,7 @@ def bare_forward(
     shape = tuple(synthetic.images.shape[1:])
     feature = build_teacher(teacher_cfg, shape, synthetic.num_classes).feature_shape(shape, "block3")
     chunk = samples_per_chunk(len(synthetic.images), (views, *feature), (views, synthetic.num_classes))
-    sizes = sorted({CPU_INFERENCE_BATCH, min(chunk, batch), batch})
+    sizes = sorted({inference_batch(torch.device("cpu")), min(chunk, batch), batch})
     return min(
         _bare_forward(synthetic, teacher_cfg, manifest, teacher_dir, views, view_seed, b) for b in sizes
     )

@@ -73,16 +73,21 @@ def sgd_with_half_decay(
     return optimizer, scheduler
 
 
-# Images per forward pass where nothing is trained (test evaluation, feature extraction, DM's real embeddings). On
-# this project's 2-core CPU a pass over 16 images took 0.80-0.89 of the time per image of one over 256 for ConvNet,
-# ResNet18 and AlexNet and 1.05 for VGG11 (activations of 16 images stay in the cache; `bench/step_time.py
-# --inference`, docs/benchmarks.md); a GPU wants large batches.
-CPU_INFERENCE_BATCH = 16
+# Images per forward pass where nothing is trained (test evaluation, feature extraction, DM's real embeddings): on
+# the CPU measured once per machine (pipeline/inference.py) unless set here (bench/step_time.py does); a GPU wants
+# large batches.
+CPU_INFERENCE_BATCH: int | None = None
 GPU_INFERENCE_BATCH = 512
 
 
 def inference_batch(device: torch.device) -> int:
-    return GPU_INFERENCE_BATCH if device.type == "cuda" else CPU_INFERENCE_BATCH
+    if device.type == "cuda":
+        return GPU_INFERENCE_BATCH
+    if CPU_INFERENCE_BATCH is not None:
+        return CPU_INFERENCE_BATCH
+    from .inference import cpu_inference_batch
+
+    return cpu_inference_batch()
 
 
 def forward_in_chunks(

@@ -234,7 +234,8 @@ class ExtractConfig(Strict):
     # per_image: every image of every view draws its own DSA op and parameters; per_view: one op for all images of
     # a view (as one DSA call on a batch), per-image parameters.
     view_ops: Literal["per_image", "per_view"] = "per_image"
-    # At most this many images per forward pass; on the CPU at most 16 (training.inference_batch, measured).
+    # At most this many images per forward pass; on the CPU at most the machine's measured inference batch
+    # (pipeline/inference.py).
     batch_size: int = Field(default=256, gt=0)
 
     @field_validator("view_strategy")

@@ -1,0 +1,92 @@
+"""How many images a CPU forward pass takes where nothing is trained (test evaluation, feature extraction, DM's
+real embeddings): measured on the machine, once, not a constant from one CPU. On a 2-core AVX2 EPYC passes of 16
+were 0.80-1.05 of the time per image of passes of 256; on a 2-core Xeon with AVX-512 BF16/AMX, passes of 16 took
+4-12x the time of 256 (docs/benchmarks.md). The choice is kept per machine (CPU model, thread count, torch version)
+in ``$XDG_CACHE_HOME/elfdd/inference_batch.json`` (default ``~/.cache``), written under a file lock so that every
+process on the machine uses the same value (a run's processes and its resumed runs compute alike);
+``ELFDD_INFERENCE_BATCH`` sets it by hand."""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ..core.errors import BadInput
+from ..core.io import atomic_write_json
+
+CANDIDATES = (16, 64, 256)
+PROBE_IMAGES = 256
+
+
+def cpu_inference_batch() -> int:
+    """The measured CPU inference batch of this machine (or ``ELFDD_INFERENCE_BATCH``)."""
+    given = os.environ.get("ELFDD_INFERENCE_BATCH")
+    if given:
+        try:
+            return max(1, int(given))
+        except ValueError:
+            raise BadInput(f"ELFDD_INFERENCE_BATCH must be a whole number, got {given!r}") from None
+    return _per_machine(machine_key())
+
+
+def machine_key() -> str:
+    return f"{_cpu_model()} | {torch.get_num_threads()} threads | torch {torch.__version__}"
+
+
+@functools.lru_cache(maxsize=8)
+def _per_machine(key: str) -> int:
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elfdd"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / "inference_batch.lock", "a")  # noqa: SIM115 (held for the block below)
+    except OSError:  # no writable cache: measured once per process
+        return measure()
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = folder / "inference_batch.json"
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            known = {}
+        if not isinstance(known.get(key), int):
+            known[key] = measure()
+            atomic_write_json(path, known)
+        return known[key]
+
+
+def measure(repeats: int = 2) -> int:
+    """The candidate batch with the least time per image for the DC ConvNet (width 128, 28x28 grey) in inference
+    mode, fp32: the fastest of ``repeats`` passes over PROBE_IMAGES images each (a few seconds, once per machine)."""
+    from ..models import create_model
+
+    model = create_model("convnet", 1, 10, 28).eval()
+    images = torch.randn(PROBE_IMAGES, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    seconds = {}
+    with torch.inference_mode():
+        for size in CANDIDATES:
+            model(images[:size])  # warm-up (kernel selection, allocation)
+            runs = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                for start in range(0, PROBE_IMAGES, size):
+                    model(images[start : start + size])
+                runs.append(time.perf_counter() - started)
+            seconds[size] = min(runs)
+    return min(CANDIDATES, key=lambda size: seconds[size])
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

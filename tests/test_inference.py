@@ -1,0 +1,40 @@
+"""The CPU inference batch is measured on the machine once and kept per machine (not a constant from one CPU);
+ELFDD_INFERENCE_BATCH sets it by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from elfdd.core.errors import BadInput
+from elfdd.pipeline import inference
+from elfdd.pipeline.training import inference_batch
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("ELFDD_INFERENCE_BATCH", raising=False)
+    inference._per_machine.cache_clear()
+    yield tmp_path / "elfdd" / "inference_batch.json"
+    inference._per_machine.cache_clear()
+
+
+def test_the_batch_is_measured_once_per_machine_and_kept(cache, monkeypatch):
+    measured = []
+    real = inference.measure
+    monkeypatch.setattr(inference, "measure", lambda: measured.append(real()) or measured[-1])
+    first = inference_batch(torch.device("cpu"))
+    assert first in inference.CANDIDATES and measured == [first]
+    assert json.loads(cache.read_text()) == {inference.machine_key(): first}
+    inference._per_machine.cache_clear()  # a new process on the same machine reads it back, measures nothing
+    assert inference_batch(torch.device("cpu")) == first and len(measured) == 1
+
+
+def test_the_environment_sets_it_by_hand(cache, monkeypatch):
+    monkeypatch.setenv("ELFDD_INFERENCE_BATCH", "48")
+    assert inference_batch(torch.device("cpu")) == 48 and not cache.exists()
+    monkeypatch.setenv("ELFDD_INFERENCE_BATCH", "many")
+    with pytest.raises(BadInput, match="whole number"):
+        inference_batch(torch.device("cpu"))
