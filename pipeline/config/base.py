@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 if TYPE_CHECKING:
-    from .sections import TeacherConfig
+    from .teacher import TeacherConfig
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]

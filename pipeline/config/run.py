@@ -12,8 +12,9 @@ from pydantic import (
 
 from ...core.errors import BadInput
 from .base import Strict, teacher_splits
-from .sections import DataConfig, DistillConfig, ExtractConfig, TeacherConfig
+from .sections import DataConfig, DistillConfig, ExtractConfig
 from .students import StudentsConfig
+from .teacher import TeacherConfig
 
 
 class RunConfig(Strict):
