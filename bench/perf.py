@@ -11,6 +11,9 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
   and views in inference mode (goal <= 1.1);
 - rerun_over_first_make_run: `elfdd run` on a finished directory / the first run (smoke config with --quick, the
   default config otherwise; first-run seconds printed too);
+- student_stage_over_train_and_eval: that run's student stage (`elfdd students --force`, one process, Prefect
+  start-up included) / the sum of its cells' training time and their test evaluation at the bare-forward limit
+  (goal <= 1.10);
 - pooled_over_sequential_student_grid (not with --quick): that run's student grid retrained on the local pool
   (`workers` 0: one process per core) / one cell after the other in one process (`workers=1`).
 Then `scale ...` lines: time and peak memory (the process's peak RSS, reset before each point, and its growth over
@@ -217,6 +220,36 @@ def grid_seconds(run_dir: Path, workers: int) -> float:
     return time.perf_counter() - started
 
 
+def student_stage_ratio(run_dir: Path) -> tuple[float, float, float]:
+    """`elfdd students DIR --force` in one process (workers=1): its wall time, the sum of the cells'
+    ``train_seconds`` and the sum of their evaluations at the bare-forward limit (each cell's architecture over the
+    run's test split in inference mode, the fastest of 16, 64, 256 and all images a pass)."""
+    import json
+
+    from elfdd.pipeline.stages import Run
+    from elfdd.pipeline.training import autocast
+
+    stage = grid_seconds(run_dir, 1)
+    run = Run(run_dir, load_config(run_dir / "config.yaml")).configured()
+    records = [json.loads(p.read_text()) for p in sorted(run.dir.students.glob("*.json"))]
+    train = sum(r["train_seconds"] for r in records)
+    x_test = run.data.x_test
+    limit: dict[str, float] = {}
+    for arch in sorted({r["student"] for r in records}):
+        model = create_model(arch, x_test.shape[1], run.data.num_classes, x_test.shape[-1]).eval()
+        best = float("inf")
+        with torch.inference_mode(), autocast(run.device, run.precision):
+            for size in sorted({16, 64, 256, len(x_test)}):
+                model(x_test[:size])  # warm-up
+                started = time.perf_counter()
+                for start in range(0, len(x_test), size):
+                    model(x_test[start : start + size]).argmax(1)
+                best = min(best, time.perf_counter() - started)
+        limit[arch] = best
+    evaluation = sum(limit[r["student"]] for r in records)
+    return stage, train, evaluation
+
+
 def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -305,6 +338,13 @@ def main() -> None:
             f"elfdd run --config {config_file.name} {' '.join(overrides)}: first {first:.1f} s, re-run {rerun:.1f} s"
         )
         print(f"ratio rerun_over_first_make_run {rerun / first:.3f}")
+
+        stage, train, evaluation = student_stage_ratio(work / "run")
+        print(
+            f"student stage: {stage:.1f} s (elfdd students --force, one process), cells' training {train:.1f} s, "
+            f"their evaluation at the bare-forward limit {evaluation:.1f} s"
+        )
+        print(f"ratio student_stage_over_train_and_eval {stage / (train + evaluation):.3f}")
 
         if (
             not quick
