@@ -29,11 +29,6 @@ class SyntheticSet:
         return self.labels.ndim == 2
 
     @property
-    def classes(self) -> torch.Tensor:
-        """The class of every image (a soft label's most probable class)."""
-        return self.labels.argmax(1) if self.soft else self.labels
-
-    @property
     def sha256(self) -> str:
         return synthetic_sha256(self.images.detach().cpu().numpy(), self.labels.detach().cpu().numpy())
 

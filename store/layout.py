@@ -20,7 +20,7 @@ def label_array(labels: np.ndarray) -> np.ndarray:
 
 
 def hard_labels(labels: np.ndarray) -> np.ndarray:
-    """The class of every sample (a soft label's most probable class)."""
+    """The class of every sample (a soft label's most probable class); numpy arrays or torch tensors."""
     return labels.argmax(1) if labels.ndim == 2 else labels
 
 

@@ -12,6 +12,7 @@ import torch
 
 from ...core.errors import BadInput
 from ...core.io import sha256_file
+from ...store.layout import hard_labels
 from ..synthetic import SyntheticSet
 
 # How far outside the normalised range of real pixels a distilled image may go before it is taken for another
@@ -34,7 +35,7 @@ def import_set(raw, data, options: dict[str, Any]) -> SyntheticSet:
         raise BadInput("the imported images hold NaN or Inf values")
     labels, label_kind = _labels(raw.labels, len(images), data.num_classes)
     images = _to_run_space(images, space, data, options)
-    counts = torch.bincount(labels.argmax(1) if labels.ndim == 2 else labels, minlength=data.num_classes)
+    counts = torch.bincount(hard_labels(labels), minlength=data.num_classes)
     return SyntheticSet(
         images=images.contiguous(),
         labels=labels,
