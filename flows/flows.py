@@ -136,9 +136,13 @@ def extract_epoch_task(
 
 
 @task(name="train-student", task_run_name="student-{name}", **RETRYING)
-def student_task(run_dir: str, config: RunConfig, name: str, cell: dict, force: bool = False) -> str:
-    """One grid cell (``cell``: the StudentJob's fields; ``name``: its label, for the UI)."""
-    return str(stages.stage_student(_run_dir(run_dir), config, StudentJob(**cell), force=force))
+def student_task(
+    run_dir: str, config: RunConfig, name: str, cells: list[dict], force: bool = False
+) -> list[str]:
+    """Grid cells (``cells``: their StudentJobs' fields; ``name``: a label for the UI): one alone, or several of one
+    architecture trained together as one batched model (pipeline/batched.py)."""
+    jobs = [StudentJob(**cell) for cell in cells]
+    return [str(p) for p in stages.stage_student_group(_run_dir(run_dir), config, jobs, force=force)]
 
 
 @task(name="report")
@@ -212,17 +216,19 @@ def students_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig)
     """Train every student cell of the grid from the store (this run's, or ``students.store``), then report."""
     jobs = stages.grid(config)
     pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
+    groups = stages.cell_groups(config, jobs)  # a kept cell's task only reads its record (on_diverge: fail)
+    busy = len(groups) if params.force else len([g for g in groups if set(g) & set(pending)])
     device = resolve_device(config.device).type
-    pool = LocalPool.for_cells(len(jobs if params.force else pending), config.workers, config.threads, device)
+    pool = LocalPool.for_cells(busy, config.workers, config.threads, device)
     calls = [
         {
             "run_dir": params.run_dir,
             "config": config,
-            "name": job.name,
-            "cell": asdict(job),
+            "name": group[0].name if len(group) == 1 else f"{group[0].name}-x{len(group)}",
+            "cells": [asdict(job) for job in group],
             "force": params.force,
         }
-        for job in jobs
+        for group in groups
     ]
     run_tasks(student_task, calls, params.dask_address, progress="elfdd-students", pool=pool)
     return report_task(params.run_dir, config)

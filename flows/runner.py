@@ -99,7 +99,9 @@ class TaskProgress:
         self.total, self.finished, self.what = total, 0, what
         self.logger = get_run_logger()
         self.artifact = (
-            create_progress_artifact(0.0, key=key, description=f"{what}: {total} tasks") if key else None
+            create_progress_artifact(0.0 if total else 100.0, key=key, description=f"{what}: {total} tasks")
+            if key
+            else None
         )
 
     def done(self) -> None:

@@ -51,7 +51,12 @@ class CellRecord(BaseModel):
     status: Literal["ok", "diverged"] = "ok"
     diverged: Diverged | None = None
     test_acc: float | None
-    train_seconds: float
+    train_seconds: float  # a batched group's training time shared evenly among its cells
+    # the last step's loss terms (each weighted by its lambda) at every logged epoch: [{epoch, task, front, ...}]
+    loss_curve: list[dict[str, int | float]] = []
+    group_size: int = (
+        1  # the cells trained together as one batched model (pipeline/batched.py), itself included
+    )
     cache_key: str | None = None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -72,23 +72,113 @@ def elf_losses(
     teacher: torch.Tensor,
     labels: torch.Tensor,
     temperature: float = 1.0,
+    lambdas: tuple[Any, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss terms of ``job.loss_mode`` for one batch (each already weighted by its lambda), on the batch's device:
     task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y).
-    Soft labels (B, classes) make both CEs soft-target cross-entropy (F.cross_entropy with class probabilities)."""
+    Soft labels (B, classes) make both CEs soft-target cross-entropy (F.cross_entropy with class probabilities).
+    ``lambdas``: (lambda_front, lambda_rear) in place of the job's (a batched group passes each cell's as tensors)."""
     terms = LOSS_TERMS[job.loss_mode]
+    lambda_front, lambda_rear = lambdas or (job.lambda_front, job.lambda_rear)
     split = job.split or model.default_split
     h = model.front(images, split)
     losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
     if "front" in terms:
-        losses["front"] = job.lambda_front * feature_loss(
+        losses["front"] = lambda_front * feature_loss(
             job.feature_loss, adapters["to_teacher"](h).float(), teacher, temperature
         )
     if "rear" in terms:
-        losses["rear"] = job.lambda_rear * F.cross_entropy(
+        losses["rear"] = lambda_rear * F.cross_entropy(
             model.rear(adapters["from_teacher"](teacher), split).float(), labels
         )
     return {t: losses[t] for t in terms}
+
+
+@dataclass
+class StudentSetup:
+    """One cell ready to train: its student and adapters (initialised from the cell's seed), their parameters, the
+    optimiser's learning rate, the batches it reads and the generator of its augmentation."""
+
+    job: StudentJob
+    model: SplitNet
+    adapters: nn.ModuleDict | None
+    split: str
+    rear_relu: bool | None
+    lr: float
+    policy: str
+    views: int
+    sampler: ChunkShuffleSampler
+    batches: Any
+    generator: torch.Generator
+    online_teacher: nn.Module | None
+
+    @property
+    def parameters(self) -> list[nn.Parameter]:
+        adapters = list(self.adapters.parameters()) if self.adapters is not None else []
+        return [*self.model.parameters(), *adapters]
+
+    def batch(self, raw, layer: str, dsa: bool, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """(images, teacher feature, labels) of one step: ``raw`` from the store, on ``device``, in the cell's view."""
+        images, teacher, labels, view_params = raw
+        images, labels, teacher = images.to(device), labels.to(device), teacher.to(device)
+        images = student_view(images, view_params, self.policy, dsa, self.generator)
+        if self.online_teacher is not None:
+            teacher = online_features(self.online_teacher, images, layer)
+        return images, teacher, labels
+
+
+def setup_student(
+    job: StudentJob,
+    dataset: FeatureDataset,
+    image_shape: tuple[int, ...],
+    cfg: StudentsConfig,
+    num_classes: int,
+    device: torch.device,
+    online_teacher: nn.Module | None = None,
+) -> StudentSetup:
+    """Seed the cell, build its student (and adapters where it reads features) and its store reader. View policy
+    online needs ``online_teacher`` (the checkpoint the cell's features come from)."""
+    generator = seed_everything(job.seed)
+    model = create_model(
+        job.student, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs.get(job.student, {})
+    ).to(device)
+    split = job.split or model.default_split
+    adapters, rear_relu = None, None
+    if job.uses_features:
+        rear_relu = cfg.rear_path == "match_front" and ends_nonnegative(model, image_shape, split)
+        adapters = adapter_pair(model.feature_shape(image_shape, split), dataset.feature_shape, rear_relu)
+        adapters = adapters.to(device)
+    policy = job.view_policy or "clean"
+    replay = policy == "replay"
+    if policy == "online" and job.uses_features and online_teacher is None:
+        raise BadInput(f"student {job.name}: view policy online needs the teacher checkpoint")
+    if replay and dataset.views < 2:
+        raise BadInput(
+            f"store {dataset.path} holds 1 view per image; view_policy replay needs extract.views >= 2"
+        )
+    views = min(dataset.views, cfg.max_views or dataset.views) if replay else 1
+    sampler = ChunkShuffleSampler(
+        len(dataset),
+        dataset.chunk,
+        cfg.batch_size,
+        seed=job.seed,
+        views=views,
+        window_chunks=max(1, (cfg.cache_mb << 20) // max(1, dataset.chunk_bytes)),
+    )
+    return StudentSetup(
+        job,
+        model,
+        adapters,
+        split,
+        rear_relu,
+        cfg.lr_for(job.student),
+        policy,
+        views,
+        sampler,
+        feature_loader(dataset, sampler, cfg.loader_workers),
+        generator,
+        online_teacher if policy == "online" and job.uses_features else None,
+    )
 
 
 def train_student(
@@ -108,53 +198,22 @@ def train_student(
     A NaN/Inf loss term ends the cell: with ``cfg.on_diverge == "fail"`` it raises :class:`StudentDiverged`,
     otherwise the record says ``status: diverged`` with the epoch and term (and no test accuracy)."""
     terms = LOSS_TERMS[job.loss_mode]
-    generator = seed_everything(job.seed)
-    image_shape = tuple(x_test.shape[1:])
-    model = create_model(
-        job.student, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs.get(job.student, {})
-    ).to(device)
-    split = job.split or model.default_split
-    params = list(model.parameters())
-    adapters = None
-    with_features = job.uses_features
-    if with_features:
-        rear_relu = cfg.rear_path == "match_front" and ends_nonnegative(model, image_shape, split)
-        adapters = adapter_pair(model.feature_shape(image_shape, split), dataset.feature_shape, rear_relu)
-        adapters = adapters.to(device)
-        params += list(adapters.parameters())
-    lr = cfg.lr_for(job.student)
-    optimizer, scheduler = sgd_with_half_decay(params, lr, cfg.momentum, cfg.weight_decay, cfg.epochs)
-    policy = job.view_policy or "clean"
-    replay = policy == "replay"
-    if policy == "online" and job.uses_features and online_teacher is None:
-        raise BadInput(f"student {job.name}: view policy online needs the teacher checkpoint")
-    if replay and dataset.views < 2:
-        raise BadInput(
-            f"store {dataset.path} holds 1 view per image; view_policy replay needs extract.views >= 2"
-        )
-    sampler = ChunkShuffleSampler(
-        len(dataset),
-        dataset.chunk,
-        cfg.batch_size,
-        seed=job.seed,
-        views=min(dataset.views, cfg.max_views or dataset.views) if replay else 1,
-        window_chunks=max(1, (cfg.cache_mb << 20) // max(1, dataset.chunk_bytes)),
-    )
-    batches = feature_loader(dataset, sampler, cfg.loader_workers)
+    cell = setup_student(job, dataset, tuple(x_test.shape[1:]), cfg, num_classes, device, online_teacher)
+    model, params = cell.model, cell.parameters
+    optimizer, scheduler = sgd_with_half_decay(params, cell.lr, cfg.momentum, cfg.weight_decay, cfg.epochs)
     progress = Progress(f"student {job.name}", cfg.epochs)
     watch = NonFiniteWatch(terms, device)
-    diverged = None
+    diverged, curve = None, []
     started = time.perf_counter()
     model.train()
     for epoch in range(1, cfg.epochs + 1):
-        sampler.set_epoch(epoch)
-        for images, teacher, labels, view_params in batches:
-            images, labels, teacher = images.to(device), labels.to(device), teacher.to(device)
-            images = student_view(images, view_params, policy, cfg.dsa, generator)
-            if policy == "online" and job.uses_features:
-                teacher = online_features(online_teacher, images, dataset.layer)
+        cell.sampler.set_epoch(epoch)
+        for raw in cell.batches:
+            images, teacher, labels = cell.batch(raw, dataset.layer, cfg.dsa, device)
             with autocast(device, precision):
-                losses = elf_losses(model, adapters, job, images, teacher, labels, cfg.feature_temperature)
+                losses = elf_losses(
+                    model, cell.adapters, job, images, teacher, labels, cfg.feature_temperature
+                )
             watch.update(losses, epoch)  # on the device; read back only at the checks below
             optimizer.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
@@ -166,14 +225,42 @@ def train_student(
             diverged = watch.first()
             if diverged is not None:
                 break
-            progress(epoch, " ".join(f"{t} {float(v.detach()):.3f}" for t, v in losses.items()))
+            curve.append({"epoch": epoch, **{t: float(v.detach()) for t, v in losses.items()}})
+            progress(epoch, curve_text(curve[-1]))
     train_seconds = time.perf_counter() - started
+    return finish_student(
+        cell, dataset, cfg, diverged, curve, train_seconds, x_test, y_test, device, precision
+    )
+
+
+def curve_text(point: dict[str, float]) -> str:
+    """A loss-curve point as the progress line shows it (``front 1.234 rear 0.567 task 0.890``)."""
+    return " ".join(f"{t} {v:.3f}" for t, v in point.items() if t != "epoch")
+
+
+def finish_student(
+    cell: StudentSetup,
+    dataset: FeatureDataset,
+    cfg: StudentsConfig,
+    diverged: tuple[str, int, float] | None,
+    curve: list[dict[str, float]],
+    train_seconds: float,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    device: torch.device,
+    precision: str,
+    group_size: int = 1,
+) -> dict[str, Any]:
+    """The cell's record: its test accuracy (None where it diverged; ``cfg.on_diverge == "fail"`` raises instead)
+    and what it trained with. ``curve``: the last step's loss terms at each logged epoch. ``group_size``: the cells it was trained with as one batched model (itself included)."""
+    job = cell.job
     if diverged is not None:
         term, at_epoch, value = diverged
         if cfg.on_diverge == "fail":
             raise StudentDiverged(job.name, term, at_epoch, value)
         log.warning("student %s diverged: loss term %s is %s at epoch %d", job.name, term, value, at_epoch)
-    test_acc = None if diverged else evaluate(model, x_test, y_test, device, precision)
+    test_acc = None if diverged else evaluate(cell.model, x_test, y_test, device, precision)
+    with_features = job.uses_features
     record = {
         "cell": job.name,
         "student": job.student,
@@ -191,18 +278,18 @@ def train_student(
         "teacher_id": dataset.teacher_id if with_features else None,
         "teacher_epoch": dataset.epoch if with_features else None,
         "layer": dataset.layer if with_features else None,
-        "view_policy": (job.view_policy or "clean") if with_features else None,
-        "views": (min(dataset.views, cfg.max_views or dataset.views) if replay else 1)
-        if with_features
-        else None,
-        "student_split": split,
-        "adapted": not adapters["to_teacher"].is_identity if with_features else None,
-        "rear_relu": rear_relu if with_features else None,
+        "view_policy": cell.policy if with_features else None,
+        "views": cell.views if with_features else None,
+        "student_split": cell.split,
+        "adapted": not cell.adapters["to_teacher"].is_identity if with_features else None,
+        "rear_relu": cell.rear_relu,
         "seed": job.seed,
         "epochs": cfg.epochs,
-        "lr": lr,
+        "lr": cell.lr,
         "test_acc": test_acc,
         "train_seconds": round(train_seconds, 3),
+        "group_size": group_size,
+        "loss_curve": curve,
         "job": asdict(job),
     }
     return CellRecord.model_validate(record).model_dump(mode="json")

@@ -23,18 +23,20 @@ def run(toy_npz, tmp_path):
 
 
 def _failing(monkeypatch, fail) -> list[str]:
-    """stage_student raises ``fail(job, attempt)`` when it returns an exception; records each call's cell."""
+    """The flow's cell stage (stage_student_group) raises ``fail(job, attempt)`` for the first of its cells where
+    that returns an exception; records each call's cells."""
     calls: list[str] = []
-    real = stages.stage_student
+    real = stages.stage_student_group
 
-    def stage_student(run, config, job, *args, **kwargs):
-        calls.append(job.name)
-        exc = fail(job, calls.count(job.name))
-        if exc is not None:
-            raise exc
-        return real(run, config, job, *args, **kwargs)
+    def stage_student_group(run, config, jobs, *args, **kwargs):
+        calls.extend(job.name for job in jobs)
+        for job in jobs:
+            exc = fail(job, calls.count(job.name))
+            if exc is not None:
+                raise exc
+        return real(run, config, jobs, *args, **kwargs)
 
-    monkeypatch.setattr(stages, "stage_student", stage_student)
+    monkeypatch.setattr(stages, "stage_student_group", stage_student_group)
     return calls
 
 

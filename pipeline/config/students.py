@@ -54,6 +54,11 @@ class StudentsConfig(Strict):
     view_policies: list[ViewPolicy] = ["clean"]  # replay needs a store with extract.views > 1
     # Replay draws among the store's first max_views views (view 0 is the clean image); null: all of them.
     max_views: int | None = Field(default=None, ge=1)
+    # Train cells of one architecture that differ only in seed, lambda, teacher epoch or view policy as one batched
+    # model (pipeline/batched.py): auto where bench/perf.py measured it faster (BATCHED_BY_DEFAULT), true for every
+    # architecture without batch norm or dropout, false for one cell at a time. max_group caps the cells per model.
+    batching: Literal["auto"] | bool = "auto"
+    max_group: int = Field(default=16, ge=1)
     loader_workers: int = Field(default=0, ge=0)  # DataLoader worker processes reading the store
     cache_mb: int = Field(default=256, ge=1)  # decoded store chunks kept per reader
     store: str | None = None  # an existing store to train from; default: DIR/store.zarr

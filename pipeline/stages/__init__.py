@@ -7,6 +7,7 @@ store_stages  the stages Distill -> Teacher (one per teacher) -> Extract: the st
 extraction    what an extraction reads (the set, every teacher) and where it writes
 grid          the student cells of a config, each paired with its teacher
 cells         the stage StudentCell: one student, its store checked against the run, its key, its training
+groups        the cells of a grid that train together as one batched model, and the stage of one such group
 report_stage  results.json, report.md and plots from the cells (not keyed: rebuilt every time)
 
 The stage_* functions are the entry points the flows, the CLI and bench call: each builds its Stage on a Run.
@@ -24,6 +25,7 @@ from .cells import (
 )
 from .extraction import extract_run_store, extraction_inputs, stage_extract_epoch, teacher_source
 from .grid import feature_cell, feature_sources, grid, pair, reference_cell, reference_job
+from .groups import cell_groups, stage_student_group
 from .keys import cell_finished, finished, mark_finished, stage_key
 from .report_stage import diverged_runs, stage_report, summary_line
 from .run import (
@@ -62,6 +64,7 @@ __all__ = [
     "MapEpochs",
     "RunDir",
     "cell_finished",
+    "cell_groups",
     "cell_key",
     "check_store_fits",
     "data_fingerprint",
@@ -91,6 +94,7 @@ __all__ = [
     "stage_key",
     "stage_report",
     "stage_student",
+    "stage_student_group",
     "stage_store",
     "stage_teacher",
     "student_config",

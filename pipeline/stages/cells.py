@@ -89,22 +89,9 @@ class StudentCell:
         return True
 
     def build(self, run: Run, key: str) -> None:
-        job, data = self.job, run.data
-        online = None
-        if job.view_policy == "online":
-            teacher_id, epoch, _ = feature_cell(run.config, job)
-            source = teacher_source(run.dir, run.config, teacher_id)
-            online, _ = teacher_at(
-                source.config,
-                source.folder,
-                source.manifest,
-                epoch,
-                data.image_shape,
-                data.num_classes,
-                run.device,
-            )
+        data = run.data
         record = train_student(
-            job,
+            self.job,
             self.dataset,
             data.x_test,
             data.y_test,
@@ -112,12 +99,24 @@ class StudentCell:
             data.num_classes,
             run.device,
             run.precision,
-            online,
+            online_teacher(run, self.job),
         )
         atomic_write_json(self.output(run), {**record, "cache_key": key})
 
     def finish(self, run: Run, key: str, started: float) -> None:
         """Nothing: the record written by ``build`` is the cell's marker."""
+
+
+def online_teacher(run: Run, job: StudentJob):
+    """The teacher checkpoint a cell of view policy online runs on every batch (None for the other policies)."""
+    if job.view_policy != "online":
+        return None
+    teacher_id, epoch, _ = feature_cell(run.config, job)
+    source = teacher_source(run.dir, run.config, teacher_id)
+    data = run.data
+    return teacher_at(
+        source.config, source.folder, source.manifest, epoch, data.image_shape, data.num_classes, run.device
+    )[0]
 
 
 def stage_student(
