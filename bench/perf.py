@@ -13,10 +13,14 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
   default config otherwise; first-run seconds printed too);
 - student_stage_over_train_and_eval: that run's student stage (`elfdd students --force`, one process, Prefect
   start-up included) / the sum of its cells' training time and their test evaluation at the bare-forward limit
-  (goal <= 1.10);
+  (goal <= 1.10); student_cells_over_train_and_eval: the same without the stage's fixed cost (its wall time with
+  every cell kept: process and Prefect start-up, the report), i.e. the per-cell overhead;
 - pooled_over_sequential_student_grid (not with --quick): that run's student grid retrained on the local pool
   (`workers` 0: one process per core) / one cell after the other in one process (`workers=1`).
-Then `scale ...` lines: time and peak memory (the process's peak RSS, reset before each point, and its growth over
+Then `ratio batched_over_sequential_cells_<arch>` (ConvNet, VGG11, AlexNet, MLP, ResNet18): 4 ELF cells trained as one
+batched model (pipeline/batched.py) / one after the other, in the machine's default precision (students.batching:
+auto batches where this is below 1), and `sweep ...` lines: K = 1, 4, 16 cells of one student, sequential and
+batched, with their peak memory. Then `scale ...` lines: time and peak memory (the process's peak RSS, reset before each point, and its growth over
 the RSS before the point) of extraction and of one ELF student as the synthetic set (IPC) and the stored views grow.
 """
 
@@ -46,10 +50,12 @@ from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest
 from elfdd.pipeline.training import (
     configure_threads,
     inference_batch,
+    resolve_precision,
     seed_everything,
     sgd_with_half_decay,
 )
 from elfdd.store.reader import FeatureDataset, InMemoryFeatures
+from sweep import batched_over_sequential, reset_peak_rss, status_mb
 from torch.nn import functional as F
 
 CPU = torch.device("cpu")
@@ -211,25 +217,33 @@ def make_run_seconds(config_file: Path, out: Path, overrides: list[str]) -> tupl
     return times[0], times[1]
 
 
-def grid_seconds(run_dir: Path, workers: int) -> float:
-    """`elfdd students DIR --force` (the whole student grid retrained) with ``workers`` (0: auto, the local pool)."""
-    command = [str(Path(sys.executable).parent / "elfdd"), "students", str(run_dir), "--force"]
+def grid_seconds(run_dir: Path, workers: int, force: bool = True) -> float:
+    """`elfdd students DIR --force` (the whole student grid retrained) with ``workers`` (0: auto, the local pool);
+    without ``force`` every finished cell is kept."""
+    command = [
+        str(Path(sys.executable).parent / "elfdd"),
+        "students",
+        str(run_dir),
+        *(["--force"] if force else []),
+    ]
     command += ["--set", f"workers={workers}"]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
-def student_stage_ratio(run_dir: Path) -> tuple[float, float, float]:
-    """`elfdd students DIR --force` in one process (workers=1): its wall time, the sum of the cells'
-    ``train_seconds`` and the sum of their evaluations at the bare-forward limit (each cell's architecture over the
-    run's test split in inference mode, the fastest of 16, 64, 256 and all images a pass)."""
+def student_stage_ratio(run_dir: Path) -> tuple[float, float, float, float]:
+    """`elfdd students DIR --force` in one process (workers=1): its wall time, the same command's wall time when
+    every cell is kept (`elfdd students DIR`: process and Prefect start-up, reading the records, the report), the
+    sum of the cells' ``train_seconds`` and the sum of their evaluations at the bare-forward limit (each cell's
+    architecture over the run's test split in inference mode, the fastest of 16, 64, 256 and all images a pass)."""
     import json
 
     from elfdd.pipeline.stages import Run
     from elfdd.pipeline.training import autocast
 
     stage = grid_seconds(run_dir, 1)
+    fixed = grid_seconds(run_dir, 1, force=False)
     run = Run(run_dir, load_config(run_dir / "config.yaml")).configured()
     records = [json.loads(p.read_text()) for p in sorted(run.dir.students.glob("*.json"))]
     train = sum(r["train_seconds"] for r in records)
@@ -247,14 +261,7 @@ def student_stage_ratio(run_dir: Path) -> tuple[float, float, float]:
                 best = min(best, time.perf_counter() - started)
         limit[arch] = best
     evaluation = sum(limit[r["student"]] for r in records)
-    return stage, train, evaluation
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
+    return stage, fixed, train, evaluation
 
 
 def scale_point(what: str, ipc: int, views: int, quick: bool, work: Path) -> tuple[float, float, float]:
@@ -262,13 +269,12 @@ def scale_point(what: str, ipc: int, views: int, quick: bool, work: Path) -> tup
     kernel's peak-RSS counter is reset before the work (/proc/self/clear_refs), so the peak is this work's."""
     config, data, synthetic, teacher_dir, manifest, store = setup(work, ipc, views, quick)
     dataset = FeatureDataset(store, config.teacher.id, 1, "block3")
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_mb("VmRSS")
+    before = reset_peak_rss()
     if what == "extract":
         seconds = timed_extract(synthetic, config, manifest, teacher_dir, work / "scaled.zarr")
     else:
         seconds = elfdd_elf(dataset, data, config.students, 2 if quick else 10)
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     return seconds, peak, peak - before
 
 
@@ -339,12 +345,14 @@ def main() -> None:
         )
         print(f"ratio rerun_over_first_make_run {rerun / first:.3f}")
 
-        stage, train, evaluation = student_stage_ratio(work / "run")
+        stage, fixed, train, evaluation = student_stage_ratio(work / "run")
         print(
-            f"student stage: {stage:.1f} s (elfdd students --force, one process), cells' training {train:.1f} s, "
-            f"their evaluation at the bare-forward limit {evaluation:.1f} s"
+            f"student stage: {stage:.1f} s (elfdd students --force, one process), {fixed:.1f} s with every cell "
+            f"kept (start-up and report), cells' training {train:.1f} s, their evaluation at the bare-forward "
+            f"limit {evaluation:.1f} s"
         )
         print(f"ratio student_stage_over_train_and_eval {stage / (train + evaluation):.3f}")
+        print(f"ratio student_cells_over_train_and_eval {(stage - fixed) / (train + evaluation):.3f}")
 
         if (
             not quick
@@ -354,6 +362,26 @@ def main() -> None:
             )
             print(f"student grid: workers=1 {sequential:.1f} s, workers=auto {pooled:.1f} s")
             print(f"ratio pooled_over_sequential_student_grid {pooled / sequential:.3f}")
+
+        # Batched cells: K ELF cells (seeds) of one student, sequential vs one vmapped model, in the machine's default
+        # precision (what students.batching: auto decides on).
+        precision = resolve_precision(CPU, "auto")
+        sweep_cfg = cfg.model_copy(update={"epochs": 3 if quick else 10})
+        for arch in ("convnet", "vgg11", "alexnet", "mlp", "resnet18"):
+            seq, bat, _, _ = batched_over_sequential(arch, 4, dataset, data, sweep_cfg, precision)
+            print(
+                f"batched cells {arch} K=4 {sweep_cfg.epochs} epochs {precision}: sequential {seq:.2f} s, batched {bat:.2f} s"
+            )
+            print(f"ratio batched_over_sequential_cells_{arch} {bat / seq:.3f}")
+        for arch in ("convnet", "mlp"):
+            for k in (1, 4) if quick else (1, 4, 16):
+                seq, bat, seq_mb, bat_mb = batched_over_sequential(
+                    arch, k, dataset, data, sweep_cfg, precision
+                )
+                print(
+                    f"sweep {arch} K={k} sequential_seconds={seq:.2f} batched_seconds={bat:.2f} "
+                    f"sequential_peak_over_start_mb={seq_mb:.0f} batched_peak_over_start_mb={bat_mb:.0f}"
+                )
 
         ipcs, view_counts = ((1, 10), (1, 8)) if quick else ((1, 10, 50), (1, 8, 32))
         for what in ("extract", "student"):

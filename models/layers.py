@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import Iterator
 
 from torch import nn
 
@@ -34,3 +36,20 @@ def pooled_head(channels: int, num_classes: int, classifier: str) -> OrderedDict
             (classifier, nn.Linear(channels, num_classes)),
         ]
     )
+
+
+@contextlib.contextmanager
+def running_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside leave every batch norm's running statistics as they were (momentum 0), while train-mode
+    batch norm still normalises with the batch's own statistics."""
+    norms = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum

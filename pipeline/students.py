@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core.errors import BadInput, StudentDiverged
-from ..models import SplitNet, adapter_pair, create_model, forward_with_features
+from ..models import SplitNet, adapter_pair, create_model, forward_with_features, running_stats_frozen
 from ..store.reader import FeatureDataset
 from ..store.stream import ChunkShuffleSampler, feature_loader
 from . import augment
@@ -73,11 +74,13 @@ def elf_losses(
     labels: torch.Tensor,
     temperature: float = 1.0,
     lambdas: tuple[Any, Any] | None = None,
+    rear_bn_stats: str = "all",
 ) -> dict[str, torch.Tensor]:
     """The loss terms of ``job.loss_mode`` for one batch (each already weighted by its lambda), on the batch's device:
     task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y).
     Soft labels (B, classes) make both CEs soft-target cross-entropy (F.cross_entropy with class probabilities).
-    ``lambdas``: (lambda_front, lambda_rear) in place of the job's (a batched group passes each cell's as tensors)."""
+    ``lambdas``: (lambda_front, lambda_rear) in place of the job's (a batched group passes each cell's as tensors);
+    ``rear_bn_stats`` "front": the rear term's pass leaves batch-norm running statistics alone."""
     terms = LOSS_TERMS[job.loss_mode]
     lambda_front, lambda_rear = lambdas or (job.lambda_front, job.lambda_rear)
     split = job.split or model.default_split
@@ -88,9 +91,10 @@ def elf_losses(
             job.feature_loss, adapters["to_teacher"](h).float(), teacher, temperature
         )
     if "rear" in terms:
-        losses["rear"] = lambda_rear * F.cross_entropy(
-            model.rear(adapters["from_teacher"](teacher), split).float(), labels
-        )
+        frozen = running_stats_frozen(model) if rear_bn_stats == "front" else contextlib.nullcontext()
+        with frozen:
+            logits = model.rear(adapters["from_teacher"](teacher), split)
+        losses["rear"] = lambda_rear * F.cross_entropy(logits.float(), labels)
     return {t: losses[t] for t in terms}
 
 
@@ -212,7 +216,14 @@ def train_student(
             images, teacher, labels = cell.batch(raw, dataset.layer, cfg.dsa, device)
             with autocast(device, precision):
                 losses = elf_losses(
-                    model, cell.adapters, job, images, teacher, labels, cfg.feature_temperature
+                    model,
+                    cell.adapters,
+                    job,
+                    images,
+                    teacher,
+                    labels,
+                    cfg.feature_temperature,
+                    rear_bn_stats=cfg.rear_bn_stats,
                 )
             watch.update(losses, epoch)  # on the device; read back only at the checks below
             optimizer.zero_grad(set_to_none=True)

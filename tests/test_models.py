@@ -85,3 +85,21 @@ def test_convnet_width_depth_norm():
     assert model.feature_shape((1, 28, 28)) == (32, 8, 8)
     assert isinstance(model.block1[1], torch.nn.BatchNorm2d)
     assert isinstance(create_model("convnet", 1, 10, 28).block1[1], torch.nn.GroupNorm)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_running_stats_frozen_leaves_batch_norm_statistics_alone(name):
+    """The rear pass of ``students.rear_bn_stats: front``: train-mode batch norm still normalises with the batch's
+    statistics, and the running ones (what the student is tested with) stay exactly as they were."""
+    from elfdd.models import running_stats_frozen
+
+    torch.manual_seed(0)
+    model = create_model(name, 1, 10, 28).train()
+    x = torch.randn(4, 1, 28, 28)
+    model(x)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    with running_stats_frozen(model):
+        model(x * 3 + 1)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    model(x * 3 + 1)  # outside: the statistics move again (where the model has batch norm)
+    assert any(not torch.equal(model.state_dict()[k], v) for k, v in before.items()) == bool(before)

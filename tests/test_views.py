@@ -134,3 +134,27 @@ def test_replay_on_a_clean_store_is_refused(replay_run, tmp_path):
             torch.device("cpu"),
             "fp32",
         )
+
+
+@pytest.mark.parametrize("stats", ["front", "all"])
+def test_rear_bn_stats_front_keeps_the_rear_pass_out_of_the_running_statistics(stats):
+    import copy
+
+    from elfdd.models import adapter_pair, create_model
+    from elfdd.pipeline.jobs import StudentJob
+    from elfdd.pipeline.students import elf_losses
+
+    torch.manual_seed(0)
+    model = create_model("resnet18_bn", 1, 10, 28).train()
+    split = model.default_split
+    shape = model.feature_shape((1, 28, 28), split)
+    adapters = adapter_pair(shape, shape)
+    job = StudentJob("resnet18_bn", "rear_task", 0, "clean", None, None, 1.0, 0, "layer1", None, split)
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    teacher = torch.rand(8, *shape) * 5
+    task_only = copy.deepcopy(model)
+    elf_losses(task_only, adapters, StudentJob("resnet18_bn", "task", 0), images, teacher, labels)
+    elf_losses(model, adapters, job, images, teacher, labels, rear_bn_stats=stats)
+    running = [k for k in model.state_dict() if "running" in k]
+    same = all(torch.equal(model.state_dict()[k], task_only.state_dict()[k]) for k in running)
+    assert same == (stats == "front")

@@ -168,6 +168,8 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
         job.uses_features
     ):  # what only a cell with teacher features depends on (baselines stay shared across arms)
         training["rear_path"] = students.rear_path
+        if students.rear_bn_stats != "all":  # the old cells' keys stay as they were
+            training["rear_bn_stats"] = students.rear_bn_stats
         if job.view_policy == "replay" and students.max_views is not None:
             training["max_views"] = students.max_views
     what = {
