@@ -24,10 +24,11 @@ from .losses import LOSS_TERMS
 from .students import StudentSetup, curve_text, elf_losses, finish_student, setup_student
 from .training import NonFiniteWatch, Progress, autocast, sgd_with_half_decay
 
-# Where ``students.batching: auto`` batches, per device type (None: every batchable architecture). Measured with
-# bench/perf.py (docs/benchmarks.md, "Batched cells"): on the CPU a vmapped convolution runs as a grouped one, which
-# is 2-4x slower than K separate ones, so only the MLP (matrix products) gains there.
-BATCHED_BY_DEFAULT: dict[str, tuple[str, ...] | None] = {"cpu": ("mlp",), "cuda": None}
+# Where ``students.batching: auto`` batches, per device type (None: every batchable architecture): only where
+# bench/perf.py measured batched over sequential below 1 (docs/benchmarks.md, "Batched cells"). On the CPU a vmapped
+# convolution runs as a grouped one, 2-2.7x slower than K separate ones, so only the MLP (matrix products) gains.
+# No GPU has measured it yet, so a GPU batches only with ``students.batching: true``.
+BATCHED_BY_DEFAULT: dict[str, tuple[str, ...] | None] = {"cpu": ("mlp",), "cuda": ()}
 
 
 def mixes_samples(model: nn.Module) -> bool:
