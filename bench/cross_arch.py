@@ -54,6 +54,7 @@ ARMS: dict[str, list[str]] = {
         "students.rear_path=linear",
         "students.split={tv_resnet18: layer4_0}",
         "students.grad_clip=null",
+        "students.rear_bn_stats=all",
     ],
     "adapted_teacher": [PAIR, ELF_ONLY, "students.teacher={resnet18: convnet, vgg11: convnet}"],
     "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epochs=null"],  # null: the last extracted epoch
@@ -62,6 +63,8 @@ ARMS: dict[str, list[str]] = {
     "views_32": [PAIR, ELF_ONLY, "students.max_views=32"],
     "online": [PAIR, ELF_ONLY, "students.view_policies=[online]"],
     "rear_linear": [PAIR, ELF_ONLY, "students.rear_path=linear"],
+    # the batch-norm student (tv_resnet18) with its running statistics also fed by the rear pass, as the reference
+    "rear_bn_all": ["students.archs=[tv_resnet18]", ELF_ONLY, "students.rear_bn_stats=all"],
     "lambda": [
         "students.archs=[resnet18]",
         ELF_ONLY,
@@ -69,6 +72,7 @@ ARMS: dict[str, list[str]] = {
         "students.lambda_rear=[1,0.3,3]",
     ],
 }
+ABLATED = ("resnet18", "vgg11", "tv_resnet18")  # the students of the ablation table
 HARD = ("resnet18", "vgg11", "alexnet")  # the goal's students: +4 points on their mean
 
 
@@ -137,18 +141,24 @@ def headline(arms: dict[str, dict], paired: dict) -> tuple[list[str], list[str]]
 
 
 def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
-    """ResNet18 and VGG11 under each ablation arm next to elfdd's own cells (accuracy and paired gain)."""
+    """ResNet18 and VGG11 (and tv_resnet18, the batch-norm student) under each ablation arm next to elfdd's own
+    cells (accuracy and paired gain; – where an arm has no cell of the student)."""
     labels = [a for a in ARMS if a not in ("reference", "lambda") and a in arms]
     if len(labels) < 2:
         return []
     rows = []
-    for student in ("resnet18", "vgg11"):
+    for student in ABLATED:
         row = [student]
         for label in labels:
             runs = [r for r in elf_runs(arms[label]) if r["student"] == student]
-            row.append(f"{accuracy_text(runs)} ({gain_text(paired_gain(runs, paired))})")
+            row.append(f"{accuracy_text(runs)} ({gain_text(paired_gain(runs, paired))})" if runs else "–")
         rows.append(row)
-    return ["", "## Ablations (ResNet18, VGG11)", "", *markdown_table(["student", *labels], rows)]
+    return [
+        "",
+        "## Ablations (ResNet18, VGG11; tv_resnet18)",
+        "",
+        *markdown_table(["student", *labels], rows),
+    ]
 
 
 def lambda_table(arms: dict[str, dict], paired: dict) -> list[str]:

@@ -4,10 +4,19 @@ from . import alexnet, convnet, lenet, mlp, resnet, torchvision_zoo, vgg  # noqa
 from .adapters import FeatureAdapter, adapter_pair
 from .hooks import forward_with_features
 from .layers import running_stats_frozen
-from .registry import ModelSpec, create_model, get_spec, list_models, register_model, split_points
+from .registry import (
+    ModelSpec,
+    create_model,
+    get_spec,
+    list_models,
+    module_kinds,
+    register_model,
+    split_points,
+)
 from .split import SplitNet
 
 __all__ = [
+    "module_kinds",
     "running_stats_frozen",
     "FeatureAdapter",
     "ModelSpec",

@@ -7,8 +7,6 @@ per cell), so each cell's record is the one it would have had alone, up to float
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import time
 from typing import Any
 
@@ -16,7 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..models import create_model
+from ..models import module_kinds
 from ..store.reader import FeatureDataset
 from .config import StudentsConfig
 from .jobs import StudentJob
@@ -31,19 +29,19 @@ from .training import NonFiniteWatch, Progress, autocast, sgd_with_half_decay
 BATCHED_BY_DEFAULT: dict[str, tuple[str, ...] | None] = {"cpu": ("mlp",), "cuda": ()}
 
 
+SAMPLE_MIXING = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+
+
 def mixes_samples(model: nn.Module) -> bool:
     """Whether a train-mode forward couples the samples of a batch or draws randomness (batch norm, dropout): such a
     model cannot be vmapped per cell, and its cells train one at a time."""
-    return any(
-        isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))
-        for m in model.modules()
-    )
+    return any(isinstance(m, SAMPLE_MIXING) for m in model.modules())
 
 
-@functools.lru_cache(maxsize=64)
 def batchable(arch: str, in_channels: int, num_classes: int, image_size: int, kwargs: str = "{}") -> bool:
     """Whether cells of ``arch`` (built with the JSON ``kwargs``) can be trained as one batched model."""
-    return not mixes_samples(create_model(arch, in_channels, num_classes, image_size, **json.loads(kwargs)))
+    kinds = module_kinds(arch, in_channels, num_classes, image_size, kwargs)
+    return not any(issubclass(kind, SAMPLE_MIXING) for kind in kinds)
 
 
 def group_key(job: StudentJob) -> tuple:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from torch import nn
 
 from ...core.errors import BadInput, StudentDiverged
 from ...core.io import (
     atomic_write_json,
     json_sha256,
 )
+from ...models import module_kinds
 from ...store import location
 from ...store.reader import FeatureDataset
 from ..config import RunConfig, StudentsConfig
@@ -21,7 +25,7 @@ from ..training import log, resolve_device, resolve_precision
 from .extraction import teacher_source
 from .grid import feature_cell
 from .keys import cell_finished, cell_record
-from .run import Run, RunDir
+from .run import Run, RunDir, data_for
 from .stage import build_stage
 from .store_fit import check_store_fits
 
@@ -168,7 +172,9 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
         job.uses_features
     ):  # what only a cell with teacher features depends on (baselines stay shared across arms)
         training["rear_path"] = students.rear_path
-        if students.rear_bn_stats != "all":  # the old cells' keys stay as they were
+        if students.rear_bn_stats != "all" and has_batch_norm(
+            job.student, config
+        ):  # "all": the old cells' key
             training["rear_bn_stats"] = students.rear_bn_stats
         if job.view_policy == "replay" and students.max_views is not None:
             training["max_views"] = students.max_views
@@ -181,6 +187,14 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
         "store": provenance,
     }
     return json_sha256(what)
+
+
+def has_batch_norm(arch: str, config: RunConfig) -> bool:
+    """Whether students of ``arch`` (with the config's arch_kwargs) have batch norm (running statistics)."""
+    data = data_for(config)
+    kwargs = json.dumps(config.students.arch_kwargs.get(arch, {}), sort_keys=True)
+    kinds = module_kinds(arch, data.image_shape[0], data.num_classes, data.image_shape[-1], kwargs)
+    return any(issubclass(kind, nn.modules.batchnorm._BatchNorm) for kind in kinds)
 
 
 def student_config(run: RunDir, config: RunConfig):
