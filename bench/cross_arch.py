@@ -55,6 +55,7 @@ ARMS: dict[str, list[str]] = {
         "students.split={tv_resnet18: layer4_0}",
         "students.grad_clip=null",
         "students.rear_bn_stats=all",
+        "students.vector_front_scale=1",
     ],
     "adapted_teacher": [PAIR, ELF_ONLY, "students.teacher={resnet18: convnet, vgg11: convnet}"],
     "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epochs=null"],  # null: the last extracted epoch
@@ -65,6 +66,8 @@ ARMS: dict[str, list[str]] = {
     "rear_linear": [PAIR, ELF_ONLY, "students.rear_path=linear"],
     # the batch-norm student (tv_resnet18) with its running statistics also fed by the rear pass, as the reference
     "rear_bn_all": ["students.archs=[tv_resnet18]", ELF_ONLY, "students.rear_bn_stats=all"],
+    # the student without a spatial stage (the MLP) with its front loss at full weight, as the others
+    "vector_front_1": ["students.archs=[mlp]", ELF_ONLY, "students.vector_front_scale=1"],
     "lambda": [
         "students.archs=[resnet18]",
         ELF_ONLY,
@@ -72,7 +75,7 @@ ARMS: dict[str, list[str]] = {
         "students.lambda_rear=[1,0.3,3]",
     ],
 }
-ABLATED = ("resnet18", "vgg11", "tv_resnet18")  # the students of the ablation table
+ABLATED = ("resnet18", "vgg11", "tv_resnet18", "mlp")  # the students of the ablation table
 HARD = ("resnet18", "vgg11", "alexnet")  # the goal's students: +4 points on their mean
 
 
@@ -141,7 +144,7 @@ def headline(arms: dict[str, dict], paired: dict) -> tuple[list[str], list[str]]
 
 
 def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
-    """ResNet18 and VGG11 (and tv_resnet18, the batch-norm student) under each ablation arm next to elfdd's own
+    """ResNet18 and VGG11 (and tv_resnet18, the batch-norm student, and the MLP) under each ablation arm next to elfdd's own
     cells (accuracy and paired gain; – where an arm has no cell of the student)."""
     labels = [a for a in ARMS if a not in ("reference", "lambda") and a in arms]
     if len(labels) < 2:
@@ -155,7 +158,7 @@ def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
         rows.append(row)
     return [
         "",
-        "## Ablations (ResNet18, VGG11; tv_resnet18)",
+        "## Ablations (ResNet18, VGG11; tv_resnet18, MLP)",
         "",
         *markdown_table(["student", *labels], rows),
     ]

@@ -114,7 +114,7 @@ def train_student_group(
     params, buffers = stack_module_state(modules)
     params = {name: p.detach().requires_grad_() for name, p in params.items()}
     base = copy.deepcopy(modules[0]).to("meta")
-    lambdas = torch.tensor([[j.lambda_front or 0.0, j.lambda_rear or 0.0] for j in jobs], device=device)
+    lambdas = torch.tensor([[lam or 0.0 for lam in cell.lambdas] for cell in cells], device=device)
 
     def cell_losses(p, b, images, teacher, labels, lam):
         return functional_call(base, (p, b), (images, teacher, labels, lam))

@@ -44,6 +44,7 @@ class CellRecord(BaseModel):
     views: int | None = None
     student_split: str | None = None
     adapted: bool | None = None
+    front_scale: float | None = None  # lambda_front's factor (students.vector_front_scale for a vector front)
     rear_relu: bool | None = None
     seed: int
     epochs: int

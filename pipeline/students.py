@@ -107,6 +107,9 @@ class StudentSetup:
     model: SplitNet
     adapters: nn.ModuleDict | None
     split: str
+    front_scale: (
+        float  # lambda_front's factor: students.vector_front_scale where the front ends in a vector, else 1
+    )
     rear_relu: bool | None
     lr: float
     policy: str
@@ -115,6 +118,12 @@ class StudentSetup:
     batches: Any
     generator: torch.Generator
     online_teacher: nn.Module | None
+
+    @property
+    def lambdas(self) -> tuple[float | None, float | None]:
+        """(lambda_front, lambda_rear) the cell's losses are weighted with."""
+        front = self.job.lambda_front
+        return (None if front is None else front * self.front_scale), self.job.lambda_rear
 
     @property
     def parameters(self) -> list[nn.Parameter]:
@@ -129,6 +138,12 @@ class StudentSetup:
         if self.online_teacher is not None:
             teacher = online_features(self.online_teacher, images, layer)
         return images, teacher, labels
+
+
+def front_scale_of(front_shape: tuple[int, ...], cfg: StudentsConfig) -> float:
+    """The factor on lambda_front of a student whose front has ``front_shape``: ``cfg.vector_front_scale`` for a
+    vector (no spatial stage, e.g. the MLP), 1 for a feature map."""
+    return cfg.vector_front_scale if len(front_shape) == 1 else 1.0
 
 
 def setup_student(
@@ -147,11 +162,12 @@ def setup_student(
         job.student, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs.get(job.student, {})
     ).to(device)
     split = job.split or model.default_split
-    adapters, rear_relu = None, None
+    adapters, rear_relu, front_scale = None, None, 1.0
     if job.uses_features:
         rear_relu = cfg.rear_path == "match_front" and ends_nonnegative(model, image_shape, split)
-        adapters = adapter_pair(model.feature_shape(image_shape, split), dataset.feature_shape, rear_relu)
-        adapters = adapters.to(device)
+        front_shape = model.feature_shape(image_shape, split)
+        adapters = adapter_pair(front_shape, dataset.feature_shape, rear_relu).to(device)
+        front_scale = front_scale_of(front_shape, cfg)
     policy = job.view_policy or "clean"
     replay = policy == "replay"
     if policy == "online" and job.uses_features and online_teacher is None:
@@ -174,6 +190,7 @@ def setup_student(
         model,
         adapters,
         split,
+        front_scale,
         rear_relu,
         cfg.lr_for(job.student),
         policy,
@@ -223,6 +240,7 @@ def train_student(
                     teacher,
                     labels,
                     cfg.feature_temperature,
+                    cell.lambdas,
                     rear_bn_stats=cfg.rear_bn_stats,
                 )
             watch.update(losses, epoch)  # on the device; read back only at the checks below
@@ -293,6 +311,7 @@ def finish_student(
         "views": cell.views if with_features else None,
         "student_split": cell.split,
         "adapted": not cell.adapters["to_teacher"].is_identity if with_features else None,
+        "front_scale": cell.front_scale if with_features else None,
         "rear_relu": cell.rear_relu,
         "seed": job.seed,
         "epochs": cfg.epochs,

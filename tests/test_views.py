@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from elfdd.core.errors import BadInput
-from elfdd.models import create_model
+from elfdd.models import create_model, list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.jobs import StudentJob
@@ -158,3 +158,18 @@ def test_rear_bn_stats_front_keeps_the_rear_pass_out_of_the_running_statistics(s
     running = [k for k in model.state_dict() if "running" in k]
     same = all(torch.equal(model.state_dict()[k], task_only.state_dict()[k]) for k in running)
     assert same == (stats == "front")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_vector_front_scale_weights_only_fronts_without_a_spatial_stage(name, toy_npz):
+    """The MLP's rule (students.vector_front_scale): a front that ends in a vector has its lambda_front scaled, a
+    feature map keeps it."""
+    from elfdd.pipeline.stages.cells import front_shape
+    from elfdd.pipeline.students import front_scale_of
+
+    config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", f"students.archs=[{name}]"])
+    job = stages.reference_job(config, name, "front_rear_task", 0)
+    shape = create_model(name, 1, 4, 28).feature_shape((1, 28, 28), job.split)
+    assert front_shape(config, job) == tuple(shape)
+    assert front_scale_of(shape, config.students) == (0.1 if len(shape) == 1 else 1.0)
+    assert len(shape) == 1 or name != "mlp"

@@ -18,12 +18,13 @@ from ...store import location
 from ...store.reader import FeatureDataset
 from ..config import RunConfig, StudentsConfig
 from ..jobs import StudentJob
+from ..losses import LOSS_TERMS
 from ..students import train_student
 from ..synthetic import load_synthetic
 from ..teacher import teacher_at
 from ..training import log, resolve_device, resolve_precision
 from .extraction import teacher_source
-from .grid import feature_cell
+from .grid import cached_split_shapes, feature_cell
 from .keys import cell_finished, cell_record
 from .run import Run, RunDir, data_for
 from .stage import build_stage
@@ -168,13 +169,14 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
     training["lr"] = students.lr_for(job.student)
     if job.feature_loss == "kl":
         training["feature_temperature"] = students.feature_temperature
-    if (
-        job.uses_features
-    ):  # what only a cell with teacher features depends on (baselines stay shared across arms)
+    # What only a cell with teacher features depends on (baselines stay shared across arms); the newer keys only
+    # where they change the cell, so older cells keep their keys.
+    if job.uses_features:
         training["rear_path"] = students.rear_path
-        if students.rear_bn_stats != "all" and has_batch_norm(
-            job.student, config
-        ):  # "all": the old cells' key
+        vector = "front" in LOSS_TERMS[job.loss_mode] and len(front_shape(config, job)) == 1
+        if vector and students.vector_front_scale != 1:
+            training["vector_front_scale"] = students.vector_front_scale
+        if students.rear_bn_stats != "all" and has_batch_norm(job.student, config):
             training["rear_bn_stats"] = students.rear_bn_stats
         if job.view_policy == "replay" and students.max_views is not None:
             training["max_views"] = students.max_views
@@ -187,6 +189,14 @@ def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDatas
         "store": provenance,
     }
     return json_sha256(what)
+
+
+def front_shape(config: RunConfig, job: StudentJob) -> tuple[int, ...]:
+    """The shape of a feature cell's student front at its split (without the batch dim)."""
+    data = data_for(config)
+    kwargs = config.students.arch_kwargs.get(job.student, {})
+    shapes, default = cached_split_shapes(job.student, data.image_shape, data.num_classes, json.dumps(kwargs))
+    return shapes[job.split or default]
 
 
 def has_batch_norm(arch: str, config: RunConfig) -> bool:

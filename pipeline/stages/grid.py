@@ -35,11 +35,13 @@ def pair(config: RunConfig, arch: str, layer: str) -> Pairing:
     data = data_for(config)
     students = config.students
     teachers = {
-        t.id: _split_shapes(t.arch, data.image_shape, data.num_classes, json.dumps(t.arch_kwargs))[0][layer]
+        t.id: cached_split_shapes(t.arch, data.image_shape, data.num_classes, json.dumps(t.arch_kwargs))[0][
+            layer
+        ]
         for t in config.teacher_pool
         if layer in config.student_layers_of(t)
     }
-    shapes, default = _split_shapes(
+    shapes, default = cached_split_shapes(
         arch, data.image_shape, data.num_classes, json.dumps(students.arch_kwargs.get(arch, {}))
     )
     if arch in students.split:
@@ -52,7 +54,7 @@ def pair(config: RunConfig, arch: str, layer: str) -> Pairing:
 
 
 @functools.lru_cache(maxsize=64)
-def _split_shapes(arch: str, image_shape: tuple[int, ...], num_classes: int, kwargs: str):
+def cached_split_shapes(arch: str, image_shape: tuple[int, ...], num_classes: int, kwargs: str):
     return split_shapes(arch, image_shape, num_classes, **json.loads(kwargs))
 
 
