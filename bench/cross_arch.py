@@ -283,7 +283,14 @@ def write_docs(
         f"<!-- written by bench/cross_arch.py on {date.today()}; do not edit by hand -->",
         "",
         f"Command: `python {' '.join(sys.argv)}` on {machine()}, torch {torch.__version__}.",
-        "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ".",
+        "Wall time of this invocation (finished cells are kept, so a resumed study's is short): "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        + ". Training time of the cells (sum of their `train_seconds`, over every session that trained them): "
+        + ", ".join(
+            f"{label} {sum(r['train_seconds'] for r in arm['runs']) / 60:.0f} min"
+            for label, arm in arms.items()
+        )
+        + ".",
         "",
         f"Synthetic set: {config.distill.method.upper()} IPC {config.distill.ipc}, {config.distill.iterations} "
         f"iterations, distilled with {config.distill.arch}; students {config.students.epochs} epochs, seeds "
