@@ -196,9 +196,9 @@ def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_
     )
     seen = []
 
-    def spy(model, adapters, job, images, features, labels, temperature=1.0):
+    def spy(model, adapters, job, images, features, labels, *args, **kwargs):
         seen.append((images.detach().clone(), features.detach().clone()))
-        return elf_losses(model, adapters, job, images, features, labels, temperature)
+        return elf_losses(model, adapters, job, images, features, labels, *args, **kwargs)
 
     monkeypatch.setattr("elfdd.pipeline.students.elf_losses", spy)
     dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
