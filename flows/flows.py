@@ -217,7 +217,8 @@ def students_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig)
     jobs = stages.grid(config)
     pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
     groups = stages.cell_groups(config, jobs)  # a kept cell's task only reads its record (on_diverge: fail)
-    busy = len(groups) if params.force else len([g for g in groups if set(g) & set(pending)])
+    todo = set(pending)
+    busy = len(groups) if params.force else len([g for g in groups if todo.intersection(g)])
     device = resolve_device(config.device).type
     pool = LocalPool.for_cells(busy, config.workers, config.threads, device)
     calls = [

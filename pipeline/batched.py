@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..models import module_kinds
 from ..store.reader import FeatureDataset
 from .config import StudentsConfig
 from .jobs import StudentJob
@@ -38,9 +37,9 @@ def mixes_samples(model: nn.Module) -> bool:
     return any(isinstance(m, SAMPLE_MIXING) for m in model.modules())
 
 
-def batchable(arch: str, in_channels: int, num_classes: int, image_size: int, kwargs: str = "{}") -> bool:
-    """Whether cells of ``arch`` (built with the JSON ``kwargs``) can be trained as one batched model."""
-    kinds = module_kinds(arch, in_channels, num_classes, image_size, kwargs)
+def batchable(kinds: frozenset[type]) -> bool:
+    """Whether cells of an architecture made of the module classes ``kinds`` (models.module_kinds) can be trained
+    as one batched model."""
     return not any(issubclass(kind, SAMPLE_MIXING) for kind in kinds)
 
 

@@ -199,12 +199,16 @@ def front_shape(config: RunConfig, job: StudentJob) -> tuple[int, ...]:
     return shapes[job.split or default]
 
 
-def has_batch_norm(arch: str, config: RunConfig) -> bool:
-    """Whether students of ``arch`` (with the config's arch_kwargs) have batch norm (running statistics)."""
+def student_kinds(arch: str, config: RunConfig) -> frozenset[type]:
+    """The module classes a student of ``arch`` (with the config's arch_kwargs, on its data) is made of."""
     data = data_for(config)
     kwargs = json.dumps(config.students.arch_kwargs.get(arch, {}), sort_keys=True)
-    kinds = module_kinds(arch, data.image_shape[0], data.num_classes, data.image_shape[-1], kwargs)
-    return any(issubclass(kind, nn.modules.batchnorm._BatchNorm) for kind in kinds)
+    return module_kinds(arch, data.image_shape[0], data.num_classes, data.image_shape[-1], kwargs)
+
+
+def has_batch_norm(arch: str, config: RunConfig) -> bool:
+    """Whether students of ``arch`` have batch norm (running statistics)."""
+    return any(issubclass(kind, nn.modules.batchnorm._BatchNorm) for kind in student_kinds(arch, config))
 
 
 def student_config(run: RunDir, config: RunConfig):

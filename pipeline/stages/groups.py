@@ -3,7 +3,6 @@ the stage that trains one group, each cell with its own record and cache key."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...core.io import atomic_write_json
@@ -11,9 +10,9 @@ from ..batched import batchable, batches_by_default, group_key, train_student_gr
 from ..config import RunConfig
 from ..jobs import StudentJob
 from ..training import resolve_device
-from .cells import StudentCell, online_teacher, open_cell_datasets, student_config
+from .cells import StudentCell, online_teacher, open_cell_datasets, student_config, student_kinds
 from .grid import feature_cell
-from .run import Run, RunDir, data_for
+from .run import Run, RunDir
 
 
 def stage_student_group(
@@ -41,11 +40,21 @@ def stage_student_group(
             data.num_classes,
             state.device,
             state.precision,
-            [online_teacher(state, cell.job) for cell, _ in todo],
+            online_teachers(state, [cell.job for cell, _ in todo]),
         )
         for (cell, key), record in zip(todo, records, strict=True):
             atomic_write_json(cell.output(state), {**record, "cache_key": key})
     return [cell.output(state) for cell in cells]
+
+
+def online_teachers(run: Run, jobs: list[StudentJob]) -> list:
+    """Each cell's online teacher (None where its view policy is not online), each checkpoint loaded once."""
+    wheres = [feature_cell(run.config, job) if job.view_policy == "online" else None for job in jobs]
+    loaded: dict[tuple | None, object] = {}
+    for job, where in zip(jobs, wheres, strict=True):
+        if where not in loaded:
+            loaded[where] = online_teacher(run, job)
+    return [loaded[where] for where in wheres]
 
 
 def cell_groups(config: RunConfig, jobs: list[StudentJob]) -> list[list[StudentJob]]:
@@ -54,13 +63,9 @@ def cell_groups(config: RunConfig, jobs: list[StudentJob]) -> list[list[StudentJ
     other cell alone."""
     students = config.students
     device = resolve_device(config.device)
-    data = data_for(config)
     groups: dict[tuple, list[StudentJob]] = {}
     for job in jobs:
-        kwargs = json.dumps(students.arch_kwargs.get(job.student, {}), sort_keys=True)
-        together = students.batching is not False and batchable(
-            job.student, data.image_shape[0], data.num_classes, data.image_shape[-1], kwargs
-        )
+        together = students.batching is not False and batchable(student_kinds(job.student, config))
         if students.batching == "auto":
             together = together and batches_by_default(job.student, device)
         key = group_key(job) if together else ("alone", job)
