@@ -11,10 +11,12 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
   and views in inference mode (goal <= 1.1);
 - rerun_over_first_make_run: `elfdd run` on a finished directory / the first run (smoke config with --quick, the
   default config otherwise; first-run seconds printed too);
-- student_stage_over_train_and_eval: that run's student stage (`elfdd students --force`, one process, Prefect
-  start-up included) / the sum of its cells' training time and their test evaluation at the bare-forward limit
-  (goal <= 1.10); student_cells_over_train_and_eval: the same without the stage's fixed cost (its wall time with
-  every cell kept: process and Prefect start-up, the report), i.e. the per-cell overhead;
+- student_stage_over_train_and_eval: that run's student stage retrained as it runs in the pipeline's process
+  (bench/stage_time.py: Prefect's server up, the flows imported, the data loaded, as after the stages before it)
+  / the sum of its cells' training time and their test evaluation at the bare-forward limit (goal <= 1.10);
+  student_cells_over_train_and_eval: the same without the stage's fixed cost (its wall time with every cell kept:
+  the flow run, the records, the report), i.e. the per-cell overhead; student_command_over_train_and_eval: the
+  stage as `elfdd students --force` in a new process (imports and Prefect's server start-up, about 15 s, included);
 - pooled_over_sequential_student_grid (not with --quick): that run's student grid retrained on the local pool
   (`workers` 0: one process per core) / one cell after the other in one process (`workers=1`).
 Then `ratio batched_over_sequential_cells_<arch>` (ConvNet, VGG11, AlexNet, MLP, ResNet18): 4 ELF cells trained as one
@@ -232,18 +234,29 @@ def grid_seconds(run_dir: Path, workers: int, force: bool = True) -> float:
     return time.perf_counter() - started
 
 
-def student_stage_ratio(run_dir: Path) -> tuple[float, float, float, float]:
-    """`elfdd students DIR --force` in one process (workers=1): its wall time, the same command's wall time when
-    every cell is kept (`elfdd students DIR`: process and Prefect start-up, reading the records, the report), the
-    sum of the cells' ``train_seconds`` and the sum of their evaluations at the bare-forward limit (each cell's
-    architecture over the run's test split in inference mode, the fastest of 16, 64, 256 and all images a pass)."""
+def stage_in_pipeline(run_dir: Path, overrides: list[str]) -> tuple[float, float]:
+    """(forced, kept): the `students` flow of ``run_dir`` retrained / with every cell kept, each timed in one process
+    that already runs Prefect and holds the run's data, as the student stage of `elfdd run` (bench/stage_time.py)."""
+    command = [sys.executable, str(ROOT / "bench" / "stage_time.py"), str(run_dir)]
+    command += [arg for override in overrides for arg in ("--set", override)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    seconds = dict(line.split() for line in out.splitlines() if line.startswith(("forced ", "kept ")))
+    return float(seconds["forced"]), float(seconds["kept"])
+
+
+def student_stage_ratio(run_dir: Path) -> tuple[float, float, float, float, float]:
+    """The student stage of ``run_dir`` (workers=1) as it runs in a pipeline (stage_in_pipeline: retrained, and with
+    every cell kept), `elfdd students DIR --force` in a new process (its start-up, imports and Prefect server
+    included), the sum of the cells' ``train_seconds`` and the sum of their evaluations at the bare-forward limit
+    (each cell's architecture over the run's test split in inference mode, the fastest of 16, 64, 256 and all
+    images a pass)."""
     import json
 
     from elfdd.pipeline.stages import Run
     from elfdd.pipeline.training import autocast
 
-    stage = grid_seconds(run_dir, 1)
-    fixed = grid_seconds(run_dir, 1, force=False)
+    command = grid_seconds(run_dir, 1)
+    stage, fixed = stage_in_pipeline(run_dir, ["workers=1"])  # last: the records read below are its cells'
     run = Run(run_dir, load_config(run_dir / "config.yaml")).configured()
     records = [json.loads(p.read_text()) for p in sorted(run.dir.students.glob("*.json"))]
     train = sum(r["train_seconds"] for r in records)
@@ -261,7 +274,7 @@ def student_stage_ratio(run_dir: Path) -> tuple[float, float, float, float]:
                 best = min(best, time.perf_counter() - started)
         limit[arch] = best
     evaluation = sum(limit[r["student"]] for r in records)
-    return stage, fixed, train, evaluation
+    return stage, fixed, command, train, evaluation
 
 
 def scale_point(what: str, ipc: int, views: int, quick: bool, work: Path) -> tuple[float, float, float]:
@@ -345,13 +358,14 @@ def main() -> None:
         )
         print(f"ratio rerun_over_first_make_run {rerun / first:.3f}")
 
-        stage, fixed, train, evaluation = student_stage_ratio(work / "run")
+        stage, fixed, command, train, evaluation = student_stage_ratio(work / "run")
         print(
-            f"student stage: {stage:.1f} s (elfdd students --force, one process), {fixed:.1f} s with every cell "
-            f"kept (start-up and report), cells' training {train:.1f} s, their evaluation at the bare-forward "
-            f"limit {evaluation:.1f} s"
+            f"student stage: {stage:.1f} s in the pipeline's process (bench/stage_time.py, retrained), {fixed:.1f} s "
+            f"with every cell kept, {command:.1f} s as `elfdd students --force` in a new process; cells' training "
+            f"{train:.1f} s, their evaluation at the bare-forward limit {evaluation:.1f} s"
         )
         print(f"ratio student_stage_over_train_and_eval {stage / (train + evaluation):.3f}")
+        print(f"ratio student_command_over_train_and_eval {command / (train + evaluation):.3f}")
         print(f"ratio student_cells_over_train_and_eval {(stage - fixed) / (train + evaluation):.3f}")
 
         if (

@@ -1,10 +1,10 @@
 """How many images a CPU forward pass takes where nothing is trained (test evaluation, feature extraction, DM's
 real embeddings): measured on the machine, once, not a constant from one CPU. On a 2-core AVX2 EPYC passes of 16
 were 0.80-1.05 of the time per image of passes of 256; on a 2-core Xeon with AVX-512 BF16/AMX, passes of 16 took
-4-12x the time of 256 (docs/benchmarks.md). The choice is kept per machine (CPU model, thread count, torch version)
-in ``$XDG_CACHE_HOME/elfdd/inference_batch.json`` (default ``~/.cache``), written under a file lock so that every
-process on the machine uses the same value (a run's processes and its resumed runs compute alike);
-``ELFDD_INFERENCE_BATCH`` sets it by hand."""
+4-12x the time of 256 (docs/benchmarks.md). The choice is kept per machine (CPU model, vector instructions, thread
+count, torch version) in ``$XDG_CACHE_HOME/elfdd/inference_batch.json`` (default ``~/.cache``), written under a
+file lock so that every process on the machine uses the same value (a run's processes and its resumed runs
+compute alike); ``ELFDD_INFERENCE_BATCH`` sets it by hand."""
 
 from __future__ import annotations
 
@@ -37,7 +37,10 @@ def cpu_inference_batch() -> int:
 
 
 def machine_key() -> str:
-    return f"{_cpu_model()} | {torch.get_num_threads()} threads | torch {torch.__version__}"
+    """CPU model, the vector instructions torch uses on it (two machines sold under one model name differ here:
+    a 2-core "AMD EPYC" with AVX2 only and one with AVX-512), thread count, torch version."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{_cpu_model()} | {capability} | {torch.get_num_threads()} threads | torch {torch.__version__}"
 
 
 @functools.lru_cache(maxsize=8)

@@ -38,3 +38,15 @@ def test_the_environment_sets_it_by_hand(cache, monkeypatch):
     monkeypatch.setenv("ELFDD_INFERENCE_BATCH", "many")
     with pytest.raises(BadInput, match="whole number"):
         inference_batch(torch.device("cpu"))
+
+
+def test_machines_with_one_model_name_and_other_vector_units_measure_apart(cache, monkeypatch):
+    """Two 2-core "AMD EPYC" kinds were seen, one with AVX2 only, one with AVX-512: each gets its own choice."""
+    monkeypatch.setattr(inference, "measure", lambda: 16)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert inference_batch(torch.device("cpu")) == 16
+    inference._per_machine.cache_clear()
+    monkeypatch.setattr(inference, "measure", lambda: 256)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert inference_batch(torch.device("cpu")) == 256
+    assert sorted(json.loads(cache.read_text()).values()) == [16, 256]
