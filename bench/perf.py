@@ -87,14 +87,7 @@ def setup(work: Path, ipc: int, views: int, quick: bool):
     synthetic, _ = distill(data, config.distill, CPU, "fp32", 0)
     manifest = load_manifest(teacher_dir)
     store = work / f"store_ipc{ipc}_v{views}.zarr"
-    shutil.rmtree(store, ignore_errors=True)
-    extract_to_store(
-        synthetic,
-        [TeacherSource(config.teacher, manifest, teacher_dir, [1], ["block3"])],
-        store,
-        config.extract,
-        CPU,
-    )
+    timed_extract(synthetic, config, manifest, teacher_dir, store)
     return config, data, synthetic, teacher_dir, manifest, store
 
 
