@@ -15,7 +15,7 @@ Arms (each a set of `students.*` overrides; the study's baselines come with `elf
     views_1/8/32     ResNet18, VGG11 replaying only the store's first V views (elfdd: all 64; item 3)
     online           ResNet18, VGG11 with the teacher run on every augmented batch (the yardstick for the views)
     rear_linear      ResNet18, VGG11 with the rear path of linear adapters (item 4)
-    lambda           ResNet18, lambda_front x lambda_rear in {0.3, 1, 3}^2
+    lambda           AlexNet (the cheapest of the goal's three students), lambda_front x lambda_rear in {0.3, 1, 3}^2
 
 Every finished cell is kept (an interrupted study continues where it stopped; run it with nohup). Prints
 `gain ARM STUDENT MEAN ± STD (n=N)` per arm and student and the goal lines `goal ...`.
@@ -40,6 +40,7 @@ from elfdd.pipeline import stages
 from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
 
 PAIR = "students.archs=[resnet18,vgg11]"
+LAMBDA_STUDENT = "alexnet"  # the lambda grid's student
 ELF_ONLY = "students.loss_modes=[front_rear_task]"
 REFERENCE_TEACHER = (
     "students.teacher={convnet: convnet, resnet18: convnet, vgg11: convnet, alexnet: convnet, lenet: convnet,"
@@ -69,7 +70,7 @@ ARMS: dict[str, list[str]] = {
     # the student without a spatial stage (the MLP) with its front loss at full weight, as the others
     "vector_front_1": ["students.archs=[mlp]", ELF_ONLY, "students.vector_front_scale=1"],
     "lambda": [
-        "students.archs=[resnet18]",
+        f"students.archs=[{LAMBDA_STUDENT}]",
         ELF_ONLY,
         "students.lambda_front=[1,0.3,3]",
         "students.lambda_rear=[1,0.3,3]",
@@ -174,7 +175,7 @@ def lambda_table(arms: dict[str, dict], paired: dict) -> list[str]:
         [
             f"{f:g}",
             *(
-                gain_text(gain_of(arms["lambda"], "resnet18", paired, lambda_front=f, lambda_rear=r))
+                gain_text(gain_of(arms["lambda"], LAMBDA_STUDENT, paired, lambda_front=f, lambda_rear=r))
                 for r in rears
             ),
         ]
@@ -182,7 +183,7 @@ def lambda_table(arms: dict[str, dict], paired: dict) -> list[str]:
     ]
     return [
         "",
-        "## λ_front x λ_rear (ResNet18, paired gain)",
+        f"## λ_front x λ_rear ({LAMBDA_STUDENT}, paired gain)",
         "",
         *markdown_table(["λ_front \\ λ_rear", *map(str, rears)], rows),
     ]
