@@ -47,7 +47,7 @@ from elfdd.pipeline.distill import distill
 from elfdd.pipeline.extract import TeacherSource, extract_to_store, view_params
 from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.losses import feature_loss
-from elfdd.pipeline.students import train_student
+from elfdd.pipeline.students import StudentContext, train_student
 from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest, train_teacher
 from elfdd.pipeline.training import (
     configure_threads,
@@ -131,7 +131,8 @@ def plain_elf(dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Modul
 def elfdd_elf(dataset: FeatureDataset, data, cfg, epochs: int) -> float:
     job = StudentJob("convnet", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, "block3")
     cfg = cfg.model_copy(update={"epochs": epochs})
-    return train_student(job, dataset, data.x_test, data.y_test, cfg, 10, CPU, "fp32")["train_seconds"]
+    ctx = StudentContext(data.x_test, data.y_test, cfg, 10, CPU, "fp32")
+    return train_student(job, dataset, ctx)["train_seconds"]
 
 
 def median_pair(a, b, repeats: int) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
 from elfdd.pipeline.extract import TeacherSource, extract_to_store
 from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import train_student
+from elfdd.pipeline.students import StudentContext, train_student
 from elfdd.pipeline.teacher import load_manifest, train_teacher
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset
@@ -126,7 +126,9 @@ def main() -> None:
             profiled(
                 f"student {arch}",
                 lambda job=job: train_student(
-                    job, dataset, data.x_test, data.y_test, students, data.num_classes, CPU, "fp32"
+                    job,
+                    dataset,
+                    StudentContext(data.x_test, data.y_test, students, data.num_classes, CPU, "fp32"),
                 ),
             )
     finally:

@@ -25,7 +25,7 @@ import torch
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import ExtractConfig
 from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import train_student
+from elfdd.pipeline.students import StudentContext, train_student
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset, InMemoryFeatures
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
@@ -98,12 +98,9 @@ def accuracy_rows(stores: dict[str, Path], config, seeds: list[int], epochs: int
             train_student(
                 StudentJob("convnet", "front_rear_task", seed),
                 dataset,
-                data.x_test,
-                data.y_test,
-                students,
-                data.num_classes,
-                torch.device("cpu"),
-                "fp32",
+                StudentContext(
+                    data.x_test, data.y_test, students, data.num_classes, torch.device("cpu"), "fp32"
+                ),
             )["test_acc"]
             for seed in seeds
         ]
@@ -152,12 +149,14 @@ def step_rows(store: Path, config, epochs: int, rounds: int) -> None:
             record = train_student(
                 StudentJob("convnet", "front_rear_task", 0, "replay" if stream.views > 1 else None),
                 dataset,
-                data.x_test[:10],
-                data.y_test[:10],
-                students,
-                data.num_classes,
-                torch.device("cpu"),
-                "fp32",
+                StudentContext(
+                    data.x_test[:10],
+                    data.y_test[:10],
+                    students,
+                    data.num_classes,
+                    torch.device("cpu"),
+                    "fp32",
+                ),
             )
             seconds[kind].append(record["train_seconds"] / steps)
     stream_s, memory_s = np.median(seconds["stream"]), np.median(seconds["memory"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from elfdd.pipeline.batched import train_student_group
 from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import train_student
+from elfdd.pipeline.students import StudentContext, train_student
 from elfdd.store.reader import FeatureDataset
 
 
@@ -38,14 +38,14 @@ def cells_seconds(
 ) -> tuple[float, float]:
     """(wall seconds, peak RSS growth MB) of training and evaluating ``jobs`` one by one or as one batched model."""
     device = torch.device("cpu")
-    args = (data.x_test, data.y_test, cfg, data.num_classes, device, precision)
+    ctx = StudentContext(data.x_test, data.y_test, cfg, data.num_classes, device, precision)
     before = reset_peak_rss()
     started = time.perf_counter()
     if batched:
-        train_student_group(jobs, [dataset] * len(jobs), *args)
+        train_student_group(jobs, [dataset] * len(jobs), ctx)
     else:
         for job in jobs:
-            train_student(job, dataset, *args)
+            train_student(job, dataset, ctx)
     return time.perf_counter() - started, status_mb("VmHWM") - before
 
 

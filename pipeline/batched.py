@@ -15,10 +15,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..store.reader import FeatureDataset
-from .config import StudentsConfig
 from .jobs import StudentJob
 from .losses import LOSS_TERMS
-from .students import StudentSetup, curve_text, elf_losses, finish_student, setup_student
+from .students import StudentContext, StudentSetup, curve_text, elf_losses, finish_student, setup_student
 from .training import NonFiniteWatch, Progress, autocast, sgd_with_half_decay
 
 # Where ``students.batching: auto`` batches, per device type (None: every batchable architecture): only where
@@ -90,12 +89,7 @@ def clip_per_cell(params: list[torch.Tensor], max_norm: float) -> None:
 def train_student_group(
     jobs: list[StudentJob],
     datasets: list[FeatureDataset],
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    cfg: StudentsConfig,
-    num_classes: int,
-    device: torch.device,
-    precision: str,
+    ctx: StudentContext,
     online_teachers: list[nn.Module | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``jobs`` (one :func:`group_key`, ``datasets[i]`` the store reader of ``jobs[i]``) as one batched model
@@ -103,10 +97,10 @@ def train_student_group(
     (its NaN stays in its own slice of the stack) while the others train on."""
     if len({group_key(j) for j in jobs}) != 1:
         raise ValueError(f"cells of one batched group differ in more than seed/lambda/epoch/view: {jobs}")
-    image_shape = tuple(x_test.shape[1:])
+    cfg, device = ctx.cfg, ctx.device
     online_teachers = online_teachers or [None] * len(jobs)
     cells = [
-        setup_student(job, data, image_shape, cfg, num_classes, device, teacher)
+        setup_student(job, data, ctx, teacher)
         for job, data, teacher in zip(jobs, datasets, online_teachers, strict=True)
     ]
     modules = [_CellLosses(cell, cfg.feature_temperature).train() for cell in cells]
@@ -138,7 +132,7 @@ def train_student_group(
                 for cell, raw, data in zip(cells, raws, datasets, strict=True)
             ]
             images, teacher, labels = (torch.stack(part) for part in zip(*steps, strict=True))
-            with autocast(device, precision):
+            with autocast(device, ctx.precision):
                 losses = batched(params, buffers, images, teacher, labels, lambdas)
             for k, watch in enumerate(watches):
                 watch.update(dict(zip(terms, losses[k], strict=True)), epoch)
@@ -167,6 +161,6 @@ def train_student_group(
             for name, b in module.named_buffers():
                 b.copy_(buffers[name][k])
     return [
-        finish_student(cell, data, cfg, d, curve, train_seconds, x_test, y_test, device, precision, len(jobs))
+        finish_student(cell, data, ctx, d, curve, train_seconds, len(jobs))
         for cell, data, d, curve in zip(cells, datasets, diverged, curves, strict=True)
     ]

@@ -98,6 +98,23 @@ def elf_losses(
     return {t: losses[t] for t in terms}
 
 
+@dataclass(frozen=True)
+class StudentContext:
+    """What every student cell of a stage trains and is tested with: the test split, the students config, the
+    number of classes, the device and the precision."""
+
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    cfg: StudentsConfig
+    num_classes: int
+    device: torch.device
+    precision: str
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_test.shape[1:])
+
+
 @dataclass
 class StudentSetup:
     """One cell ready to train: its student and adapters (initialised from the cell's seed), their parameters, the
@@ -147,19 +164,14 @@ def front_scale_of(front_shape: tuple[int, ...], cfg: StudentsConfig) -> float:
 
 
 def setup_student(
-    job: StudentJob,
-    dataset: FeatureDataset,
-    image_shape: tuple[int, ...],
-    cfg: StudentsConfig,
-    num_classes: int,
-    device: torch.device,
-    online_teacher: nn.Module | None = None,
+    job: StudentJob, dataset: FeatureDataset, ctx: StudentContext, online_teacher: nn.Module | None = None
 ) -> StudentSetup:
     """Seed the cell, build its student (and adapters where it reads features) and its store reader. View policy
     online needs ``online_teacher`` (the checkpoint the cell's features come from)."""
+    cfg, device, image_shape = ctx.cfg, ctx.device, ctx.image_shape
     generator = seed_everything(job.seed)
     model = create_model(
-        job.student, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs.get(job.student, {})
+        job.student, image_shape[0], ctx.num_classes, image_shape[-1], **cfg.arch_kwargs.get(job.student, {})
     ).to(device)
     split = job.split or model.default_split
     adapters, rear_relu, front_scale = None, None, 1.0
@@ -203,15 +215,7 @@ def setup_student(
 
 
 def train_student(
-    job: StudentJob,
-    dataset: FeatureDataset,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    cfg: StudentsConfig,
-    num_classes: int,
-    device: torch.device,
-    precision: str,
-    online_teacher: nn.Module | None = None,
+    job: StudentJob, dataset: FeatureDataset, ctx: StudentContext, online_teacher: nn.Module | None = None
 ) -> dict[str, Any]:
     """Train one student on the synthetic set and return its results.json run record. View policy online needs
     ``online_teacher`` (the checkpoint the cell's features come from), run on every augmented batch.
@@ -219,7 +223,8 @@ def train_student(
     A NaN/Inf loss term ends the cell: with ``cfg.on_diverge == "fail"`` it raises :class:`StudentDiverged`,
     otherwise the record says ``status: diverged`` with the epoch and term (and no test accuracy)."""
     terms = LOSS_TERMS[job.loss_mode]
-    cell = setup_student(job, dataset, tuple(x_test.shape[1:]), cfg, num_classes, device, online_teacher)
+    cfg, device = ctx.cfg, ctx.device
+    cell = setup_student(job, dataset, ctx, online_teacher)
     model, params = cell.model, cell.parameters
     optimizer, scheduler = sgd_with_half_decay(params, cell.lr, cfg.momentum, cfg.weight_decay, cfg.epochs)
     progress = Progress(f"student {job.name}", cfg.epochs)
@@ -231,7 +236,7 @@ def train_student(
         cell.sampler.set_epoch(epoch)
         for raw in cell.batches:
             images, teacher, labels = cell.batch(raw, dataset.layer, cfg.dsa, device)
-            with autocast(device, precision):
+            with autocast(device, ctx.precision):
                 losses = elf_losses(
                     model,
                     cell.adapters,
@@ -257,9 +262,7 @@ def train_student(
             curve.append({"epoch": epoch, **{t: float(v.detach()) for t, v in losses.items()}})
             progress(epoch, curve_text(curve[-1]))
     train_seconds = time.perf_counter() - started
-    return finish_student(
-        cell, dataset, cfg, diverged, curve, train_seconds, x_test, y_test, device, precision
-    )
+    return finish_student(cell, dataset, ctx, diverged, curve, train_seconds)
 
 
 def curve_text(point: dict[str, float]) -> str:
@@ -270,25 +273,21 @@ def curve_text(point: dict[str, float]) -> str:
 def finish_student(
     cell: StudentSetup,
     dataset: FeatureDataset,
-    cfg: StudentsConfig,
+    ctx: StudentContext,
     diverged: tuple[str, int, float] | None,
     curve: list[dict[str, float]],
     train_seconds: float,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    device: torch.device,
-    precision: str,
     group_size: int = 1,
 ) -> dict[str, Any]:
     """The cell's record: its test accuracy (None where it diverged; ``cfg.on_diverge == "fail"`` raises instead)
     and what it trained with. ``curve``: the last step's loss terms at each logged epoch. ``group_size``: the cells it was trained with as one batched model (itself included)."""
-    job = cell.job
+    job, cfg = cell.job, ctx.cfg
     if diverged is not None:
         term, at_epoch, value = diverged
         if cfg.on_diverge == "fail":
             raise StudentDiverged(job.name, term, at_epoch, value)
         log.warning("student %s diverged: loss term %s is %s at epoch %d", job.name, term, value, at_epoch)
-    test_acc = None if diverged else evaluate(cell.model, x_test, y_test, device, precision)
+    test_acc = None if diverged else evaluate(cell.model, ctx.x_test, ctx.y_test, ctx.device, ctx.precision)
     with_features = job.uses_features
     record = {
         "cell": job.name,

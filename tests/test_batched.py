@@ -14,7 +14,7 @@ import pytest
 from elfdd.models import create_model, list_models
 from elfdd.pipeline import stages
 from elfdd.pipeline.batched import mixes_samples, train_student_group
-from elfdd.pipeline.students import train_student
+from elfdd.pipeline.students import StudentContext, train_student
 from helpers import TINY_RUN, staged_run
 
 # Three cells that differ in seed, lambda and teacher epoch: one group.
@@ -44,10 +44,12 @@ def _train(run, config, jobs, batched: bool):
     datasets = stages.open_cell_datasets(run, config, jobs)
     readers = [datasets[stages.feature_cell(config, job)] for job in jobs]
     data = state.data
-    args = (data.x_test, data.y_test, config.students, data.num_classes, state.device, state.precision)
+    ctx = StudentContext(
+        data.x_test, data.y_test, config.students, data.num_classes, state.device, state.precision
+    )
     if batched:
-        return train_student_group(jobs, readers, *args)
-    return [train_student(job, reader, *args) for job, reader in zip(jobs, readers, strict=True)]
+        return train_student_group(jobs, readers, ctx)
+    return [train_student(job, reader, ctx) for job, reader in zip(jobs, readers, strict=True)]
 
 
 @pytest.mark.parametrize("arch", BATCHABLE)

@@ -119,9 +119,10 @@ def test_training_reads_no_value_back_per_step(run_and_config, monkeypatch):
     for epochs in (20, 40):
         cfg = config.students.model_copy(update={"epochs": epochs, "dsa": False})
         with ScalarReads() as counter:
-            record = students_module.train_student(
-                job, dataset, data.x_test, data.y_test, cfg, data.num_classes, torch.device("cpu"), "fp32"
+            ctx = students_module.StudentContext(
+                data.x_test, data.y_test, cfg, data.num_classes, torch.device("cpu"), "fp32"
             )
+            record = students_module.train_student(job, dataset, ctx)
         assert record["status"] == "ok"
         reads[epochs] = counter.count
     assert reads[20] == reads[40] < 40

@@ -14,7 +14,7 @@ from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.pairing import pair_student, split_shapes
-from elfdd.pipeline.students import elf_losses, train_student
+from elfdd.pipeline.students import StudentContext, elf_losses, train_student
 from elfdd.pipeline.teacher import teacher_at
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureStore
@@ -202,9 +202,8 @@ def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_
 
     monkeypatch.setattr("elfdd.pipeline.students.elf_losses", spy)
     dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
-    record = train_student(
-        job, dataset, data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32", teacher
-    )
+    ctx = StudentContext(data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32")
+    record = train_student(job, dataset, ctx, teacher)
     assert record["view_policy"] == "online" and seen
     store_clean = torch.from_numpy(dataset.get_batch(range(len(dataset)))[1].numpy()).float()
     augmented = 0
@@ -221,7 +220,11 @@ def test_online_without_a_teacher_is_refused(two_teacher_run):
     dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
     data = stages.data_for(config)
     with pytest.raises(BadInput, match="online needs the teacher"):
-        train_student(job, dataset, data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32")
+        train_student(
+            job,
+            dataset,
+            StudentContext(data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32"),
+        )
 
 
 def test_per_image_view_ops_differ_within_a_view_and_replay_exactly(two_teacher_run):

@@ -12,7 +12,7 @@ from elfdd.models import create_model, list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import student_view, train_student
+from elfdd.pipeline.students import StudentContext, student_view, train_student
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store
@@ -127,12 +127,7 @@ def test_replay_on_a_clean_store_is_refused(replay_run, tmp_path):
         train_student(
             StudentJob("mlp", "front_rear_task", 0, "replay"),
             dataset,
-            x_test,
-            y_test,
-            config.students,
-            3,
-            torch.device("cpu"),
-            "fp32",
+            StudentContext(x_test, y_test, config.students, 3, torch.device("cpu"), "fp32"),
         )
 
 

@@ -19,7 +19,7 @@ from ...store.reader import FeatureDataset
 from ..config import RunConfig, StudentsConfig
 from ..jobs import StudentJob
 from ..losses import LOSS_TERMS
-from ..students import train_student
+from ..students import StudentContext, train_student
 from ..synthetic import load_synthetic
 from ..teacher import teacher_at
 from ..training import log, resolve_device, resolve_precision
@@ -94,22 +94,19 @@ class StudentCell:
         return True
 
     def build(self, run: Run, key: str) -> None:
-        data = run.data
         record = train_student(
-            self.job,
-            self.dataset,
-            data.x_test,
-            data.y_test,
-            self.students,
-            data.num_classes,
-            run.device,
-            run.precision,
-            online_teacher(run, self.job),
+            self.job, self.dataset, student_context(run, self.students), online_teacher(run, self.job)
         )
         atomic_write_json(self.output(run), {**record, "cache_key": key})
 
     def finish(self, run: Run, key: str, started: float) -> None:
         """Nothing: the record written by ``build`` is the cell's marker."""
+
+
+def student_context(run: Run, students: StudentsConfig) -> StudentContext:
+    """What the run's student cells train and are tested with (its test split, device and precision)."""
+    data = run.data
+    return StudentContext(data.x_test, data.y_test, students, data.num_classes, run.device, run.precision)
 
 
 def online_teacher(run: Run, job: StudentJob):

@@ -10,7 +10,14 @@ from ..batched import batchable, batches_by_default, group_key, train_student_gr
 from ..config import RunConfig
 from ..jobs import StudentJob
 from ..training import resolve_device
-from .cells import StudentCell, online_teacher, open_cell_datasets, student_config, student_kinds
+from .cells import (
+    StudentCell,
+    online_teacher,
+    open_cell_datasets,
+    student_config,
+    student_context,
+    student_kinds,
+)
 from .grid import feature_cell
 from .run import Run, RunDir
 
@@ -30,16 +37,10 @@ def stage_student_group(
     if len(todo) == 1:
         todo[0][0].build(state, todo[0][1])
     elif todo:
-        data = state.data
         records = train_student_group(
             [cell.job for cell, _ in todo],
             [cell.dataset for cell, _ in todo],
-            data.x_test,
-            data.y_test,
-            students,
-            data.num_classes,
-            state.device,
-            state.precision,
+            student_context(state, students),
             online_teachers(state, [cell.job for cell, _ in todo]),
         )
         for (cell, key), record in zip(todo, records, strict=True):
