@@ -15,6 +15,8 @@ Arms (each a set of `students.*` overrides; the study's baselines come with `elf
     views_1/8/32     ResNet18, VGG11 replaying only the store's first V views (elfdd: all 64; item 3)
     online           ResNet18, VGG11 with the teacher run on every augmented batch (the yardstick for the views)
     rear_linear      ResNet18, VGG11 with the rear path of linear adapters (item 4)
+    epochs_1000      VGG11, AlexNet, ResNet18 trained 1000 epochs (lr x0.1 after 500, as the reference's evaluation),
+                     baselines and ELF: whether the 300-epoch gains hold once the baselines train longer
     lambda           AlexNet (the cheapest of the goal's three students), lambda_front x lambda_rear in {0.3, 1, 3}^2
 
 Every finished cell is kept (an interrupted study continues where it stopped; run it with nohup). Prints
@@ -69,6 +71,7 @@ ARMS: dict[str, list[str]] = {
     "rear_bn_all": ["students.archs=[tv_resnet18]", ELF_ONLY, "students.rear_bn_stats=all"],
     # the student without a spatial stage (the MLP) with its front loss at full weight, as the others
     "vector_front_1": ["students.archs=[mlp]", ELF_ONLY, "students.vector_front_scale=1"],
+    "epochs_1000": ["students.archs=[vgg11,alexnet,resnet18]", "students.epochs=1000"],
     "lambda": [
         f"students.archs=[{LAMBDA_STUDENT}]",
         ELF_ONLY,
@@ -78,6 +81,13 @@ ARMS: dict[str, list[str]] = {
 }
 ABLATED = ("resnet18", "vgg11", "tv_resnet18", "mlp")  # the students of the ablation table
 HARD = ("resnet18", "vgg11", "alexnet")  # the goal's students: +4 points on their mean
+CONVERGENCE = "epochs_1000"  # the arm with its own (longer-trained) baselines
+
+
+def own_baselines(results: dict, paired: dict) -> dict:
+    """What an arm's gains pair with: its own baselines where it trains them (e.g. with more epochs), else
+    ``paired`` (the elfdd arm's)."""
+    return baselines(results) or paired
 
 
 def elf_runs(results: dict) -> list[dict]:
@@ -147,7 +157,7 @@ def headline(arms: dict[str, dict], paired: dict) -> tuple[list[str], list[str]]
 def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
     """ResNet18 and VGG11 (and tv_resnet18, the batch-norm student, and the MLP) under each ablation arm next to elfdd's own
     cells (accuracy and paired gain; – where an arm has no cell of the student)."""
-    labels = [a for a in ARMS if a not in ("reference", "lambda") and a in arms]
+    labels = [a for a in ARMS if a not in ("reference", "lambda", CONVERGENCE) and a in arms]
     if len(labels) < 2:
         return []
     rows = []
@@ -162,6 +172,35 @@ def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
         "## Ablations (ResNet18, VGG11; tv_resnet18, MLP)",
         "",
         *markdown_table(["student", *labels], rows),
+    ]
+
+
+def convergence_table(arms: dict[str, dict], paired: dict) -> list[str]:
+    """Baseline, ELF and the paired gain of each student at the study's epochs and in the longer-trained arm (its
+    gains paired with its own baselines)."""
+    if CONVERGENCE not in arms:
+        return []
+    longer = arms[CONVERGENCE]
+    own = own_baselines(longer, paired)
+    rows = []
+    for student in dict.fromkeys(r["student"] for r in longer["runs"]):
+        row = [student]
+        for results, pairs in ((arms["elfdd"], paired), (longer, own)):
+            runs = [r for r in results["runs"] if r["student"] == student]
+            elf = [r for r in runs if r["mode"] != "baseline"]
+            row += [
+                accuracy_text([r for r in runs if r["mode"] == "baseline"]),
+                accuracy_text(elf),
+                gain_text(paired_gain(elf, pairs)),
+            ]
+        rows.append(row)
+    short, long = (max(r["epochs"] for r in a["runs"]) for a in (arms["elfdd"], longer))
+    header = [f"{label} {e}" for e in (short, long) for label in ("baseline", "ELF", "gain")]
+    return [
+        "",
+        f"## Convergence: {short} vs {long} epochs (each gain paired with the same epochs' baseline)",
+        "",
+        *markdown_table(["student", *header], rows),
     ]
 
 
@@ -240,8 +279,9 @@ def summarise(docs: Path, arms: dict[str, dict], seconds: dict[str, float], base
     """Print the gains and goal lines of the arms finished so far and write docs/results.{md,json} from them."""
     paired = baselines(arms["elfdd"])
     for label, results in arms.items():
+        pairs = own_baselines(results, paired)
         for student in dict.fromkeys(r["student"] for r in elf_runs(results)):
-            gain = paired_gain([r for r in elf_runs(results) if r["student"] == student], paired)
+            gain = paired_gain([r for r in elf_runs(results) if r["student"] == student], pairs)
             print(f"gain {label} {student} {gain_text(gain)} points (n={gain[2]})")
     lines, goals = headline(arms, paired)
     print("\n".join(goals))
@@ -308,6 +348,7 @@ def write_docs(
         "",
         *(f"- {g}" for g in goals),
         *ablations(arms, paired),
+        *convergence_table(arms, paired),
         *lambda_table(arms, paired),
         "",
     ]
