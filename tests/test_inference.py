@@ -50,3 +50,26 @@ def test_machines_with_one_model_name_and_other_vector_units_measure_apart(cache
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert inference_batch(torch.device("cpu")) == 256
     assert sorted(json.loads(cache.read_text()).values()) == [16, 256]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "chosen"),
+    [
+        ({16: 4.0, 64: 1.2, 256: 1.0}, 256),  # the AVX-512/AMX Xeon: small passes far slower
+        ({16: 0.95, 64: 0.97, 256: 1.0}, 256),  # within the tolerance: noise does not pick the small batch
+        ({16: 1.0, 64: 1.05, 256: 1.2}, 64),  # the largest of those within 10% of the fastest
+        ({16: 0.8, 64: 1.0, 256: 1.05}, 16),  # clearly faster (the AVX2 EPYC's best case)
+    ],
+)
+def test_a_smaller_batch_is_chosen_only_when_clearly_faster(seconds, chosen):
+    assert inference.pick(seconds) == chosen
+
+
+def test_an_entry_of_an_older_probe_is_measured_again(cache, monkeypatch):
+    """A choice kept under an earlier rule (the key without the probe's version) is not reused."""
+    old_key = inference.machine_key().rsplit(" | probe", 1)[0]
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({old_key: 16}))
+    monkeypatch.setattr(inference, "measure", lambda: 256)
+    assert inference_batch(torch.device("cpu")) == 256
+    assert json.loads(cache.read_text()) == {old_key: 16, inference.machine_key(): 256}
