@@ -94,8 +94,9 @@ def measure(repeats: int = 3) -> int:
 
 def pick(seconds: dict[int, float], tolerance: float = TOLERANCE) -> int:
     """The largest batch whose time for the probe is within ``tolerance`` of the fastest one's: a smaller batch must
-    be clearly faster to be chosen (on the AVX2 EPYC 16 and 256 a pass were within 0.80-1.05 of each other; on the
-    AVX-512/AMX Xeon 16 took 4x the time of 256), so timing noise cannot lock a machine into a slow one."""
+    be clearly faster to be chosen, so timing noise cannot lock a machine into a small one. Small passes lose most
+    under load: on the idle AVX-512/AMX Xeon 16 and 256 a pass took the same time for the ConvNet, with a second
+    2-thread process beside it 16 took 4x as long (docs/benchmarks.md); on the AVX2 EPYC 16 was 0.80-1.05 of 256."""
     fastest = min(seconds.values())
     return max(size for size, t in seconds.items() if t <= fastest * (1 + tolerance))
 
