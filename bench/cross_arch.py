@@ -181,17 +181,17 @@ def convergence_table(arms: dict[str, dict], paired: dict) -> list[str]:
     if CONVERGENCE not in arms:
         return []
     longer = arms[CONVERGENCE]
-    own = own_baselines(longer, paired)
     rows = []
     for student in dict.fromkeys(r["student"] for r in longer["runs"]):
         row = [student]
-        for results, pairs in ((arms["elfdd"], paired), (longer, own)):
-            runs = [r for r in results["runs"] if r["student"] == student]
-            elf = [r for r in runs if r["mode"] != "baseline"]
+        for results in (arms["elfdd"], longer):
+            elf = [r for r in elf_runs(results) if r["student"] == student]
             row += [
-                accuracy_text([r for r in runs if r["mode"] == "baseline"]),
+                accuracy_text(
+                    [r for r in results["runs"] if r["student"] == student and r["mode"] == "baseline"]
+                ),
                 accuracy_text(elf),
-                gain_text(paired_gain(elf, pairs)),
+                gain_text(paired_gain(elf, own_baselines(results, paired))),
             ]
         rows.append(row)
     short, long = (max(r["epochs"] for r in a["runs"]) for a in (arms["elfdd"], longer))
