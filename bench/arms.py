@@ -31,8 +31,10 @@ def build_store(
     return run, seconds
 
 
-def reuse_baselines(run: stages.RunDir, jobs: list, done: list[stages.RunDir]) -> None:
-    """Copy baseline cells an earlier arm finished; stage_student keeps them only if their cache key matches."""
+def reuse_baselines(run: stages.RunDir, config, jobs: list, done: list[stages.RunDir]) -> None:
+    """Copy the baseline cells an earlier arm finished with this arm's cache key (not, e.g., a 300-epoch baseline
+    into an arm that trains 1000 epochs: such a copy is removed again, never left beside the arm's own runs)."""
+    copied = []
     for job in jobs:
         if job.uses_features or run.student_run(job).exists():
             continue
@@ -40,7 +42,10 @@ def reuse_baselines(run: stages.RunDir, jobs: list, done: list[stages.RunDir]) -
             if other.student_run(job).exists():
                 run.students.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(other.student_run(job), run.student_run(job))
+                copied.append(job)
                 break
+    for job in stages.pending_cells(run, config, copied):  # copied, but under another cache key
+        run.student_run(job).unlink()
 
 
 def train_arm(
@@ -52,7 +57,7 @@ def train_arm(
     config = load_config(config_path, sets)
     run = stages.prepare_run(run_dir, config)
     jobs = stages.grid(config)
-    reuse_baselines(run, jobs, done)
+    reuse_baselines(run, config, jobs, done)
     started = time.perf_counter()
     for i, job in enumerate(jobs, 1):
         record = json.loads(stages.stage_student(run, config, job).read_text())

@@ -1,6 +1,7 @@
 """Performance: elfdd's own paths side by side with the baselines that are their limit, each printed as a ratio.
 
     python bench/perf.py [--quick] [--threads 2]
+    python bench/perf.py --stage RUN_DIR    # only the student-stage ratios, of a finished run (e.g. runs/default)
 
 Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
 - elf_store_over_plain_loop: ELF student training from the store (train_student) / a plain PyTorch loop over
@@ -271,6 +272,19 @@ def student_stage_ratio(run_dir: Path) -> tuple[float, float, float, float, floa
     return stage, fixed, command, train, evaluation
 
 
+def print_student_stage(run_dir: Path) -> None:
+    """The `ratio student_*_over_train_and_eval` lines of ``run_dir``'s student stage (student_stage_ratio)."""
+    stage, fixed, command, train, evaluation = student_stage_ratio(run_dir)
+    print(
+        f"student stage: {stage:.1f} s in the pipeline's process (bench/stage_time.py, retrained), {fixed:.1f} s "
+        f"with every cell kept, {command:.1f} s as `elfdd students --force` in a new process; cells' training "
+        f"{train:.1f} s, their evaluation at the bare-forward limit {evaluation:.1f} s"
+    )
+    print(f"ratio student_stage_over_train_and_eval {stage / (train + evaluation):.3f}")
+    print(f"ratio student_command_over_train_and_eval {command / (train + evaluation):.3f}")
+    print(f"ratio student_cells_over_train_and_eval {(stage - fixed) / (train + evaluation):.3f}")
+
+
 def scale_point(what: str, ipc: int, views: int, quick: bool, work: Path) -> tuple[float, float, float]:
     """(seconds, peak RSS MB, peak minus the RSS before) of extraction or of one ELF student at this IPC and V; the
     kernel's peak-RSS counter is reset before the work (/proc/self/clear_refs), so the peak is this work's."""
@@ -289,8 +303,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller work, under 5 minutes")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--stage",
+        type=Path,
+        metavar="RUN_DIR",
+        help="only the student-stage ratios, of this finished run directory (e.g. `make run`'s runs/default)",
+    )
     args = parser.parse_args()
     configure_threads(args.threads)
+    if args.stage:
+        if not (args.stage / "config.yaml").is_file():
+            print(f"error: {args.stage} is not a run directory (no config.yaml)", file=sys.stderr)
+            sys.exit(2)
+        print_student_stage(args.stage)
+        return
     quick = args.quick
     print(
         f"# {time.strftime('%Y-%m-%d')} {platform.machine()} {args.threads} threads torch {torch.__version__} quick={quick}"
@@ -352,15 +378,7 @@ def main() -> None:
         )
         print(f"ratio rerun_over_first_make_run {rerun / first:.3f}")
 
-        stage, fixed, command, train, evaluation = student_stage_ratio(work / "run")
-        print(
-            f"student stage: {stage:.1f} s in the pipeline's process (bench/stage_time.py, retrained), {fixed:.1f} s "
-            f"with every cell kept, {command:.1f} s as `elfdd students --force` in a new process; cells' training "
-            f"{train:.1f} s, their evaluation at the bare-forward limit {evaluation:.1f} s"
-        )
-        print(f"ratio student_stage_over_train_and_eval {stage / (train + evaluation):.3f}")
-        print(f"ratio student_command_over_train_and_eval {command / (train + evaluation):.3f}")
-        print(f"ratio student_cells_over_train_and_eval {(stage - fixed) / (train + evaluation):.3f}")
+        print_student_stage(work / "run")
 
         if (
             not quick
