@@ -15,6 +15,7 @@ Arms (each a set of `students.*` overrides; the study's baselines come with `elf
     views_1/8/32     ResNet18, VGG11 replaying only the store's first V views (elfdd: all 64; item 3)
     online           ResNet18, VGG11 with the teacher run on every augmented batch (the yardstick for the views)
     rear_linear      ResNet18, VGG11 with the rear path of linear adapters (item 4)
+    adapted_rear_linear  the same with the 128-wide teacher through 1x1 adapters (compare adapted_teacher)
     epochs_1000      VGG11, AlexNet, ResNet18 trained 1000 epochs (lr x0.1 after 500, as the reference's evaluation),
                      baselines and ELF: whether the 300-epoch gains hold once the baselines train longer
     lambda           AlexNet (the cheapest of the goal's three students), lambda_front x lambda_rear in {0.3, 1, 3}^2
@@ -44,6 +45,8 @@ from elfdd.pipeline.report import baselines, converged, gain_text, markdown_tabl
 PAIR = "students.archs=[resnet18,vgg11]"
 LAMBDA_STUDENT = "alexnet"  # the lambda grid's student
 ELF_ONLY = "students.loss_modes=[front_rear_task]"
+# ResNet18 and VGG11 learning from the 128-wide teacher through 1x1 adapters
+ADAPTED_TEACHER = "students.teacher={resnet18: convnet, vgg11: convnet}"
 REFERENCE_TEACHER = (
     "students.teacher={convnet: convnet, resnet18: convnet, vgg11: convnet, alexnet: convnet, lenet: convnet,"
     " mlp: convnet, tv_resnet18: convnet}"
@@ -60,13 +63,16 @@ ARMS: dict[str, list[str]] = {
         "students.rear_bn_stats=all",
         "students.vector_front_scale=1",
     ],
-    "adapted_teacher": [PAIR, ELF_ONLY, "students.teacher={resnet18: convnet, vgg11: convnet}"],
+    "adapted_teacher": [PAIR, ELF_ONLY, ADAPTED_TEACHER],
     "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epochs=null"],  # null: the last extracted epoch
     "views_1": [PAIR, ELF_ONLY, "students.max_views=1"],
     "views_8": [PAIR, ELF_ONLY, "students.max_views=8"],
     "views_32": [PAIR, ELF_ONLY, "students.max_views=32"],
     "online": [PAIR, ELF_ONLY, "students.view_policies=[online]"],
     "rear_linear": [PAIR, ELF_ONLY, "students.rear_path=linear"],
+    # the rear path where it can matter: a matched teacher's feature has passed a ReLU already (rear_linear is
+    # elfdd's cells again), the 1x1 adapters from the 128-wide teacher have not
+    "adapted_rear_linear": [PAIR, ELF_ONLY, ADAPTED_TEACHER, "students.rear_path=linear"],
     # the batch-norm student (tv_resnet18) with its running statistics also fed by the rear pass, as the reference
     "rear_bn_all": ["students.archs=[tv_resnet18]", ELF_ONLY, "students.rear_bn_stats=all"],
     # the student without a spatial stage (the MLP) with its front loss at full weight, as the others
