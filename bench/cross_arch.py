@@ -11,7 +11,8 @@ Arms (each a set of `students.*` overrides; the study's baselines come with `elf
     reference        ELF exactly as the reference: one 128-wide teacher for every student (adapters where shapes
                      differ), clean features, raw CE, lambda 1/1, linear rear adapters, default splits, no clipping
     adapted_teacher  ResNet18, VGG11 learn from the 128-wide teacher through 1x1 adapters (ablation of item 1)
-    teacher_last     ResNet18, VGG11 with the last (decayed) checkpoint instead of the constant phase's end (item 2)
+    teacher_last     ResNet18, VGG11, AlexNet with the last (decayed) checkpoint instead of the constant phase's end
+                     (item 2; AlexNet too: the goal's three students with the best teacher measured)
     views_1/8/32     ResNet18, VGG11 replaying only the store's first V views (elfdd: all 64; item 3)
     online           ResNet18, VGG11 with the teacher run on every augmented batch (the yardstick for the views)
     rear_linear      ResNet18, VGG11 with the rear path of linear adapters (item 4)
@@ -64,7 +65,8 @@ ARMS: dict[str, list[str]] = {
         "students.vector_front_scale=1",
     ],
     "adapted_teacher": [PAIR, ELF_ONLY, ADAPTED_TEACHER],
-    "teacher_last": [PAIR, ELF_ONLY, "students.teacher_epochs=null"],  # null: the last extracted epoch
+    # null: the last extracted epoch
+    "teacher_last": ["students.archs=[resnet18,vgg11,alexnet]", ELF_ONLY, "students.teacher_epochs=null"],
     "views_1": [PAIR, ELF_ONLY, "students.max_views=1"],
     "views_8": [PAIR, ELF_ONLY, "students.max_views=8"],
     "views_32": [PAIR, ELF_ONLY, "students.max_views=32"],
@@ -85,7 +87,7 @@ ARMS: dict[str, list[str]] = {
         "students.lambda_rear=[1,0.3,3]",
     ],
 }
-ABLATED = ("resnet18", "vgg11", "tv_resnet18", "mlp")  # the students of the ablation table
+ABLATED = ("resnet18", "vgg11", "alexnet", "tv_resnet18", "mlp")  # the students of the ablation table
 HARD = ("resnet18", "vgg11", "alexnet")  # the goal's students: +4 points on their mean
 CONVERGENCE = "epochs_1000"  # the arm with its own (longer-trained) baselines
 
@@ -161,8 +163,8 @@ def headline(arms: dict[str, dict], paired: dict) -> tuple[list[str], list[str]]
 
 
 def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
-    """ResNet18 and VGG11 (and tv_resnet18, the batch-norm student, and the MLP) under each ablation arm next to elfdd's own
-    cells (accuracy and paired gain; – where an arm has no cell of the student)."""
+    """ResNet18 and VGG11 (and AlexNet, tv_resnet18, the batch-norm student, and the MLP) under each ablation arm
+    next to elfdd's own cells (accuracy and paired gain; – where an arm has no cell of the student)."""
     labels = [a for a in ARMS if a not in ("reference", "lambda", CONVERGENCE) and a in arms]
     if len(labels) < 2:
         return []
@@ -175,7 +177,7 @@ def ablations(arms: dict[str, dict], paired: dict) -> list[str]:
         rows.append(row)
     return [
         "",
-        "## Ablations (ResNet18, VGG11; tv_resnet18, MLP)",
+        "## Ablations (ResNet18, VGG11; AlexNet, tv_resnet18, MLP)",
         "",
         *markdown_table(["student", *labels], rows),
     ]
