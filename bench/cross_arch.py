@@ -17,8 +17,8 @@ Arms (each a set of `students.*` overrides; the study's baselines come with `elf
     online           ResNet18, VGG11 with the teacher run on every augmented batch (the yardstick for the views)
     rear_linear      ResNet18, VGG11 with the rear path of linear adapters (item 4)
     adapted_rear_linear  the same with the 128-wide teacher through 1x1 adapters (compare adapted_teacher)
-    epochs_1000      VGG11, AlexNet, ResNet18 trained 1000 epochs (lr x0.1 after 500, as the reference's evaluation),
-                     baselines and ELF: whether the 300-epoch gains hold once the baselines train longer
+    epochs_1000      VGG11, AlexNet, ResNet18, ConvNet trained 1000 epochs (lr x0.1 after 500, as the reference's
+                     evaluation), baselines and ELF: whether the 300-epoch gains hold once the baselines train longer
     lambda           AlexNet (the cheapest of the goal's three students), lambda_front x lambda_rear in {0.3, 1, 3}^2
 
 Every finished cell is kept (an interrupted study continues where it stopped; run it with nohup). Prints
@@ -79,7 +79,8 @@ ARMS: dict[str, list[str]] = {
     "rear_bn_all": ["students.archs=[tv_resnet18]", ELF_ONLY, "students.rear_bn_stats=all"],
     # the student without a spatial stage (the MLP) with its front loss at full weight, as the others
     "vector_front_1": ["students.archs=[mlp]", ELF_ONLY, "students.vector_front_scale=1"],
-    "epochs_1000": ["students.archs=[vgg11,alexnet,resnet18]", "students.epochs=1000"],
+    # ConvNet too: the distillation architecture's own gain at convergence, what the other students are held to
+    "epochs_1000": ["students.archs=[vgg11,alexnet,resnet18,convnet]", "students.epochs=1000"],
     "lambda": [
         f"students.archs=[{LAMBDA_STUDENT}]",
         ELF_ONLY,
