@@ -190,14 +190,14 @@ def convergence_table(arms: dict[str, dict], paired: dict) -> list[str]:
     if CONVERGENCE not in arms:
         return []
     longer = arms[CONVERGENCE]
-    rows, hard = [], {}
+    rows, hard = [], ([], [])  # the goal students' gains at the study's epochs and the longer arm's
     for student in dict.fromkeys(r["student"] for r in longer["runs"]):
         row = [student]
-        for results in (arms["elfdd"], longer):
+        for results, hard_gains in zip((arms["elfdd"], longer), hard, strict=True):
             elf = [r for r in elf_runs(results) if r["student"] == student]
             gain = paired_gain(elf, own_baselines(results, paired))
             if student in HARD and gain[2]:
-                hard.setdefault(id(results), []).append(gain[0])
+                hard_gains.append(gain[0])
             row += [
                 accuracy_text(
                     [r for r in results["runs"] if r["student"] == student and r["mode"] == "baseline"]
@@ -208,10 +208,9 @@ def convergence_table(arms: dict[str, dict], paired: dict) -> list[str]:
         rows.append(row)
     short, long = (max(r["epochs"] for r in a["runs"]) for a in (arms["elfdd"], longer))
     header = [f"{label} {e}" for e in (short, long) for label in ("baseline", "ELF", "gain")]
-    means = [hard.get(id(a), []) for a in (arms["elfdd"], longer)]
     goal = []
-    if all(len(m) == len(HARD) for m in means):
-        short_mean, long_mean = (100 * float(np.mean(m)) for m in means)
+    if all(len(gains) == len(HARD) for gains in hard):
+        short_mean, long_mean = (100 * float(np.mean(gains)) for gains in hard)
         goal = [
             "",
             f"- goal mean_gain_resnet18_vgg11_alexnet at {long} epochs {long_mean:+.2f} points (at {short}: "
