@@ -10,6 +10,7 @@ from .registry import (
     get_spec,
     list_models,
     module_kinds,
+    probe_model,
     register_model,
     split_points,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "forward_with_features",
     "get_spec",
     "list_models",
+    "probe_model",
     "register_model",
     "split_points",
 ]

@@ -56,12 +56,19 @@ def create_model(name: str, in_channels: int, num_classes: int, image_size: int,
     )
 
 
+def probe_model(name: str, in_channels: int, num_classes: int, image_size: int, **kwargs: Any) -> SplitNet:
+    """A model built to be looked at or timed, not trained: its weights come from a fork of the global random
+    streams, so a probe (cached, or run only on a machine's first use) never shifts a seeded stage's draws."""
+    with torch.random.fork_rng(devices=[]):
+        return create_model(name, in_channels, num_classes, image_size, **kwargs)
+
+
 @functools.lru_cache(maxsize=256)
 def module_kinds(
     name: str, in_channels: int, num_classes: int, image_size: int, kwargs: str = "{}"
 ) -> frozenset[type]:
     """The module classes an architecture (built with the JSON ``kwargs``) is made of, built once per arguments."""
-    model = create_model(name, in_channels, num_classes, image_size, **json.loads(kwargs))
+    model = probe_model(name, in_channels, num_classes, image_size, **json.loads(kwargs))
     return frozenset(type(m) for m in model.modules())
 
 

@@ -75,9 +75,9 @@ def measure(repeats: int = 3) -> int:
     each candidate's fastest of ``repeats`` passes over PROBE_IMAGES images (a few seconds, once per machine). The
     repeats go round the candidates in turn, so that load from elsewhere (another process, the store's compression
     threads) slows all of them alike instead of one candidate's passes."""
-    from ..models import create_model
+    from ..models import probe_model
 
-    model = create_model("convnet", 1, 10, 28).eval()
+    model = probe_model("convnet", 1, 10, 28).eval()
     images = torch.randn(PROBE_IMAGES, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     seconds = dict.fromkeys(CANDIDATES, float("inf"))
     with torch.inference_mode():

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ..core.errors import BadInput
-from ..models import create_model
+from ..models import probe_model
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,5 @@ def split_shapes(
     arch: str, image_shape: tuple[int, ...], num_classes: int, **kwargs
 ) -> tuple[dict[str, tuple[int, ...]], str]:
     """Feature shape at every split point of ``arch`` (one probe on the CPU) and its default split."""
-    with torch.random.fork_rng():
-        model = create_model(arch, image_shape[0], num_classes, image_shape[-1], **kwargs)
+    model = probe_model(arch, image_shape[0], num_classes, image_shape[-1], **kwargs)
     return {s: tuple(model.feature_shape(image_shape, s)) for s in model.split_points}, model.default_split
