@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -174,20 +173,14 @@ def _run_stage(args: argparse.Namespace) -> int:
 
     config = _config_for(args)
     out = location.local_dir(args.out)
-    created = not out.exists()
     if args.command == "run":
         stages.data_for(config)  # refuse missing or malformed data before anything is written
-    try:
-        from .flows import DASK_STAGES, FLOWS, no_heartbeat
+    from .flows import DASK_STAGES, FLOWS, no_heartbeat
 
-        extra = {"dask_address": args.dask_address} if args.command in DASK_STAGES else {}
-        with no_heartbeat():
-            result = FLOWS[args.command](str(out), config, args.force, **extra)
-        run = stages.RunDir(out)
-    except BadInput:
-        if created and _only_config(out):
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    extra = {"dask_address": args.dask_address} if args.command in DASK_STAGES else {}
+    with no_heartbeat():  # the flow claims the directory: a refusal leaves it as it found it
+        result = FLOWS[args.command](str(out), config, args.force, **extra)
+    run = stages.RunDir(out)
     print(f"{args.command}: {result}")
     if args.command not in ("run", "students", "report"):
         return 0
@@ -209,10 +202,6 @@ def _run_stage(args: argparse.Namespace) -> int:
         )
         return EXIT_DIVERGED
     return 0
-
-
-def _only_config(out: Path) -> bool:
-    return out.is_dir() and {p.name for p in out.iterdir()} <= {"config.yaml", ".lock"}
 
 
 def _inspect(args: argparse.Namespace) -> int:

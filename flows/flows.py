@@ -23,7 +23,7 @@ from ..core.errors import BadInput
 from ..pipeline import stages
 from ..pipeline.config import RunConfig
 from ..pipeline.jobs import StudentJob
-from ..pipeline.lock import run_lock
+from ..pipeline.lock import claimed_run
 from ..pipeline.training import resolve_device
 from ..store import location
 from . import artifacts
@@ -73,7 +73,7 @@ FlowBody = Callable[[FlowParameters, stages.RunDir, RunConfig], str]
 def stage_flow(name: str, dask: bool = False) -> Callable[[FlowBody], Any]:
     """A Prefect flow named ``name`` from ``body(params, run, config)``: its parameters are FlowParameters'
     (``dask_address`` only where ``dask``). The flow forwards elfdd's logs to the flow run, holds the run
-    directory's lock (pipeline.lock) and opens the run (open_run) before the body works on it."""
+    directory (pipeline.lock.claimed_run: its lock; a refusal leaves it as found) and opens the run (open_run) before the body works on it."""
     fields = {n: f for n, f in FlowParameters.model_fields.items() if dask or n != "dask_address"}
     signature = inspect.Signature(
         [
@@ -92,7 +92,7 @@ def stage_flow(name: str, dask: bool = False) -> Callable[[FlowBody], Any]:
             bound.apply_defaults()
             params = FlowParameters(**bound.arguments)
             forward_logs()
-            with run_lock(location.local_dir(params.run_dir)):
+            with claimed_run(location.local_dir(params.run_dir)):
                 run, config = open_run(params.run_dir, params.config)
                 return body(params.model_copy(update={"config": config}), run, config)
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
+import pytest
 from elfdd.pipeline import stages
-from helpers import TINY_RUN, staged_run
+from helpers import ROOT, TINY_RUN, staged_run
 
 
 def test_every_file_of_a_run_honours_the_umask(toy_npz, tmp_path):
@@ -23,3 +26,70 @@ def test_every_file_of_a_run_honours_the_umask(toy_npz, tmp_path):
     files = [p for p in run.root.rglob("*") if p.is_file()]
     unreadable = [str(p.relative_to(run.root)) for p in files if stat.S_IMODE(p.stat().st_mode) != 0o644]
     assert len(files) > 20 and not unreadable
+
+
+def _cli(*args: str, cwd=ROOT) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "elfdd.flows", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runs", [2, 3])
+def test_of_several_runs_started_together_on_a_new_directory_exactly_one_writes(toy_npz, tmp_path, runs):
+    out = tmp_path / "run"
+    # Long enough (distillation of 300 iterations) that every other command reaches the lock while it is held.
+    sets = [
+        f"--set={s}" for s in ["data.name=npz", f"data.path={toy_npz}", *TINY_RUN, "distill.iterations=300"]
+    ]
+    children = [_cli("run", "--out", str(out), *sets) for _ in range(runs)]
+    finished = [(child.wait(timeout=600), *child.communicate()) for child in children]
+    codes = sorted(code for code, _, _ in finished)
+    assert codes == [0] + [2] * (runs - 1), [err[-2000:] for _, _, err in finished]
+    for code, _, err in finished:
+        if code == 2:
+            assert err.count("\n") == 1 and "is in use by another elfdd process" in err, err
+    assert stages.read_run_config(out).distill.iterations == 300 and (out / "results.json").exists()
+    assert (out / ".lock").exists() and (out / "config.yaml").exists()
+
+
+def test_a_refused_command_leaves_config_yaml_byte_identical(toy_npz, tmp_path, capsys):
+    from elfdd.flows import cli
+
+    run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "students.archs=[mlp]"])
+    assert cli.main(["students", str(run.root)]) == 0
+    before = run.config.read_bytes()
+    capsys.readouterr()
+    assert cli.main(["students", str(run.root), "--set", "students.store=/typo.zarr"]) == 2
+    assert "feature store not found" in capsys.readouterr().err
+    assert run.config.read_bytes() == before
+    assert cli.main(["report", str(run.root)]) == 0  # still works after the refusal
+
+
+def test_run_on_an_existing_file_or_a_read_only_place_is_one_line(tmp_path, capsys):
+    from elfdd.flows import cli
+
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert cli.main(["distill", "--out", str(afile), "--set", "distill.iterations=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: run directory {afile} is a file, not a directory; pass another --out"]
+    assert afile.read_text() == "mine"
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)]).returncode:
+        pytest.skip("no permission to mount a read-only file system here")
+    try:
+        assert cli.main(["distill", "--out", str(readonly / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert (
+            len(err) == 1 and err[0].startswith("error: cannot write ") and "Read-only file system" in err[0]
+        )
+    finally:
+        subprocess.run(["umount", str(readonly)], check=True)
