@@ -7,12 +7,15 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
-from ..core.errors import BadInput
+from ..core.errors import BadInput, write_errors_refused
+from ..pipeline.lock import claimed_run
 from ..store import location
 from .settings import quiet_prefect_env
+from .signals import supervised
 
 STAGES = ("run", "distill", "teacher", "extract", "students", "report")
 # Exit codes: 0 success, 1 internal error, 2 bad input (nothing half-written), 3 the study finished and its report is
@@ -147,7 +150,8 @@ def _export(args: argparse.Namespace) -> int:
     from ..pipeline.synthetic import load_synthetic
 
     synthetic = load_synthetic(RunDir(location.local_dir(args.run_dir)).synthetic)
-    written = FORMATS[args.format].write(synthetic, Path(args.out))
+    with write_errors_refused():  # e.g. --out naming a file where the format writes a folder
+        written = FORMATS[args.format].write(synthetic, Path(args.out))
     print(f"export-synthetic: {len(written)} files ({args.format}) in {args.out}")
     return 0
 
@@ -178,7 +182,9 @@ def _run_stage(args: argparse.Namespace) -> int:
     from .flows import DASK_STAGES, FLOWS, no_heartbeat
 
     extra = {"dask_address": args.dask_address} if args.command in DASK_STAGES else {}
-    with no_heartbeat():  # the flow claims the directory: a refusal leaves it as it found it
+    # Claimed before Prefect starts: a second command on the directory is refused at once; a refusal leaves the
+    # directory as it was found.
+    with claimed_run(out), no_heartbeat():
         result = FLOWS[args.command](str(out), config, args.force, **extra)
     run = stages.RunDir(out)
     print(f"{args.command}: {result}")
@@ -237,10 +243,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 class _HideBadInput(logging.Filter):
-    """Drop Prefect's traceback of a BadInput: the CLI reports it as one line and exits 2."""
+    """Drop Prefect's traceback and its "Finished in state Failed(... BadInput: ...)" line for a BadInput: the CLI
+    reports it as one line and exits 2."""
+
+    FAILED = re.compile(r"encountered an exception:? (\w+):")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], BadInput))
+        if record.exc_info and isinstance(record.exc_info[1], BadInput):
+            return False
+        named = self.FAILED.search(record.getMessage())
+        return not (named and named.group(1) in _bad_input_names())
+
+
+def _bad_input_names(kind: type[BaseException] = BadInput) -> set[str]:
+    return {kind.__name__}.union(*(_bad_input_names(sub) for sub in kind.__subclasses__()))
 
 
 def _configure_logging() -> None:
@@ -248,9 +264,15 @@ def _configure_logging() -> None:
     logging.getLogger("elfdd").setLevel(logging.INFO)
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(_HideBadInput())
+    for handler in logging.getLogger().handlers:  # Prefect's log and event queues draining at exit
+        handler.addFilter(lambda record: not record.getMessage().startswith("Still processing items"))
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the program itself (not a caller's main([...]), e.g. the tests'): stopped by a signal at once
+        code = supervised(sys.argv[1:])
+        if code is not None:
+            return code
     quiet_prefect_env()  # before Prefect is imported (the flows import it lazily, below)
     args = _parser().parse_args(argv)
     if getattr(args, "dir", None):

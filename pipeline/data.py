@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise BadInput(f"IDX file {path} has wrong magic number {magic:#010x}")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # Python integers: a header whose dimensions overflow int64 is still refused
     if len(raw) - offset != expected:
         raise BadInput(
             f"IDX file {path} holds {len(raw) - offset} bytes of data, expected {expected} for shape {dims}"
@@ -136,6 +137,8 @@ def _to_images(x: np.ndarray, where: str) -> torch.Tensor:
         x = x[..., None]
     if x.ndim != 4:
         raise BadInput(f"{where} must have shape (N,H,W) or (N,H,W,C), got {x.shape}")
+    if 0 in x.shape:
+        raise BadInput(f"{where} holds no images (shape {x.shape})")
     if x.dtype == np.uint8:
         images = torch.from_numpy(np.array(x, copy=True)).float().div_(255.0)
     elif np.issubdtype(x.dtype, np.floating):
@@ -156,6 +159,38 @@ def _to_labels(y: np.ndarray, n: int, where: str) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def class_count(y_train: torch.Tensor, y_test: torch.Tensor, where: str) -> int:
+    """The number of classes, 0 .. the largest label, each with at least one training image (a stray label such as a
+    57 among ten classes is refused here, not found hours later), and at least two of them (with one class a
+    student reaches 100 % by always answering it)."""
+    largest = int(max(y_train.max(), y_test.max()))
+    if largest < 1:
+        raise BadInput(
+            f"{where}: every label is {largest}; a classification data set needs at least two classes"
+        )
+    missing = sorted(set(range(largest + 1)) - set(y_train.unique().tolist()))
+    if missing:
+        raise BadInput(
+            f"{where}: labels go up to {largest}, but classes {_few(missing)} have no training image; "
+            "labels must be 0 .. K-1 with every class present"
+        )
+    return largest + 1
+
+
+def _few(values: list[int]) -> str:
+    return (
+        str(values)
+        if len(values) <= 8
+        else f"[{', '.join(map(str, values[:8]))}, ... ({len(values)} in all)]"
+    )
+
+
+def _every_class_kept(labels: torch.Tensor, count: int, where: str) -> None:
+    missing = sorted(set(range(count)) - set(labels.unique().tolist()))
+    if missing:
+        raise BadInput(f"{where} leaves classes {_few(missing)} without a training image")
+
+
 def _subset(
     x: torch.Tensor, y: torch.Tensor, size: int | None, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +206,7 @@ DATASETS: Registry[Loader] = Registry("dataset")
 
 def register_dataset(name: str, loader: Loader) -> None:
     """Register ``loader(data_config) -> {x_train, y_train, x_test, y_test}`` (uint8 or [0, 1] float images (N,H,W)
-    or (N,H,W,C), integer labels) as ``data.name`` value ``name``."""
+    or (N,H,W,C), integer labels 0 .. K-1, each class with training images) as ``data.name`` value ``name``."""
     DATASETS.register(name, loader)
 
 
@@ -201,10 +236,11 @@ def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
         raise BadInput(f"{where}: images must be square, got {tuple(x_train.shape[-2:])}")
     mean = x_train.mean(dim=(0, 2, 3))
     std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    num_classes = class_count(y_train, y_test, where)
     x_train, y_train = _subset(x_train, y_train, cfg.train_subset, seed)
     x_test, y_test = _subset(x_test, y_test, cfg.test_subset, seed)
+    _every_class_kept(y_train, num_classes, f"{where}: data.train_subset {cfg.train_subset}")
     shift, scale = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
     x_train, x_test = (x_train - shift) / scale, (x_test - shift) / scale
     zca = None
     if cfg.zca:

@@ -74,8 +74,13 @@ def claimed_run(root: Path) -> Iterator[None]:
     """The run directory locked for this process (run_lock). A command refused as bad input (BadInput) leaves the
     directory as it found it: its ``config.yaml`` gets back the bytes it had (a refused ``--set`` or teacher import
     is not remembered), and a directory the command created that holds nothing but that file and the lock is
-    removed. A refusal to take the lock happens before any of this: it touches nothing."""
+    removed. A refusal to take the lock happens before any of this: it touches nothing. Only the outermost claim of
+    a process (the CLI's, around the flow's own) puts things back."""
     root = Path(root)
+    if (root / ".lock").resolve() in _held:
+        with run_lock(root):
+            yield
+        return
     created = not root.exists()
     with run_lock(root):
         config = root / "config.yaml"

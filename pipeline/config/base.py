@@ -33,7 +33,8 @@ def listed(value: Any) -> Any:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No NaN or Inf in any number of the config: `teacher.lr=.inf` is refused here, not after hours of work.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def check_arch(name: str) -> str:

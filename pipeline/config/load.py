@@ -60,6 +60,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
             raise BadInput(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise BadInput(f"config file {path} is a directory; pass a YAML file") from None
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise BadInput(f"cannot read config file {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise BadInput(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(raw, dict):

@@ -4,6 +4,7 @@ pixels (space ``pixel``)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,15 @@ def read(paths: list[Path], options: dict[str, Any]) -> RawSet:
     for label, folder in _classes(paths[0]):
         for file in sorted(folder.glob("*.png")):
             try:
-                with Image.open(file) as picture:
-                    pixels = np.asarray(picture)
+                with warnings.catch_warnings():  # PIL only warns between its limit and twice it
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(file) as picture:
+                        pixels = np.asarray(picture)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                raise BadInput(
+                    f"{file} is too large to be an image of a distilled set (over {Image.MAX_IMAGE_PIXELS:,} "
+                    "pixels: a decompression bomb?); refused"
+                ) from None
             except (OSError, UnidentifiedImageError) as exc:
                 raise BadInput(f"{file} is not a readable PNG: {exc}") from None
             if pixels.dtype != np.uint8:

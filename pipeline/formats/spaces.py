@@ -36,6 +36,12 @@ def import_set(raw, data, options: dict[str, Any]) -> SyntheticSet:
     labels, label_kind = _labels(raw.labels, len(images), data.num_classes)
     images = _to_run_space(images, space, data, options)
     counts = torch.bincount(hard_labels(labels), minlength=data.num_classes)
+    if (counts == 0).any():
+        empty = (counts == 0).nonzero().squeeze(1).tolist()
+        raise BadInput(
+            f"the imported set has no image of classes {empty} (images per class: {counts.tolist()}); "
+            f"a distilled set of {data.name} needs every one of its {data.num_classes} classes"
+        )
     return SyntheticSet(
         images=images.contiguous(),
         labels=labels,
