@@ -40,17 +40,17 @@ class CannotWrite(BadInput):
     another place) and run the same command again."""
 
 
-def cannot_write(exc: OSError, needed: int | None = None) -> CannotWrite:
-    """``exc`` as one line naming the file; for a full disk, the space left and (``needed``, bytes) what the stage
-    needs."""
-    path = exc.filename or "a file"
+def cannot_write(exc: OSError, needed: int | None = None, where: str | None = None) -> CannotWrite:
+    """``exc`` as one line naming the file (``where`` when the error does not: zarr's chunk writes); for a full disk,
+    the space left there and (``needed``, bytes) what the work writes at most."""
+    path = str(exc.filename or where or "a file")
     reason = exc.strerror or str(exc)
     hint = ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         free = _free_bytes(path)
         parts = [f"{free / 1e6:.1f} MB free there" if free is not None else ""]
         if needed:
-            parts.append(f"the stage writes about {needed / 1e6:.1f} MB")
+            parts.append(f"the stage writes up to {needed / 1e6:.1f} MB")
         hint = f" ({'; '.join(p for p in parts if p)})" if any(parts) else ""
         hint += "; free some space and run the same command again (finished work is kept)"
     return CannotWrite(f"cannot write {path}: {reason}{hint}")
@@ -67,11 +67,11 @@ def _free_bytes(path: str) -> int | None:
 
 
 @contextlib.contextmanager
-def write_errors_refused(needed: int | None = None) -> Iterator[None]:
+def write_errors_refused(needed: int | None = None, where: str | None = None) -> Iterator[None]:
     """Within: an OSError of WRITE_ERRNOS becomes CannotWrite (one line, exit 2) instead of a traceback."""
     try:
         yield
     except OSError as exc:
         if exc.errno in WRITE_ERRNOS:
-            raise cannot_write(exc, needed) from None
+            raise cannot_write(exc, needed, where) from None
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,16 @@ def content_sha256(*arrays: np.ndarray) -> str:
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line, never repeating torch's advice to load it
+    with ``weights_only=False`` (which would run the code inside)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        needs = re.search(r"(GLOBAL [\w.]+|Unsupported global: [\w. ]+)", text)
+        found = f" ({needs.group(1)})" if needs else ""
+        return (
+            f"it holds Python objects that need code to load{found}; elfdd loads tensors only and refuses it"
+        )
+    return text.splitlines()[0] if text else type(exc).__name__

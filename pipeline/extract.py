@@ -74,6 +74,7 @@ def extract_to_store(
     for teacher in teachers:
         for epoch in teacher.epochs:
             written += extract_epoch(synthetic, teacher, store_path, epoch, cfg, device)
+    writer.seal_store(store_path)
     return written
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.io import atomic_torch_save
+from ..core.io import atomic_torch_save, load_failure
 from .training import log
 
 
@@ -51,7 +51,7 @@ class ResumePoint:
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a resume point only saves time: a damaged one is redone, not trusted
-            log.warning("resume point %s unreadable (%s); starting over", self.path, str(exc).splitlines()[0])
+            log.warning("resume point %s unreadable (%s); starting over", self.path, load_failure(exc))
             return None
         if saved.get("key") != self.key:
             log.info("resume point %s belongs to other inputs; starting over", self.path)

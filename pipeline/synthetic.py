@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..core.errors import BadInput
-from ..core.io import atomic_torch_save
+from ..core.io import atomic_torch_save, load_failure
 from ..store.layout import synthetic_sha256
 
 
@@ -58,7 +58,7 @@ def load_synthetic(path: Path) -> SyntheticSet:
     except FileNotFoundError:
         raise BadInput(f"synthetic set not found: {path} (run the distill stage first)") from None
     except Exception as exc:  # torch raises many types for damaged files
-        raise BadInput(f"synthetic set {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
+        raise BadInput(f"synthetic set {path} cannot be loaded: {load_failure(exc)}") from None
     try:
         synthetic = SyntheticSet(
             images=blob["images"],

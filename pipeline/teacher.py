@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from ..core.errors import BadInput, NumericalFault
-from ..core.io import atomic_torch_save, atomic_write_json, load_json, sha256_file
+from ..core.io import atomic_torch_save, atomic_write_json, load_failure, load_json, sha256_file
 from ..models import create_model
 from . import augment
 from .config import TeacherConfig
@@ -192,7 +192,7 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BadInput(f"checkpoint {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
+        raise BadInput(f"checkpoint {path} cannot be loaded: {load_failure(exc)}") from None
     return state, digest
 
 

@@ -19,6 +19,16 @@ from ..core.io import content_sha256
 CHUNK_HASHES = "chunk_sha256"  # array attribute: the content sha256 of every chunk, in chunk-grid (C) order
 
 
+def walk_arrays(group: zarr.Group, prefix: str = "") -> Iterator[tuple[str, zarr.Array]]:
+    """(path, array) of every array under ``group``, depth first."""
+    for name, node in group.members():
+        path = f"{prefix}{name}"
+        if isinstance(node, zarr.Array):
+            yield path, node
+        else:
+            yield from walk_arrays(node, path + "/")
+
+
 def chunk_grid(array: zarr.Array) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
     """(chunk coordinates, the region it covers) of every chunk the array's shape implies, in C order."""
     counts = [-(-size // chunk) for size, chunk in zip(array.shape, array.chunks, strict=True)]
@@ -51,6 +61,17 @@ def missing_chunks(array: zarr.Array) -> list[str]:
         if key not in stored:
             problems.append(f"{array.path}: chunk {coords} is missing (file {array.path}/{key})")
     return problems
+
+
+def unreadable_chunks(array: zarr.Array) -> Iterator[str]:
+    """One line per chunk that does not decode (a flipped byte fails its checksum), naming the region."""
+    for _, region in chunk_grid(array):
+        try:
+            array[region]
+        except Exception as exc:
+            where = ",".join(f"{s.start}:{s.stop}" for s in region)
+            reason = str(exc).splitlines()[0].split(". Stored:")[0]  # not the raw checksum bytes
+            yield f"{array.path}[{where}]: {reason}"
 
 
 def changed_chunks(array: zarr.Array) -> list[str]:

@@ -13,7 +13,9 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..core.errors import BadInput
 from ..core.io import save_figure
+from .chunks import unreadable_chunks
 from .layout import feature_path, hard_labels
 from .reader import FeatureStore
 
@@ -110,12 +112,13 @@ def feature_stats(path: str | Path) -> dict[str, Any]:
     store = FeatureStore(path)
     labels = hard_labels(store.synthetic()[1])
     num_classes = int(store.meta["num_classes"])
-    entries, lazy, cka_entries, cka_lazy = [], [], [], []
+    entries, lazy, cka_entries, cka_lazy, feature_arrays = [], [], [], [], []
     for teacher in store.teachers():
         layers: dict[str, list[int]] = {}
         for epoch in store.epochs(teacher):
             for layer in store.layers(teacher, epoch):
                 array = store.features(teacher, epoch, layer)
+                feature_arrays.append(array)
                 lazy.append(_array_stats(_lazy(store, teacher, epoch, layer), labels, num_classes))
                 entries.append(
                     {
@@ -134,7 +137,12 @@ def feature_stats(path: str | Path) -> dict[str, Any]:
             pairs = [(a, b) for i, a in enumerate(epochs) for b in epochs[i + 1 :]]
             cka_entries.append({"teacher": teacher, "layer": layer, "epochs": epochs, "pairs": pairs})
             cka_lazy.append([linear_cka(arrays[a], arrays[b]) for a, b in pairs])
-    computed, cka_values = dask.compute(lazy, cka_lazy)
+    store.refuse_damaged_chunks(*feature_arrays, contents=False)  # zarr would read a missing chunk as NaN
+    try:
+        computed, cka_values = dask.compute(lazy, cka_lazy)
+    except Exception as exc:  # a chunk that does not decode (a flipped byte fails its checksum): name it
+        found = next((p for a in feature_arrays for p in unreadable_chunks(a)), str(exc).splitlines()[0])
+        raise BadInput(f"store {store.path}: {found}; run elfdd verify {store.path}") from None
     for entry, values in zip(entries, computed, strict=True):
         entry["channel_mean"] = [round(float(v), 5) for v in values["channel_mean"]]
         entry["channel_std"] = [round(float(v), 5) for v in values["channel_std"]]

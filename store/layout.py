@@ -29,6 +29,8 @@ def synthetic_sha256(images: np.ndarray, labels: np.ndarray) -> str:
     return content_sha256(images.astype(np.float32), label_array(labels))
 
 
+SEAL = "sealed"  # root attribute written last by a finished extraction: its arrays and its attributes' sha256
+
 REQUIRED_ATTRS = (
     "schema",
     "dataset",

@@ -14,7 +14,7 @@ import zarr
 
 from ..core.errors import BadInput, NumericalFault
 from . import location
-from .chunks import missing_chunks
+from .chunks import changed_chunks, missing_chunks, unreadable_chunks
 from .layout import REQUIRED_ATTRS, SCHEMA, epoch_group, epoch_path, feature_path, logits_path, teacher_path
 
 
@@ -104,12 +104,21 @@ class FeatureStore:
         images, labels = self.synthetic_arrays()
         return images[...], labels[...]
 
-    def refuse_missing_chunks(self, *arrays: zarr.Array) -> None:
-        """BadInput naming the first chunk of ``arrays`` the store lacks (zarr would read it as the fill value)."""
+    def refuse_damaged_chunks(self, *arrays: zarr.Array, contents: bool = True) -> None:
+        """BadInput naming the first chunk of ``arrays`` that the store lacks (zarr would read it as the fill value),
+        cannot decode, or that differs from the content recorded when it was written (a chunk swapped for another
+        valid one): what ``elfdd verify`` checks, checked by every reader before it trusts the arrays. Each chunk is
+        read and hashed once (docs/benchmarks.md, "Reader integrity check"); ``contents=False``: only missing
+        chunks (a reader that decodes every chunk anyway and names a chunk that fails)."""
         for array in arrays:
-            missing = missing_chunks(array)
-            if missing:
-                raise BadInput(f"store {self.path}: {missing[0]}")
+            problems = missing_chunks(array)
+            if not problems and contents:
+                problems = list(unreadable_chunks(array)) or changed_chunks(array)
+            if problems:
+                raise BadInput(
+                    f"store {self.path}: {problems[0]}; run elfdd verify {self.path} (a run's own store is made "
+                    "again by elfdd extract DIR --force)"
+                )
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -149,7 +158,7 @@ class FeatureDataset(torch.utils.data.Dataset):
                 f"store {self.path}: {self.views} views of teacher {teacher_id} but no matching views/params"
             )
         self.num_params = params.shape[2] if params is not None else 0
-        store.refuse_missing_chunks(
+        store.refuse_damaged_chunks(
             features,
             store.logits(teacher_id, epoch),
             *store.synthetic_arrays(),

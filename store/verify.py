@@ -5,21 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from ..core.errors import BadInput
-from .chunks import changed_chunks, chunk_grid, missing_chunks
-from .layout import epoch_path, feature_path, synthetic_sha256
+from ..core.io import json_sha256
+from .chunks import changed_chunks, missing_chunks, unreadable_chunks, walk_arrays
+from .layout import SEAL, epoch_path, feature_path, synthetic_sha256
 from .reader import FeatureStore
-
-
-def _walk_arrays(group: zarr.Group, prefix: str = ""):
-    for name, node in group.members():
-        path = f"{prefix}{name}"
-        if isinstance(node, zarr.Array):
-            yield path, node
-        else:
-            yield from _walk_arrays(node, path + "/")
 
 
 def verify_store(path: str | Path, recorded: dict[str, dict[int, str]] | None = None) -> list[str]:
@@ -30,22 +21,15 @@ def verify_store(path: str | Path, recorded: dict[str, dict[int, str]] | None = 
         store = FeatureStore(path)
     except BadInput as exc:
         return [str(exc)]
-    problems: list[str] = []
-    for array_path, array in _walk_arrays(store.root):
+    problems: list[str] = seal_problems(store)
+    for array_path, array in walk_arrays(store.root):
         if array.attrs.get("complete") is not True:
             problems.append(f"{array_path}: no complete marker (writer did not finish)")
         missing = missing_chunks(array)
         problems += missing
         if missing:
             continue  # a missing chunk reads as the fill value: its content cannot be checked
-        unreadable = []
-        for _, chunk in chunk_grid(array):
-            try:
-                array[chunk]
-            except Exception as exc:
-                where = ",".join(f"{s.start}:{s.stop}" for s in chunk)
-                unreadable.append(f"{array_path}[{where}]: {str(exc).splitlines()[0]}")
-        problems += unreadable or changed_chunks(array)
+        problems += list(unreadable_chunks(array)) or changed_chunks(array)
     try:
         images, labels = store.synthetic()
         if synthetic_sha256(images, labels) != store.meta["synthetic_sha256"]:
@@ -85,4 +69,47 @@ def _view_problems(store: FeatureStore, teacher: str) -> list[str]:
                 problems.append(f"teachers/{teacher}/views/params: view 0 is not the clean image")
         except Exception:  # an unreadable chunk is already listed
             pass
+    return problems
+
+
+def seal_problems(store: FeatureStore) -> list[str]:
+    """What changed in a sealed store's layout since its extraction finished (writer.seal_store): an array no longer
+    there (its ``zarr.json`` or its group's deleted) or the store's attributes (dataset, classes, provenance)
+    edited. A store no extraction sealed (written by hand with the writer) has nothing to compare with."""
+    seal = store.root.attrs.get(SEAL)
+    if not isinstance(seal, dict):
+        return []
+    present = {path for path, _ in walk_arrays(store.root)}
+    problems = [
+        f"{path}: the array is gone (its zarr.json or its group's was deleted)"
+        for path in seal.get("arrays", [])
+        if path not in present
+    ]
+    if json_sha256(store.root.attrs.get("elfdd")) != seal.get("attributes_sha256"):
+        problems.append(
+            "the store's attributes (dataset, num_classes, provenance) changed after it was written"
+        )
+    return problems
+
+
+def sealed(path: str | Path) -> bool:
+    """Whether the store at ``path`` was finished by an extraction (a partial one is resumed, not discarded)."""
+    try:
+        return isinstance(FeatureStore(path).root.attrs.get(SEAL), dict)
+    except BadInput:
+        return False
+
+
+def structure_problems(path: str | Path) -> list[str]:
+    """The cheap part of verify_store (no chunk is read): the seal, every array's complete marker, every chunk file
+    present. What a re-run checks before it keeps a store; the readers check chunk contents when they open it."""
+    try:
+        store = FeatureStore(path)
+    except BadInput as exc:
+        return [str(exc)]
+    problems = seal_problems(store)
+    for array_path, array in walk_arrays(store.root):
+        if array.attrs.get("complete") is not True:
+            problems.append(f"{array_path}: no complete marker (writer did not finish)")
+        problems += missing_chunks(array)
     return problems

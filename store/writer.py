@@ -10,12 +10,14 @@ import numpy as np
 import zarr
 
 from ..core.errors import BadInput
+from ..core.io import json_sha256
 from . import location
-from .chunks import CHUNK_HASHES, chunk_hashes
+from .chunks import CHUNK_HASHES, chunk_hashes, walk_arrays
 from .codecs import LOSSLESS, CodecSpec
 from .layout import (
     FEATURE_DIMS,
     SCHEMA,
+    SEAL,
     VECTOR_FEATURE_DIMS,
     epoch_path,
     feature_path,
@@ -123,6 +125,16 @@ def create_store(
         "elfdd_version": version,
     }
     return digest
+
+
+def seal_store(path: Path) -> None:
+    """Record, last, what the finished store holds (every array's path) and the sha256 of its attributes, so that
+    ``elfdd verify`` and a re-run find an array whose metadata was deleted or attributes edited afterwards."""
+    root = zarr.open_group(location.normalize(path), mode="r+")
+    root.attrs[SEAL] = {
+        "arrays": sorted(p for p, _ in walk_arrays(root)),
+        "attributes_sha256": json_sha256(root.attrs["elfdd"]),
+    }
 
 
 def write_teacher(path: Path, teacher_id: str, attrs: dict[str, Any]) -> None:

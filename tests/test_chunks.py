@@ -3,6 +3,7 @@ message, for every kind of array the store holds."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -62,7 +63,7 @@ def test_a_deleted_chunk_is_named_by_verify_and_refused_by_a_student(kind, store
     assert problem in err and len(err.strip().splitlines()) == 1
     with pytest.raises(BadInput) as refused:
         FeatureDataset(copy, "teacher", 2, "block3")
-    assert str(refused.value) == f"store {copy}: {problem}"
+    assert str(refused.value).startswith(f"store {copy}: {problem}; run elfdd verify {copy}")
 
 
 def test_a_chunk_replaced_by_another_valid_one_is_named(store, tmp_path, capsys):
@@ -72,4 +73,9 @@ def test_a_chunk_replaced_by_another_valid_one_is_named(store, tmp_path, capsys)
     shutil.copy2(other, ours)  # its checksum is right: only the recorded content hash tells
     code, out, _ = _verify(copy, capsys)
     assert code == 2
-    assert f"damaged: {ARRAYS['features']}: chunk (0, 0, 0, 0, 0) differs from the content recorded" in out
+    problem = f"{ARRAYS['features']}: chunk (0, 0, 0, 0, 0) differs from the content recorded"
+    assert f"damaged: {problem}" in out
+    with pytest.raises(
+        BadInput, match=rf"store {copy}: {re.escape(problem)}"
+    ):  # a student does not train on it
+        FeatureDataset(copy, "teacher", 2, "block3")

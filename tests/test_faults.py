@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from helpers import ROOT, TINY_RUN, staged_run
 
@@ -166,3 +168,164 @@ def test_sigterm_stops_at_once_stops_what_it_started_and_resumes_identically(toy
     code, _, err = again.wait(timeout=600), *again.communicate()
     assert code == 0 and "resuming from" in err, err[-2000:]
     assert _outcome(tmp_path / "run") == _outcome(tmp_path / "whole")
+
+
+@pytest.fixture()
+def finished_run(toy_npz, tmp_path):
+    """A run through extraction (2 views, checkpoints at epochs 0 and 2): (RunDir, RunConfig)."""
+    return staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "extract.views=2"])
+
+
+def _verify_run(root, capsys) -> tuple[int, list[str]]:
+    from elfdd.flows import cli
+
+    code = cli.main(["verify", str(root)])
+    return code, capsys.readouterr().out.strip().splitlines()
+
+
+def test_verify_takes_a_run_directory_and_names_each_damaged_file(finished_run, capsys):
+    run, config = finished_run
+    stages.stage_student(run, config, stages.reference_job(config, "convnet", "task", 0))
+    assert _verify_run(run.root, capsys) == (0, [f"ok: {run.root}"])
+    checkpoint = run.teacher_dir(config.teacher.id) / "epoch_0002.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")
+    synthetic = torch.load(run.synthetic, weights_only=True)
+    synthetic["images"][0, 0, 0, 0] += 1  # edited, its recorded sha256 kept
+    torch.save(synthetic, run.synthetic)
+    record = next(run.students.glob("*.json"))
+    record.write_text(record.read_text().replace('"seed"', '"sead"'))
+    (run.store / "teachers" / config.teacher.id / "epoch_0000" / "logits" / "zarr.json").unlink()
+    code, lines = _verify_run(run.root, capsys)
+    assert code == 2
+    damaged = "\n".join(lines)
+    for name in ("epoch_0002.pt", "synthetic.pt", record.name, "epoch_0000/logits"):
+        assert name in damaged, damaged
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["array metadata deleted", "epoch group metadata deleted", "attributes edited", "chunk swapped"],
+)
+def test_store_damage_after_the_run_is_found_and_a_rerun_makes_the_store_again(finished_run, damage, capsys):
+    import json
+
+    import zarr
+    from elfdd.store.verify import verify_store
+
+    run, config = finished_run
+    features = run.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"
+    before = zarr.open_array(str(features), mode="r")[...]
+    if damage == "array metadata deleted":
+        (features / "zarr.json").unlink()
+    elif damage == "epoch group metadata deleted":
+        (features.parent / "zarr.json").unlink()
+    elif damage == "attributes edited":
+        meta = json.loads((run.store / "zarr.json").read_text())
+        meta["attributes"]["elfdd"]["num_classes"] = 7
+        (run.store / "zarr.json").write_text(json.dumps(meta))
+    else:
+        other = run.store / "teachers" / config.teacher.id / "epoch_0000" / "block3"
+        for mine, theirs in zip(
+            sorted(p for p in (features / "c").rglob("*") if p.is_file()),
+            sorted(p for p in (other / "c").rglob("*") if p.is_file()),
+            strict=True,
+        ):
+            mine.write_bytes(theirs.read_bytes())
+    assert verify_store(run.store), damage
+    assert _verify_run(run.store, capsys)[0] == 2
+    if (
+        damage == "chunk swapped"
+    ):  # chunk contents are the readers' to check: a student refuses to train on it
+        with pytest.raises(BadInput, match="differs from the content recorded"):
+            stages.stage_student(run, config, stages.reference_job(config, "convnet", "front_rear_task", 0))
+        stages.stage_extract(run, config, force=True)
+    else:  # the re-run finds the layout changed, makes the store again
+        stages.stage_extract(run, config)
+    assert verify_store(run.store) == []
+    assert (zarr.open_array(str(features), mode="r")[...] == before).all()
+
+
+def test_a_checkpoint_changed_after_the_run_is_found_by_a_rerun(finished_run, caplog):
+    from elfdd.core.io import sha256_file
+
+    run, config = finished_run
+    checkpoint = run.teacher_dir(config.teacher.id) / "epoch_0002.pt"
+    digest = sha256_file(checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-10])
+    with caplog.at_level("WARNING", logger="elfdd"):
+        stages.stage_teacher(run, config)
+    assert "does not match the sha256 in its manifest" in caplog.text and "making it again" in caplog.text
+    assert sha256_file(checkpoint) == digest  # retrained to the same bytes
+
+
+@pytest.mark.parametrize("damage", ["missing chunk", "flipped byte"])
+def test_inspect_names_a_damaged_store_in_one_line(finished_run, damage, capsys):
+    from elfdd.flows import cli
+
+    run, config = finished_run
+    features = run.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"
+    chunk = next(p for p in sorted((features / "c").rglob("*")) if p.is_file())
+    if damage == "missing chunk":
+        chunk.unlink()
+    else:
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    for args in (["inspect", str(run.store)], ["inspect", str(run.store), "--json"]):
+        assert cli.main(args) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: store {run.store}") and "epoch_0002" in err[0], (
+            err
+        )
+        assert "NaN" not in captured.out and "nan" not in captured.out
+
+
+def _mount_tmpfs(folder, size: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]).returncode == 0
+    )
+
+
+def _leftovers(root) -> list[str]:
+    """Temp files of an interrupted write (ours: .*.tmp; zarr's: *.partial)."""
+    return [str(p) for p in root.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_a_disk_filling_up_mid_extraction_is_one_line_and_resumes_once_space_is_freed(
+    toy_npz, tmp_path, capsys
+):
+    import shutil
+
+    import zarr
+    from elfdd.flows import cli
+
+    config_sets = ["data.name=npz", f"data.path={toy_npz}", *TINY_RUN, "extract.views=4"]
+    from elfdd.pipeline.config import load_config
+
+    config = load_config(None, config_sets)
+    whole = stages.prepare_run(tmp_path / "whole", config)
+    stages.stage_distill(whole, config)
+    stages.stage_teacher(whole, config)
+    used = sum(p.stat().st_size for p in whole.root.rglob("*") if p.is_file())
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, f"{(used + 200_000) // 1024}k"):
+        pytest.skip("no permission to mount a small tmpfs here")
+    try:
+        run = stages.RunDir(disk / "run")
+        shutil.copytree(whole.root, run.root)
+        stages.stage_extract(whole, config)  # the same extraction with room for it
+        assert cli.main(["extract", str(run.root)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: cannot write {run.root}"), err
+        assert "No space left on device" in err[0] and "MB free there; the stage writes up to" in err[0], err
+        assert not _leftovers(run.root) and not (run.stage_marker("extract")).exists()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
+        assert cli.main(["extract", str(run.root)]) == 0
+        for path in sorted(p.relative_to(whole.store) for p in whole.store.rglob("zarr.json")):
+            node = zarr.open(str(whole.store / path.parent), mode="r")
+            if isinstance(node, zarr.Array):
+                assert (zarr.open_array(str(run.store / path.parent), mode="r")[...] == node[...]).all(), path
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)

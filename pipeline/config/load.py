@@ -63,7 +63,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         except IsADirectoryError:
             raise BadInput(f"config file {path} is a directory; pass a YAML file") from None
         except UnicodeDecodeError as exc:
-            raise BadInput(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+            raise BadInput(
+                f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
         except OSError as exc:
             raise BadInput(f"cannot read config file {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:

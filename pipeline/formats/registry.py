@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ...core.errors import BadInput
-from ...core.io import sha256_file
+from ...core.io import load_failure, sha256_file
 from ...core.registry import Registry
 
 
@@ -72,10 +72,7 @@ def load_tensors(path: Path, what: str) -> Any:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types: damaged file, or a pickle that needs code to load
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(
-            f"{what} {path} cannot be loaded without running code or is damaged: {first}"
-        ) from None
+        raise BadInput(f"{what} {path} cannot be loaded: {load_failure(exc)}") from None
 
 
 def tensor_of(value: Any, what: str) -> torch.Tensor:

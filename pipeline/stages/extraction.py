@@ -4,11 +4,15 @@ features into another store."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from ...core.errors import BadInput
+import numpy as np
+
+from ...core.errors import BadInput, write_errors_refused
+from ...models import probe_model
 from ..config import ExtractConfig, RunConfig
 from ..extract import TeacherSource, extract_epoch, extract_to_store
 from ..synthetic import SyntheticSet, load_synthetic
@@ -42,9 +46,21 @@ def stage_extract_epoch(
     epoch's arrays left by a killed extraction under the same stage ``key``."""
     device, _ = runtime(config)
     synthetic = load_synthetic(run.synthetic)
-    return extract_epoch(
-        synthetic, teacher_source(run, config, teacher_id), target, epoch, config.extract, device, key
-    )
+    source = teacher_source(run, config, teacher_id)
+    where = str(target / "teachers" / teacher_id / f"epoch_{epoch:04d}")
+    # In a task of its own: a full disk is one line here too, naming the epoch's folder (zarr's errors name none).
+    with write_errors_refused(epoch_bytes(synthetic, source, config.extract), where):
+        return extract_epoch(synthetic, source, target, epoch, config.extract, device, key)
+
+
+def epoch_bytes(synthetic: SyntheticSet, source: TeacherSource, cfg: ExtractConfig) -> int:
+    """The bytes of one checkpoint's features and logits, uncompressed (an upper bound: the store compresses)."""
+    shape = tuple(synthetic.images.shape[1:])
+    arch = source.config
+    model = probe_model(arch.arch, shape[0], synthetic.num_classes, shape[-1], **arch.arch_kwargs)
+    per_view = sum(math.prod(model.feature_shape(shape, layer)) for layer in source.layers)
+    per_view = per_view * np.dtype(cfg.dtype).itemsize + 4 * synthetic.num_classes
+    return len(synthetic.images) * cfg.views * per_view
 
 
 def extract_run_store(

@@ -1,6 +1,7 @@
 """One protocol for a stage of a run (distill, each teacher, extract, each student cell): the key of its inputs,
 where its output lives, how it is built. ``build_stage`` keeps an output whose inputs' key is unchanged
-(core.keyed), else builds it (resuming from the stage's resume point, keyed the same) and records the key."""
+(core.keyed) and whose files still match the digests recorded when it was made, else builds it (resuming from the
+stage's resume point, keyed the same) and records the key."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from ...core.errors import WRITE_ERRNOS, cannot_write
+from ..training import log
 from .keys import finished, mark_finished
 from .run import Run
 
@@ -28,6 +31,10 @@ class Stage(Protocol):
 
     def finish(self, run: Run, key: str, started: float) -> None: ...
 
+    def damage(self, run: Run) -> str | None: ...
+
+    def bytes_written(self, run: Run) -> int | None: ...
+
 
 class KeyedStage:
     """The stage-marker half of the protocol, shared by the stages whose output is a file or folder."""
@@ -43,13 +50,30 @@ class KeyedStage:
     def finish(self, run: Run, key: str, started: float) -> None:
         mark_finished(run.dir, self.name, key, self.output(run), started)
 
+    def damage(self, run: Run) -> str | None:
+        """What no longer matches the digests recorded when the kept output was made (None: nothing)."""
+        return None
+
+    def bytes_written(self, run: Run) -> int | None:
+        """About how many bytes building the stage writes at most (resume points included; None: not known),
+        for the message of a full disk."""
+        return None
+
 
 def build_stage(stage: Stage, run: Run, force: bool = False) -> Path:
     """The stage's output: kept when its inputs' key is unchanged (unless ``force``), else built and keyed."""
     started = time.perf_counter()
     key = stage.key(run.configured())
     if not force and stage.kept(run, key):
-        return stage.output(run)
-    stage.build(run, key)
-    stage.finish(run, key, started)
+        damage = stage.damage(run)
+        if damage is None:
+            return stage.output(run)
+        log.warning("%s: %s (changed after it was made); making it again", stage.name, damage)
+    try:
+        stage.build(run, key)
+        stage.finish(run, key, started)
+    except OSError as exc:  # a full disk, a read-only place: one line naming the file and the space needed
+        if exc.errno in WRITE_ERRNOS:
+            raise cannot_write(exc, stage.bytes_written(run)) from None
+        raise
     return stage.output(run)

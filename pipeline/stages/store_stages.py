@@ -3,6 +3,7 @@ run's one store."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -10,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...models import probe_model
+from ...store import writer
+from ...store.verify import sealed, structure_problems
 from ..config import RunConfig
 from ..distill import distill
 from ..extract import TeacherSource, prepare_store
@@ -17,7 +21,8 @@ from ..formats import files_sha256
 from ..synthetic import SyntheticSet
 from ..teacher import train_teacher
 from ..teacher_import import import_teacher
-from .extraction import extraction_inputs, stage_extract_epoch, store_to_build
+from .extraction import epoch_bytes, extraction_inputs, stage_extract_epoch, store_to_build
+from .integrity import checkpoint_problems, synthetic_problems
 from .keys import stage_key
 from .run import Run, RunDir, save_zca
 from .stage import KeyedStage, build_stage
@@ -65,6 +70,13 @@ class Distill(KeyedStage):
         )
         synthetic.save(run.dir.synthetic)
 
+    def damage(self, run: Run) -> str | None:
+        return next(iter(synthetic_problems(run.dir.synthetic)), None)
+
+    def bytes_written(self, run: Run) -> int | None:
+        images = run.config.distill.ipc * run.data.num_classes * math.prod(run.data.image_shape) * 4
+        return 3 * images  # the set, and a resume point with its optimiser state
+
 
 @dataclass(frozen=True)
 class Teacher(KeyedStage):
@@ -104,14 +116,26 @@ class Teacher(KeyedStage):
         resume = run.resume_point(self.name, key)
         train_teacher(run.data, teacher, out, run.device, run.precision, run.config.seed, resume)
 
+    def damage(self, run: Run) -> str | None:
+        return next(iter(checkpoint_problems(run.dir.teacher_dir(self.teacher_id))), None)
+
+    def bytes_written(self, run: Run) -> int | None:
+        teacher = run.config.teacher_config(self.teacher_id)
+        channels, size = run.data.image_shape[0], run.data.image_shape[-1]
+        model = probe_model(teacher.arch, channels, run.data.num_classes, size, **teacher.arch_kwargs)
+        weights = 4 * sum(p.numel() for p in model.parameters())
+        return weights * (len(teacher.checkpoint_epochs) + 2)  # checkpoints, and a resume point with momentum
+
 
 @dataclass(frozen=True)
 class Extract(KeyedStage):
     """Every teacher's features in the run's one store: kept while the synthetic set, the checkpoints (by sha256)
     and the extract config are unchanged. ``map_epochs(target, [(teacher id, epoch)], key)`` extracts the
-    checkpoints into the prepared store (None: one after the other here; the flows fan them out as tasks)."""
+    checkpoints into the prepared store (None: one after the other here; the flows fan them out as tasks).
+    ``fresh``: start from an empty store (``--force``), not from the complete arrays of the one there."""
 
     map_epochs: MapEpochs | None = None
+    fresh: bool = False
     name = "extract"
     _inputs: list = field(default_factory=list, compare=False, repr=False)
 
@@ -148,6 +172,8 @@ class Extract(KeyedStage):
     def build(self, run: Run, key: str) -> None:
         synthetic, teachers = self.inputs(run)
         store = run.dir.store
+        if self.fresh or (sealed(store) and self.damage(run)):  # a finished store changed afterwards
+            shutil.rmtree(store, ignore_errors=True)
         target = store_to_build(store, synthetic.sha256)
         prepare_store(synthetic, teachers, target, run.config.extract)
         items = [(t.config.id, epoch) for t in teachers for epoch in t.epochs]
@@ -156,12 +182,23 @@ class Extract(KeyedStage):
                 stage_extract_epoch(run.dir, run.config, target, teacher_id, epoch, key)
         else:
             self.map_epochs(target, items, key)
+        writer.seal_store(target)
         if target != store:  # swap the rebuilt store in only once it is complete
             stale = store.with_name(f".{store.name}.stale")
             shutil.rmtree(stale, ignore_errors=True)
             os.replace(store, stale)
             os.replace(target, store)
             shutil.rmtree(stale, ignore_errors=True)
+
+    def bytes_written(self, run: Run) -> int | None:
+        """Every feature and logit uncompressed (an upper bound: the store compresses)."""
+        synthetic, teachers = self.inputs(run)
+        epochs = sum(len(t.epochs) * epoch_bytes(synthetic, t, run.config.extract) for t in teachers)
+        return synthetic.images.numel() * 4 + epochs
+
+    def damage(self, run: Run) -> str | None:
+        problems = structure_problems(run.dir.store)  # no chunk read: the students' readers check contents
+        return f"store {run.dir.store}: {problems[0]}" if problems else None
 
 
 def stage_distill(run: RunDir, config: RunConfig, force: bool = False) -> Path:
@@ -181,7 +218,7 @@ def stage_extract(
     run: RunDir, config: RunConfig, force: bool = False, map_epochs: MapEpochs | None = None
 ) -> Path:
     """Extract every teacher's features into the one store (Extract; ``map_epochs`` as there)."""
-    return build_stage(Extract(map_epochs), Run(run, config), force)
+    return build_stage(Extract(map_epochs, fresh=force), Run(run, config), force)
 
 
 def stage_store(run: RunDir, config: RunConfig) -> dict[str, float]:
