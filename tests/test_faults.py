@@ -329,3 +329,100 @@ def test_a_disk_filling_up_mid_extraction_is_one_line_and_resumes_once_space_is_
                 assert (zarr.open_array(str(run.store / path.parent), mode="r")[...] == node[...]).all(), path
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _bad_data(folder, case: str):
+    """A data set (or imported set) broken in one way: the --set options (or args) that use it."""
+    import struct
+
+    import numpy as np
+    from helpers import class_images, write_idx
+
+    x, y = class_images(40, 28, 4, seed=0)
+    xt, yt = class_images(20, 28, 4, seed=1)
+    if case == "npz with zero images":
+        np.savez(folder / "d.npz", x_train=x[:0], y_train=y[:0], x_test=xt, y_test=yt)
+        return ["--set", "data.name=npz", "--set", f"data.path={folder / 'd.npz'}"]
+    if case == "npz with one class":
+        np.savez(folder / "d.npz", x_train=x, y_train=np.zeros_like(y), x_test=xt, y_test=np.zeros_like(yt))
+        return ["--set", "data.name=npz", "--set", f"data.path={folder / 'd.npz'}"]
+    if case == "idx label 57":
+        y = y.copy()
+        y[3] = 57
+    if case == "idx with zero images":
+        x, y = x[:0], y[:0]
+    write_idx(folder / "train-images-idx3-ubyte", x)
+    write_idx(folder / "train-labels-idx1-ubyte", y)
+    write_idx(folder / "t10k-images-idx3-ubyte", xt)
+    write_idx(folder / "t10k-labels-idx1-ubyte", yt)
+    if case == "idx header overflow":  # 2**32-1 images of 2**32-1 x 28 pixels, and no data
+        header = struct.pack(">IIII", 0x0803, 2**32 - 1, 2**32 - 1, 28)
+        import gzip
+
+        with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as handle:
+            handle.write(header)
+    return ["--set", f"data.root={folder}"]
+
+
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("idx label 57", "labels go up to 57, but classes"),
+        ("idx with zero images", "holds no images"),
+        ("idx header overflow", "expected"),
+        ("npz with zero images", "holds no images"),
+        ("npz with one class", "needs at least two classes"),
+    ],
+)
+def test_bad_data_is_refused_in_one_line_before_anything_is_written(tmp_path, case, needle):
+    out = tmp_path / "run"
+    code, _, err = _run_cli("run", "--out", str(out), *_bad_data(tmp_path, case))
+    assert code == 2 and err.startswith("error:") and err.count("\n") == 1 and needle in err, err
+    assert not out.exists()
+
+
+def _run_cli(*args: str) -> tuple[int, str, str]:
+    child = _cli(*args)
+    return child.wait(timeout=300), *child.communicate()
+
+
+def test_bad_config_files_and_settings_are_one_line(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes("seed: 0  # caf\xe9\n".encode("latin-1"))
+    cases = {
+        "not UTF-8": (["--config", str(tmp_path / "latin1.yaml")], "is not UTF-8 text"),
+        "a directory": (["--config", str(tmp_path)], "is a directory"),
+        "infinite lr": (["--set", "teacher.lr=.inf"], "config teacher.lr: Input should be a finite number"),
+        "NaN lambda": (["--set", "students.lambda_rear=.nan"], "should be a finite number"),
+    }
+    for name, (args, needle) in cases.items():
+        code, _, err = _run_cli("run", "--out", str(tmp_path / "run"), *args)
+        assert code == 2 and err.startswith("error:") and err.count("\n") == 1 and needle in err, (name, err)
+        assert not (tmp_path / "run").exists()
+
+
+def test_bad_imports_and_exports_are_one_line_and_leave_nothing(toy_npz, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    data = ["--set", "data.name=npz", "--set", f"data.path={toy_npz}"]
+    bomb = tmp_path / "bomb"
+    for label in range(4):
+        (bomb / str(label)).mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(bomb / str(label) / "a.png")
+    Image.new("L", (14_000, 14_000)).save(bomb / "0" / "b.png")  # 196 M pixels, 190 kB on disk
+    code, _, err = _run_cli("import-synthetic", str(bomb), "--out", str(tmp_path / "a"), *data)
+    assert code == 2 and err.count("\n") == 1 and "decompression bomb" in err, err
+    one_class = tmp_path / "one.npz"
+    np.savez(one_class, images=np.zeros((10, 28, 28), np.uint8), labels=np.zeros(10, np.int64))
+    code, _, err = _run_cli(
+        "import-synthetic", str(one_class), "--out", str(tmp_path / "b"), "--space", "pixel", *data
+    )
+    assert code == 2 and err.count("\n") == 1 and "has no image of classes [1, 2, 3]" in err, err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    run, _ = staged_run(toy_npz, tmp_path / "run", TINY_RUN)
+    (tmp_path / "afile").write_text("mine")
+    code, _, err = _run_cli(
+        "export-synthetic", str(run.root), "--format", "png", "--out", str(tmp_path / "afile")
+    )
+    assert code == 2 and err.startswith("error: cannot write") and err.count("\n") == 1, err
+    assert (tmp_path / "afile").read_text() == "mine"
