@@ -16,6 +16,7 @@ from elfdd.core.errors import BadInput, NumericalFault
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config, validate_config
 from elfdd.pipeline.lock import run_lock
+from elfdd.store.chunks import chunk_hashes
 from helpers import TINY_RUN, staged_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,7 +74,8 @@ def test_nan_features_in_a_store_stop_the_student(run_and_config):
     )
     values = array[:]
     values[0] = np.nan
-    array[:] = values  # a complete array holding NaN: written past the writer's own check
+    array[:] = values  # a complete array holding NaN: written past the writer's own check ...
+    array.attrs["chunk_sha256"] = chunk_hashes(array)  # ... and recorded as written
     job = stages.reference_job(config, "convnet", "front_rear_task", 0)
     with pytest.raises(NumericalFault, match="teacher features .*block3 hold NaN or Inf in samples 0:"):
         stages.stage_student(run, config, job)

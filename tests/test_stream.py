@@ -118,8 +118,8 @@ def test_concurrent_readers_in_other_processes_leave_the_store_untouched(many_ch
 def test_a_damaged_chunk_reaches_the_consumer_of_the_prefetch_thread(many_chunks):
     path, *_ = many_chunks
     chunk = path / "teachers/t1/epoch_0001/block3/c/5/0/0/0/0"
-    chunk.write_bytes(chunk.read_bytes()[:-5])
-    dataset = FeatureDataset(path, "t1", 1, "block3")
+    dataset = FeatureDataset(path, "t1", 1, "block3")  # sound when opened (the open checks every chunk) ...
+    chunk.write_bytes(chunk.read_bytes()[:-5])  # ... damaged while it trains
     sampler = ChunkShuffleSampler(len(dataset), dataset.chunk, 16, seed=0)
     with pytest.raises(BadInput, match="cannot read samples 80:96 of teachers/t1/epoch_0001/block3"):
         for _ in feature_loader(dataset, sampler, prefetch=2):

@@ -102,6 +102,13 @@ class StudentCell:
     def finish(self, run: Run, key: str, started: float) -> None:
         """Nothing: the record written by ``build`` is the cell's marker."""
 
+    def damage(self, run: Run) -> str | None:
+        """Nothing to check beyond ``kept``: it read the record and matched its key."""
+        return None
+
+    def bytes_written(self, run: Run) -> int | None:
+        return None  # one record of a few kB
+
 
 def student_context(run: Run, students: StudentsConfig) -> StudentContext:
     """What the run's student cells train and are tested with (its test split, device and precision)."""
