@@ -8,15 +8,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..core.errors import BadInput
 from ..core.registry import Registry
-from .config import DataConfig
 from .zca import ZCA
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from .config import DataConfig
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
@@ -200,7 +202,7 @@ def _subset(
     return x[index], y[index]
 
 
-Loader = Callable[[DataConfig], dict[str, np.ndarray]]
+Loader = Callable[["DataConfig"], dict[str, np.ndarray]]
 DATASETS: Registry[Loader] = Registry("dataset")
 
 

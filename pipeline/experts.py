@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,11 +13,13 @@ from ..core.errors import BadInput
 from ..core.io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
 from ..core.keyed import holds_key
 from ..models import create_model
-from .config import DistillConfig
 from .data import DataSplits
 from .resume import ResumePoint
 from .teacher import train_epoch
 from .training import evaluate, log
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from .config import DistillConfig
 
 
 def expert_key(cfg: DistillConfig, data: DataSplits, seed: int) -> str:

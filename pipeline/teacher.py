@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
@@ -13,10 +13,12 @@ from ..core.errors import BadInput, NumericalFault
 from ..core.io import atomic_torch_save, atomic_write_json, load_failure, load_json, sha256_file
 from ..models import create_model
 from . import augment
-from .config import TeacherConfig
 from .data import DataSplits
 from .resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from .training import NonFiniteWatch, autocast, evaluate, log, seed_everything, sgd_with_half_decay
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from .config import TeacherConfig
 
 
 def checkpoint_name(epoch: int) -> str:

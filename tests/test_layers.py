@@ -23,11 +23,23 @@ def modules(layer: str) -> list[Path]:
     return sorted((ROOT / layer).rglob("*.py"))
 
 
-def elfdd_imports(path: Path) -> list[tuple[int, str]]:
-    """(line, dotted name under elfdd) of every import in ``path``, relative ones resolved."""
+def elfdd_imports(path: Path, runtime: bool = False) -> list[tuple[int, str]]:
+    """(line, dotted name under elfdd) of every import in ``path``, relative ones resolved; ``runtime``: also the
+    imported names themselves (``from . import augment`` imports the module ``augment``), and none of the imports
+    under ``if TYPE_CHECKING:`` (they never run)."""
     package = ["elfdd", *path.relative_to(ROOT).parent.parts]
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if runtime and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - node.level + 1]
@@ -35,6 +47,8 @@ def elfdd_imports(path: Path) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             names = [name] if node.module or not node.level else [f"{name}.{a.name}" for a in node.names]
+            if runtime:
+                names += [f"{name}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         else:
@@ -103,3 +117,64 @@ def test_pyproject_lists_every_package():
         for p in (ROOT / layer).rglob("__init__.py")
     }
     assert listed == found
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(["elfdd", *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+
+def import_circles() -> list[list[str]]:
+    """The strongly connected components (more than one module) of the graph of imports that run, at the top of a
+    module or inside a function (Tarjan's algorithm)."""
+    paths = {module_name(p): p for layer in ALLOWED for p in modules(layer)}
+    graph = {
+        name: {n for _, n in elfdd_imports(path, runtime=True) if n in paths and n != name}
+        for name, path in paths.items()
+    }
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(node: str) -> None:
+        order[node] = low[node] = len(order)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in order:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], order[other])
+        if low[node] == order[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in graph:
+        if node not in order:
+            visit(node)
+    return circles
+
+
+def test_no_import_circle():
+    """A plug-in registry imports config types only for annotations (``if TYPE_CHECKING``): the config may import
+    the registries to check names against them without closing a circle."""
+    assert import_circles() == []
+
+
+def test_the_circle_check_finds_a_circle(monkeypatch):
+    """The checker itself: the data module importing the config at run time closes the config <-> data circle."""
+    real = elfdd_imports
+
+    def with_a_circle(path: Path, runtime: bool = False):
+        found = real(path, runtime)
+        return found + [(1, "elfdd.pipeline.config")] if path == ROOT / "pipeline" / "data.py" else found
+
+    monkeypatch.setattr(f"{__name__}.elfdd_imports", with_a_circle)
+    assert any("elfdd.pipeline.data" in c and "elfdd.pipeline.config" in c for c in import_circles())

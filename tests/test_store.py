@@ -86,7 +86,9 @@ def test_verify_finds_a_flipped_byte_in_a_chunk(tmp_path):
     chunk.write_bytes(bytes(data))
     problems = verify_store(path)
     assert any("epoch_0001/block3" in p for p in problems)
-    with pytest.raises(BadInput, match=r"epoch_0001/block3\[0:12,.*\]: Stored and computed checksum do not match"):
+    with pytest.raises(
+        BadInput, match=r"epoch_0001/block3\[0:12,.*\]: Stored and computed checksum do not match"
+    ):
         FeatureDataset(path, "t1", 1, "block3")  # refused when opened, before any batch
 
 

@@ -6,12 +6,12 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ...core.errors import BadInput
 from ...core.registry import Registry
-from ..config import DistillConfig
 from ..data import DataSplits
 from ..resume import NO_RESUME, ResumePoint
 from ..synthetic import SyntheticSet
@@ -21,6 +21,9 @@ from .dm import distill_dm
 from .gm import distill_gm
 from .metadd import MetaDD, train_auxiliaries
 from .mtt import distill_mtt
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from ..config import DistillConfig
 
 __all__ = [
     "METHODS",

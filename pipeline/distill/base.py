@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ...core.errors import BadInput
 from ...models import create_model
 from .. import augment
-from ..config import DistillConfig
 from ..data import DataSplits
 from ..resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from ..synthetic import SyntheticSet
 from ..training import Progress
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from ..config import DistillConfig
 
 # A regulariser of the synthetic images: (augmented images, labels, backbone network) -> loss (MetaDD).
 Regulariser = Callable[[torch.Tensor, torch.Tensor, torch.nn.Module], torch.Tensor]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from .. import augment
-from ..config import DistillConfig
 from ..data import DataSplits
 from ..training import autocast, forward_in_chunks
 from .base import Distillation, class_indices, random_net, real_batch
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from ..config import DistillConfig
 
 
 def dm_loss(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.nn import functional as F
 
 from .. import augment
-from ..config import DistillConfig
 from ..data import DataSplits
 from ..training import autocast
 from .base import Distillation, class_indices, random_net, real_batch
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from ..config import DistillConfig
 
 # Outer loop (image updates per iteration) and inner loop (network steps between them) by IPC, as the reference.
 LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}

@@ -10,15 +10,19 @@ Both are differentiated to the pixels only (Grad-CAM with create_graph), weighte
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.nn import functional as F
 
 from ...core.errors import BadInput
 from ...models import create_model
-from ..config import MetaDDConfig
 from ..data import DataSplits
 from ..teacher import train_epoch
 from ..training import evaluate, log
+
+if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
+    from ..config import MetaDDConfig
 
 
 def train_auxiliaries(
