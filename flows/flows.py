@@ -9,15 +9,14 @@ extraction and the student grid out over a dask.distributed cluster; without it 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ..core.errors import BadInput
 from ..pipeline import stages
@@ -52,57 +51,25 @@ def _run_dir(run_dir: str) -> stages.RunDir:
     return stages.RunDir(location.local_dir(run_dir))
 
 
-class FlowParameters(BaseModel):
-    """The parameters every flow takes, described once: each flow's signature and its docstring's Args (where
-    Prefect's UI and ``prefect deployment inspect`` read the descriptions) are made from these fields."""
-
-    run_dir: str = Field("runs/default", description="run directory on the machine that runs the flow")
-    config: RunConfig | None = Field(
-        None, description="the run configuration; empty: the directory's config.yaml, else the defaults"
-    )
-    force: bool = Field(False, description="recompute even when the inputs are unchanged")
-    dask_address: str | None = Field(
-        None,
-        description="a dask.distributed scheduler (tcp://host:port) to run the tasks on; empty: in this process",
-    )
+# The parameters every flow takes, described once: Prefect shows the descriptions in a deployment's run form.
+RUN_DIR: Any = Field("runs/default", description="run directory on the machine that runs the flow")
+CONFIG: Any = Field(
+    None, description="the run configuration; empty: the directory's config.yaml, else the defaults"
+)
+FORCE: Any = Field(False, description="recompute even when the inputs are unchanged")
+DASK_ADDRESS: Any = Field(
+    None,
+    description="a dask.distributed scheduler (tcp://host:port) to run the tasks on; empty: in this process",
+)
 
 
-FlowBody = Callable[[FlowParameters, stages.RunDir, RunConfig], str]
-
-
-def stage_flow(name: str, dask: bool = False) -> Callable[[FlowBody], Any]:
-    """A Prefect flow named ``name`` from ``body(params, run, config)``: its parameters are FlowParameters'
-    (``dask_address`` only where ``dask``). The flow forwards elfdd's logs to the flow run, holds the run
-    directory (pipeline.lock.claimed_run: its lock; a refusal leaves it as found) and opens the run (open_run) before the body works on it."""
-    fields = {n: f for n, f in FlowParameters.model_fields.items() if dask or n != "dask_address"}
-    signature = inspect.Signature(
-        [
-            inspect.Parameter(
-                n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=f.annotation
-            )
-            for n, f in fields.items()
-        ],
-        return_annotation=str,
-    )
-    args = "\n".join(f"        {n}: {f.description}" for n, f in fields.items())
-
-    def decorate(body: FlowBody):
-        def entry(*args: Any, **kwargs: Any) -> str:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            params = FlowParameters(**bound.arguments)
-            forward_logs()
-            with claimed_run(location.local_dir(params.run_dir)):
-                run, config = open_run(params.run_dir, params.config)
-                return body(params.model_copy(update={"config": config}), run, config)
-
-        entry.__name__ = entry.__qualname__ = body.__name__
-        entry.__module__ = body.__module__
-        entry.__doc__ = f"{(body.__doc__ or '').rstrip()}\n\n    Args:\n{args}\n    "
-        entry.__signature__ = signature
-        return flow(name=name)(entry)
-
-    return decorate
+@contextlib.contextmanager
+def opened_run(run_dir: str, config: RunConfig | None) -> Iterator[tuple[stages.RunDir, RunConfig]]:
+    """What every flow does first: forward elfdd's logs to the flow run, claim the run directory (its lock; a
+    refusal leaves it as found: pipeline.lock.claimed_run) and open it (open_run)."""
+    forward_logs()
+    with claimed_run(location.local_dir(run_dir)):
+        yield open_run(run_dir, config)
 
 
 def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, RunConfig]:
@@ -161,95 +128,118 @@ def report_task(run_dir: str, config: RunConfig) -> str:
     return str(report)
 
 
-@stage_flow("distill")
-def distill_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+@flow(name="distill")
+def distill_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD)."""
-    path = distill_task(params.run_dir, config, params.force)
-    artifacts.publish_distill(run)
-    return path
+    with opened_run(run_dir, config) as (run, config):
+        path = distill_task(run_dir, config, force)
+        artifacts.publish_distill(run)
+        return path
 
 
-@stage_flow("import-synthetic")
-def import_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+@flow(name="import-synthetic")
+def import_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Import a synthetic set made elsewhere as the run's distill stage (``distill.method: file``;
     ``distill.source`` names its files, format and image space)."""
-    if config.distill.method != "file":
-        raise BadInput("import-synthetic needs distill.method file and distill.source.paths")
-    path = distill_task(params.run_dir, config, params.force)
-    artifacts.publish_distill(run)
-    return path
+    with opened_run(run_dir, config) as (run, config):
+        if config.distill.method != "file":
+            raise BadInput("import-synthetic needs distill.method file and distill.source.paths")
+        path = distill_task(run_dir, config, force)
+        artifacts.publish_distill(run)
+        return path
 
 
-@stage_flow("train-teacher")
-def teacher_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+@flow(name="train-teacher")
+def teacher_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Train every configured teacher on the real data and checkpoint it at its configured epochs."""
-    path = teacher_task(params.run_dir, config, params.force)
-    artifacts.publish_teacher(run, config)
-    return path
+    with opened_run(run_dir, config) as (run, config):
+        path = teacher_task(run_dir, config, force)
+        artifacts.publish_teacher(run, config)
+        return path
 
 
-@stage_flow("extract-features", dask=True)
-def extract_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+@flow(name="extract-features")
+def extract_flow(
+    run_dir: str = RUN_DIR,
+    config: RunConfig | None = CONFIG,
+    force: bool = FORCE,
+    dask_address: str | None = DASK_ADDRESS,
+) -> str:
     """Extract the teacher features of the synthetic set into the store, one task per checkpoint."""
+    with opened_run(run_dir, config) as (run, config):
 
-    def map_epochs(target: Path, items: list[tuple[str, int]], key: str) -> None:
+        def map_epochs(target: Path, items: list[tuple[str, int]], key: str) -> None:
+            calls = [
+                {
+                    "run_dir": run_dir,
+                    "config": config,
+                    "target": str(target),
+                    "teacher": t,
+                    "epoch": e,
+                    "key": key,
+                }
+                for t, e in items
+            ]
+            run_tasks(extract_epoch_task, calls, dask_address)
+
+        path = stages.stage_extract(run, config, force, map_epochs)
+        artifacts.publish_extract(run, config)
+        return str(path)
+
+
+@flow(name="train-students")
+def students_flow(
+    run_dir: str = RUN_DIR,
+    config: RunConfig | None = CONFIG,
+    force: bool = FORCE,
+    dask_address: str | None = DASK_ADDRESS,
+) -> str:
+    """Train every student cell of the grid from the store (this run's, or ``students.store``), then report."""
+    with opened_run(run_dir, config) as (run, config):
+        jobs = stages.grid(config)
+        pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
+        groups = stages.cell_groups(
+            config, jobs
+        )  # a kept cell's task only reads its record (on_diverge: fail)
+        todo = set(pending)
+        busy = len(groups) if force else len([g for g in groups if todo.intersection(g)])
+        device = resolve_device(config.device).type
+        pool = LocalPool.for_cells(busy, config.workers, config.threads, device)
         calls = [
             {
-                "run_dir": params.run_dir,
+                "run_dir": run_dir,
                 "config": config,
-                "target": str(target),
-                "teacher": teacher,
-                "epoch": epoch,
-                "key": key,
+                "name": group[0].name if len(group) == 1 else f"{group[0].name}-x{len(group)}",
+                "cells": [asdict(job) for job in group],
+                "force": force,
             }
-            for teacher, epoch in items
+            for group in groups
         ]
-        run_tasks(extract_epoch_task, calls, params.dask_address)
-
-    path = stages.stage_extract(run, config, params.force, map_epochs)
-    artifacts.publish_extract(run, config)
-    return str(path)
+        run_tasks(student_task, calls, dask_address, progress="elfdd-students", pool=pool)
+        return report_task(run_dir, config)
 
 
-@stage_flow("train-students", dask=True)
-def students_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
-    """Train every student cell of the grid from the store (this run's, or ``students.store``), then report."""
-    jobs = stages.grid(config)
-    pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
-    groups = stages.cell_groups(config, jobs)  # a kept cell's task only reads its record (on_diverge: fail)
-    todo = set(pending)
-    busy = len(groups) if params.force else len([g for g in groups if todo.intersection(g)])
-    device = resolve_device(config.device).type
-    pool = LocalPool.for_cells(busy, config.workers, config.threads, device)
-    calls = [
-        {
-            "run_dir": params.run_dir,
-            "config": config,
-            "name": group[0].name if len(group) == 1 else f"{group[0].name}-x{len(group)}",
-            "cells": [asdict(job) for job in group],
-            "force": params.force,
-        }
-        for group in groups
-    ]
-    run_tasks(student_task, calls, params.dask_address, progress="elfdd-students", pool=pool)
-    return report_task(params.run_dir, config)
-
-
-@stage_flow("report")
-def report_flow(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+@flow(name="report")
+def report_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Write results.json, report.md and plots from the finished student runs (``force`` has nothing to redo)."""
-    return report_task(params.run_dir, config)
+    with opened_run(run_dir, config) as (_, config):
+        return report_task(run_dir, config)
 
 
-@stage_flow("elf-pipeline", dask=True)
-def elf_pipeline(params: FlowParameters, run: stages.RunDir, config: RunConfig) -> str:
+@flow(name="elf-pipeline")
+def elf_pipeline(
+    run_dir: str = RUN_DIR,
+    config: RunConfig | None = CONFIG,
+    force: bool = FORCE,
+    dask_address: str | None = DASK_ADDRESS,
+) -> str:
     """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps its
     output when its inputs' key is unchanged."""
-    shared = {"run_dir": params.run_dir, "config": config, "force": params.force}
-    distill_flow(**shared)
-    teacher_flow(**shared)
-    extract_flow(**shared, dask_address=params.dask_address)
-    return students_flow(**shared, dask_address=params.dask_address)
+    with opened_run(run_dir, config) as (_, config):
+        distill_flow(run_dir, config, force)
+        teacher_flow(run_dir, config, force)
+        extract_flow(run_dir, config, force, dask_address)
+        return students_flow(run_dir, config, force, dask_address)
 
 
 FLOWS = {

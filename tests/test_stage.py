@@ -70,11 +70,13 @@ def test_pipeline_stages_follow_the_protocol(stage, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(flows.FLOWS))
-def test_every_flow_takes_the_shared_parameter_model(name):
+def test_every_flow_is_a_plain_typed_function_whose_form_describes_each_parameter(name):
+    from prefect.utilities.callables import parameter_schema
+
     flow = flows.FLOWS[name]
-    parameters = inspect.signature(flow.fn).parameters
-    fields = flows.FlowParameters.model_fields
-    expected = [n for n in fields if name in flows.DASK_STAGES or n != "dask_address"]
-    assert list(parameters) == expected
-    assert all(parameters[n].default == fields[n].default for n in expected)
-    assert all(f"{n}: {fields[n].description}" in flow.fn.__doc__ for n in expected)
+    expected = ["run_dir", "config", "force"] + (["dask_address"] if name in flows.DASK_STAGES else [])
+    assert list(inspect.signature(flow.fn).parameters) == expected
+    schema = parameter_schema(flow).model_dump()["properties"]
+    assert list(schema) == expected
+    assert all(schema[n].get("description") for n in expected), schema
+    assert schema["run_dir"]["default"] == "runs/default" and schema["force"]["default"] is False
