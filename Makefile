@@ -5,7 +5,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 OUT ?= runs/default
 ARGS ?=
 
-.PHONY: run test install data lint smoke clean
+.PHONY: run test test-fast install data lint typecheck check smoke clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,8 +35,18 @@ smoke: install data
 test: install data
 	$(PY) -m pytest -q
 
+# What a developer runs while editing: everything but the tests marked slow (several processes, long training).
+test-fast: install data
+	$(PY) -m pytest -q -m "not slow"
+
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+# What CI runs: the gates, then the whole suite.
+check: lint typecheck test
 
 clean:
 	rm -rf runs .pytest_cache

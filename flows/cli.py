@@ -155,8 +155,10 @@ def _export(args: argparse.Namespace) -> int:
     from ..pipeline.synthetic import load_synthetic
 
     synthetic = load_synthetic(RunDir(location.local_dir(args.run_dir)).synthetic)
+    write = FORMATS[args.format].write
+    assert write is not None  # the parser offers only the formats that write
     with write_errors_refused():  # e.g. --out naming a file where the format writes a folder
-        written = FORMATS[args.format].write(synthetic, Path(args.out))
+        written = write(synthetic, Path(args.out))
     print(f"export-synthetic: {len(written)} files ({args.format}) in {args.out}")
     return 0
 

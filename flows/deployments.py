@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from ..core.errors import BadInput
 from .flows import FLOWS
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
 
 
 def serve(limit: int = 1) -> None:
@@ -17,8 +22,11 @@ def serve(limit: int = 1) -> None:
         raise BadInput(
             "elfdd serve needs a Prefect server: start one (prefect server start) and set PREFECT_API_URL"
         )
-    deployments = [
-        flow.to_deployment(name=flow.name, tags=["elfdd"], entrypoint_type=EntrypointType.MODULE_PATH)
+    deployments = [  # to_deployment is synchronous outside an event loop (typed as either)
+        cast(
+            "RunnerDeployment",
+            flow.to_deployment(name=flow.name, tags=["elfdd"], entrypoint_type=EntrypointType.MODULE_PATH),
+        )
         for flow in FLOWS.values()
     ]
     serve_deployments(*deployments, limit=limit)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import Flow, flow, task
 from pydantic import Field
 
 from ..core.errors import BadInput
@@ -44,7 +44,11 @@ def forward_logs() -> None:
             target.addHandler(handler)
 
 
-RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAYS, "retry_condition_fn": retry_transient}
+RETRYING: dict[str, Any] = {
+    "retries": RETRIES,
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_condition_fn": retry_transient,
+}
 
 
 def _run_dir(run_dir: str) -> stages.RunDir:
@@ -242,7 +246,7 @@ def elf_pipeline(
         return students_flow(run_dir, config, force, dask_address)
 
 
-FLOWS = {
+FLOWS: dict[str, Flow[..., str]] = {
     "run": elf_pipeline,
     "distill": distill_flow,
     "import-synthetic": import_flow,

@@ -8,7 +8,8 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from ..core.errors import BadInput
 
@@ -110,7 +111,7 @@ class TaskProgress:
         self.finished += 1
         self.logger.info("%s: %d/%d tasks finished", self.what, self.finished, self.total)
         if self.artifact is not None:
-            update_progress_artifact(self.artifact, 100.0 * self.finished / self.total)
+            update_progress_artifact(cast("UUID", self.artifact), 100.0 * self.finished / self.total)
 
 
 def dask_runner(address: str, connect_timeout: float = 10):

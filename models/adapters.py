@@ -42,8 +42,9 @@ class FeatureAdapter(nn.Module):
     def _map(self, h: torch.Tensor) -> torch.Tensor:
         if self.linear is not None:
             return self.linear(h.flatten(1)).view(-1, *self.target)
+        assert self.conv is not None  # no linear map: a convolution
         h = self.conv(h)
-        size = self.target[1:]
+        size = (self.target[1], self.target[2])
         if tuple(h.shape[-2:]) == size:
             return h
         if h.shape[-2] >= size[0] and h.shape[-1] >= size[1]:

@@ -42,7 +42,7 @@ class SplitNet(nn.Sequential):
             h = module(h)
         return h
 
-    def feature_shape(self, input_shape: tuple[int, int, int], split: str | None = None) -> tuple[int, ...]:
+    def feature_shape(self, input_shape: tuple[int, ...], split: str | None = None) -> tuple[int, ...]:
         """Shape of ``front(x)`` for one sample of ``input_shape`` (C, H, W), without the batch dim. The probe is
         made on the device (and in the dtype) of the network's parameters, wherever the network was moved."""
         param = next(self.parameters(), None)

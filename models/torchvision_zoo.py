@@ -6,6 +6,7 @@ the children are regrouped into named stages so ELF can cut them like the native
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 from torch import nn
 
@@ -19,9 +20,9 @@ def _with_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     return nn.Conv2d(
         in_channels,
         conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
+        cast("tuple[int, int]", conv.kernel_size),
+        stride=cast("tuple[int, int]", conv.stride),
+        padding=cast("str | tuple[int, int]", conv.padding),
         bias=conv.bias is not None,
     )
 

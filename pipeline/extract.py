@@ -64,7 +64,7 @@ class TeacherSource:
 def extract_to_store(
     synthetic: SyntheticSet,
     teachers: list[TeacherSource],
-    store_path: Path,
+    store_path: str | Path,
     cfg: ExtractConfig,
     device: torch.device,
 ) -> list[str]:
@@ -79,7 +79,7 @@ def extract_to_store(
 
 
 def prepare_store(
-    synthetic: SyntheticSet, teachers: list[TeacherSource], store_path: Path, cfg: ExtractConfig
+    synthetic: SyntheticSet, teachers: list[TeacherSource], store_path: str | Path, cfg: ExtractConfig
 ) -> None:
     """The store's root (images, labels, provenance), every teacher's group and its stored views' parameters: what
     every epoch's extraction writes under. The epochs can then be extracted in any order or in parallel."""
@@ -121,7 +121,7 @@ def prepare_store(
 def extract_epoch(
     synthetic: SyntheticSet,
     teacher: TeacherSource,
-    store_path: Path,
+    store_path: str | Path,
     epoch: int,
     cfg: ExtractConfig,
     device: torch.device,

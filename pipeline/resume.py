@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -18,7 +18,9 @@ from .training import log
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """The loop's generator and the global streams (weight init draws from torch's), as tensors and plain values so
     the resume point loads with ``weights_only=True``."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(
+        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
+    )
     return {
         "generator": generator.get_state(),
         "torch": torch.get_rng_state(),

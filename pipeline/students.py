@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -86,11 +86,13 @@ def elf_losses(
     split = job.split or model.default_split
     h = model.front(images, split)
     losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
-    if "front" in terms:
+    if "front" in terms:  # a feature cell: the grid gives it adapters, a feature loss and its lambdas
+        assert adapters is not None and job.feature_loss is not None and lambda_front is not None
         losses["front"] = lambda_front * feature_loss(
             job.feature_loss, adapters["to_teacher"](h).float(), teacher, temperature
         )
     if "rear" in terms:
+        assert adapters is not None and lambda_rear is not None
         frozen = running_stats_frozen(model) if rear_bn_stats == "front" else contextlib.nullcontext()
         with frozen:
             logits = model.rear(adapters["from_teacher"](teacher), split)
@@ -250,7 +252,7 @@ def train_student(
                 )
             watch.update(losses, epoch)  # on the device; read back only at the checks below
             optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
+            cast(torch.Tensor, sum(losses.values())).backward()
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
@@ -309,7 +311,7 @@ def finish_student(
         "view_policy": cell.policy if with_features else None,
         "views": cell.views if with_features else None,
         "student_split": cell.split,
-        "adapted": not cell.adapters["to_teacher"].is_identity if with_features else None,
+        "adapted": not cell.adapters["to_teacher"].is_identity if with_features and cell.adapters else None,
         "front_scale": cell.front_scale if with_features else None,
         "rear_relu": cell.rear_relu,
         "seed": job.seed,

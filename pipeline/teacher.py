@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from ..core.errors import BadInput, NumericalFault
 from ..core.io import atomic_torch_save, atomic_write_json, load_failure, load_json, sha256_file
-from ..models import create_model
+from ..models import SplitNet, create_model
 from . import augment
 from .data import DataSplits
 from .resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
@@ -25,7 +25,7 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:04d}.pt"
 
 
-def build_teacher(cfg: TeacherConfig, image_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+def build_teacher(cfg: TeacherConfig, image_shape: tuple[int, ...], num_classes: int) -> SplitNet:
     return create_model(cfg.arch, image_shape[0], num_classes, image_shape[-1], **cfg.arch_kwargs)
 
 
@@ -206,7 +206,7 @@ def teacher_at(
     image_shape: tuple[int, ...],
     num_classes: int,
     device: torch.device,
-) -> tuple[torch.nn.Module, str]:
+) -> tuple[SplitNet, str]:
     """The teacher network with its checkpoint of ``epoch`` loaded (sha256-checked), on ``device``, in eval mode."""
     model = build_teacher(cfg, image_shape, num_classes).to(device)
     state, digest = load_checkpoint(teacher_dir, manifest, epoch)

@@ -44,7 +44,7 @@ def chunk_grid(array: zarr.Array) -> Iterator[tuple[tuple[int, ...], tuple[slice
 
 def chunk_hashes(array: zarr.Array) -> list[str]:
     """The content sha256 of every chunk (decoded values, so a lossy codec hashes what readers get)."""
-    return [content_sha256(array[region]) for _, region in chunk_grid(array)]
+    return [content_sha256(np.asarray(array[region])) for _, region in chunk_grid(array)]
 
 
 async def _stored_keys(array: zarr.Array) -> set[str]:
@@ -77,7 +77,7 @@ def unreadable_chunks(array: zarr.Array) -> Iterator[str]:
 def changed_chunks(array: zarr.Array) -> list[str]:
     """One line per chunk whose content differs from the sha256 recorded at write time (none recorded: none)."""
     recorded = array.attrs.get(CHUNK_HASHES)
-    if not recorded:
+    if not isinstance(recorded, list) or not recorded:
         return []
     problems = []
     for (coords, region), expected in zip(chunk_grid(array), recorded, strict=False):

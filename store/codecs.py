@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from zarr.codecs import BloscCodec, Crc32cCodec
 
@@ -30,8 +31,10 @@ class CodecSpec:
 
     def check(self, dtype: str) -> None:
         limit = MANTISSA_BITS.get(dtype)
-        if self.lossy and limit is None:
-            raise ValueError(f"lossy codecs need a float array, not {dtype}")
+        if limit is None:
+            if self.lossy:
+                raise ValueError(f"lossy codecs need a float array, not {dtype}")
+            return
         if self.bitround_keepbits is not None and not 1 <= self.bitround_keepbits <= limit:
             raise ValueError(
                 f"bitround keepbits must be within 1..{limit} for {dtype}, got {self.bitround_keepbits}"
@@ -44,7 +47,7 @@ class CodecSpec:
         self.check(dtype)
         from zarr.codecs.numcodecs import BitRound, Quantize
 
-        filters = []
+        filters: list[Any] = []
         with (
             warnings.catch_warnings()
         ):  # "numcodecs codecs are not in the Zarr v3 specification": known, documented

@@ -29,7 +29,7 @@ def open_features(path: str | Path, teacher_id: str, epoch: int, layer: str):
     _, labels = store.synthetic()
     return xr.DataArray(
         _lazy(store, teacher_id, epoch, layer),
-        dims=array.metadata.dimension_names,
+        dims=getattr(array.metadata, "dimension_names", None),
         coords={"label": ("sample", hard_labels(labels))},
         name=layer,
         attrs=dict(array.attrs),
@@ -112,7 +112,9 @@ def feature_stats(path: str | Path) -> dict[str, Any]:
     store = FeatureStore(path)
     labels = hard_labels(store.synthetic()[1])
     num_classes = int(store.meta["num_classes"])
-    entries, lazy, cka_entries, cka_lazy, feature_arrays = [], [], [], [], []
+    entries: list[dict[str, Any]] = []
+    cka_entries: list[dict[str, Any]] = []
+    lazy, cka_lazy, feature_arrays = [], [], []
     for teacher in store.teachers():
         layers: dict[str, list[int]] = {}
         for epoch in store.epochs(teacher):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ def label_array(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.float32) if labels.ndim == 2 else labels.astype(np.int64)
 
 
-def hard_labels(labels: np.ndarray) -> np.ndarray:
+def hard_labels(labels: Any) -> Any:
     """The class of every sample (a soft label's most probable class); numpy arrays or torch tensors."""
     return labels.argmax(1) if labels.ndim == 2 else labels
 

@@ -76,7 +76,7 @@ class FeatureStore:
         return sorted(name for name, _ in group.arrays() if name != "logits")
 
     def checkpoint_sha256(self, teacher_id: str, epoch: int) -> str:
-        return self._group(epoch_path(teacher_id, epoch)).attrs["checkpoint_sha256"]
+        return str(self._group(epoch_path(teacher_id, epoch)).attrs["checkpoint_sha256"])
 
     def features(self, teacher_id: str, epoch: int, layer: str) -> zarr.Array:
         if epoch not in self.epochs(teacher_id):
@@ -102,7 +102,7 @@ class FeatureStore:
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.synthetic_arrays()
-        return images[...], labels[...]
+        return np.asarray(images[...]), np.asarray(labels[...])
 
     def refuse_damaged_chunks(self, *arrays: zarr.Array, contents: bool = True) -> None:
         """BadInput naming the first chunk of ``arrays`` that the store lacks (zarr would read it as the fill value),
@@ -224,10 +224,10 @@ class FeatureDataset(torch.utils.data.Dataset):
             return self._cache[index]
         self._open()
         part = slice(index * self.chunk, min(self.length, (index + 1) * self.chunk))
-        chunk = {}
+        chunk: dict[str, np.ndarray] = {}
         for name, array in self._arrays.items():
             try:
-                chunk[name] = array[part]
+                chunk[name] = np.asarray(array[part])
             except Exception as exc:
                 raise BadInput(
                     f"store {self.path}: cannot read samples {part.start}:{part.stop} of {array.path}: "
@@ -247,34 +247,44 @@ class FeatureDataset(torch.utils.data.Dataset):
         """Images (B,C,H,W) float32, the features of the chosen views (B,...) float32, labels (B,) int64 (soft:
         (B, classes) float32) and the
         (B,P) augmentation parameters that produce each chosen view (zeros for view 0, the clean image)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        views = np.zeros(len(indices), np.int64) if views is None else np.asarray(views, dtype=np.int64)
-        if len(indices) and (indices.min() < 0 or indices.max() >= self.length):
+        samples = np.asarray(indices, dtype=np.int64)
+        chosen = np.zeros(len(samples), np.int64) if views is None else np.asarray(views, dtype=np.int64)
+        if len(samples) and (samples.min() < 0 or samples.max() >= self.length):
             raise IndexError(f"sample index out of range 0..{self.length - 1}")
-        if len(views) and (views.min() < 0 or views.max() >= self.views):
+        if len(chosen) and (chosen.min() < 0 or chosen.max() >= self.views):
             raise IndexError(f"view index out of range 0..{self.views - 1}")
-        images = np.empty((len(indices), *self.image_shape), np.float32)
-        features = np.empty((len(indices), *self.feature_shape), np.float32)
-        labels = np.empty((len(indices), *self.label_shape), self.label_dtype)
-        params = np.zeros((len(indices), self.num_params), np.float32)
-        chunk_of = indices // self.chunk
+        images = np.empty((len(samples), *self.image_shape), np.float32)
+        features = np.empty((len(samples), *self.feature_shape), np.float32)
+        labels = np.empty((len(samples), *self.label_shape), self.label_dtype)
+        params = np.zeros((len(samples), self.num_params), np.float32)
+        chunk_of = samples // self.chunk
         for index in np.unique(chunk_of):
             rows = np.flatnonzero(chunk_of == index)
             chunk = self._chunk(int(index))
-            offsets = indices[rows] - index * self.chunk
+            offsets = samples[rows] - index * self.chunk
             images[rows] = chunk["images"][offsets]
-            features[rows] = chunk["features"][offsets, views[rows]]
+            features[rows] = chunk["features"][offsets, chosen[rows]]
             labels[rows] = chunk["labels"][offsets]
             if "params" in chunk:
-                params[rows] = chunk["params"][offsets, views[rows]]
-        return tuple(torch.from_numpy(a) for a in (images, features, labels, params))
+                params[rows] = chunk["params"][offsets, chosen[rows]]
+        return _batch(images, features, labels, params)
 
     def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> Batch:
-        pairs = [(k, 0) if np.isscalar(k) else k for k in keys]
+        pairs = [(int(k), 0) if isinstance(k, int | np.integer) else k for k in keys]
         return self.get_batch([p[0] for p in pairs], [p[1] for p in pairs])
 
     def __getitem__(self, key: int | tuple[int, int]) -> Batch:
-        return tuple(t[0] for t in self.__getitems__([key]))
+        images, features, labels, params = self.__getitems__([key])
+        return images[0], features[0], labels[0], params[0]
+
+
+def _batch(images: np.ndarray, features: np.ndarray, labels: np.ndarray, params: np.ndarray) -> Batch:
+    return (
+        torch.from_numpy(images),
+        torch.from_numpy(features),
+        torch.from_numpy(labels),
+        torch.from_numpy(params),
+    )
 
 
 class InMemoryFeatures(torch.utils.data.Dataset):
@@ -282,34 +292,30 @@ class InMemoryFeatures(torch.utils.data.Dataset):
     streaming reader is measured against (bench/store.py), and a choice for stores that fit in memory."""
 
     def __init__(self, source: FeatureDataset):
-        for name in (
-            "path",
-            "teacher_id",
-            "epoch",
-            "layer",
-            "views",
-            "feature_shape",
-            "image_shape",
-            "chunk",
-            "label_shape",
-            "label_dtype",
-        ):
-            setattr(self, name, getattr(source, name))
-        self.view_policy, self.num_params, self.chunk_bytes = source.view_policy, source.num_params, 0
+        self.path, self.teacher_id, self.epoch, self.layer = (
+            source.path,
+            source.teacher_id,
+            source.epoch,
+            source.layer,
+        )
+        self.views, self.chunk, self.num_params = source.views, source.chunk, source.num_params
+        self.feature_shape, self.image_shape = source.feature_shape, source.image_shape
+        self.label_shape, self.label_dtype = source.label_shape, source.label_dtype
+        self.view_policy, self.chunk_bytes = source.view_policy, 0
         store = FeatureStore(source.path)
         images, labels = store.synthetic()
         params = store.view_params(source.teacher_id)
         self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
-        features = store.features(source.teacher_id, source.epoch, source.layer)[...]
+        features = np.asarray(store.features(source.teacher_id, source.epoch, source.layer)[...])
         self.features = torch.from_numpy(features.astype(np.float32))
         shape = (len(images), self.views, self.num_params)
-        self.params = torch.from_numpy(params[...]) if params is not None else torch.zeros(shape)
+        self.params = torch.from_numpy(np.asarray(params[...])) if params is not None else torch.zeros(shape)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> Batch:
-        pairs = torch.tensor([(k, 0) if np.isscalar(k) else k for k in keys], dtype=torch.long).view(-1, 2)
+        pairs = torch.tensor([(k, 0) if isinstance(k, int | np.integer) else k for k in keys]).view(-1, 2)
         samples, views = pairs[:, 0], pairs[:, 1]
         return (
             self.images[samples],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ class ChunkShuffleSampler(torch.utils.data.Sampler):
         return list(zip(samples.tolist(), views.tolist(), strict=True))
 
 
-def _whole_batch(batch: Batch) -> Batch:
+def _whole_batch(batch: Any) -> Batch:
     """DataLoader collate for ``__getitems__`` batches, which arrive already stacked."""
     return batch
 

@@ -58,7 +58,7 @@ def _view_problems(store: FeatureStore, teacher: str) -> list[str]:
     for epoch in store.epochs(teacher):
         for layer in store.layers(teacher, epoch):
             where = feature_path(teacher, epoch, layer)
-            shape = store.root[where].shape
+            shape = store.array(where).shape
             if shape[1] > 1 and (params is None or tuple(params.shape[:2]) != tuple(shape[:2])):
                 problems.append(
                     f"{where}: {shape[1]} views but views/params does not match (N, V) = {shape[:2]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -90,7 +90,7 @@ def write_array(
 
 
 def create_store(
-    path: Path,
+    path: str | Path,
     images: np.ndarray,
     labels: np.ndarray,
     dataset: str,
@@ -100,17 +100,17 @@ def create_store(
 ) -> str:
     """Create the store with its synthetic set, or check that an existing one holds the same set."""
     digest = synthetic_sha256(images, labels)
-    path = location.normalize(path)
-    if location.exists(path):
+    where = location.normalize(path)
+    if location.exists(where):
         from .reader import FeatureStore
 
-        existing = FeatureStore(path).meta["synthetic_sha256"]
+        existing = FeatureStore(where).meta["synthetic_sha256"]
         if existing != digest:
             raise BadInput(
-                f"store {path} holds synthetic set {existing[:12]}, not this run's {digest[:12]}; use a new store path"
+                f"store {where} holds synthetic set {existing[:12]}, not this run's {digest[:12]}; use a new store path"
             )
         return digest
-    root = zarr.open_group(location.normalize(path), mode="w-")
+    root = zarr.open_group(where, mode="w-")
     synthetic = root.create_group("synthetic")
     write_array(synthetic, "images", images.astype(np.float32), ("sample", "channel", "y", "x"), {})
     labels = label_array(labels)
@@ -127,7 +127,7 @@ def create_store(
     return digest
 
 
-def seal_store(path: Path) -> None:
+def seal_store(path: str | Path) -> None:
     """Record, last, what the finished store holds (every array's path) and the sha256 of its attributes, so that
     ``elfdd verify`` and a re-run find an array whose metadata was deleted or attributes edited afterwards."""
     root = zarr.open_group(location.normalize(path), mode="r+")
@@ -137,12 +137,12 @@ def seal_store(path: Path) -> None:
     }
 
 
-def write_teacher(path: Path, teacher_id: str, attrs: dict[str, Any]) -> None:
+def write_teacher(path: str | Path, teacher_id: str, attrs: dict[str, Any]) -> None:
     root = zarr.open_group(location.normalize(path), mode="r+")
     root.require_group(teacher_path(teacher_id)).attrs.update(attrs)
 
 
-def write_views(path: Path, teacher_id: str, params: np.ndarray, attrs: dict[str, Any]) -> None:
+def write_views(path: str | Path, teacher_id: str, params: np.ndarray, attrs: dict[str, Any]) -> None:
     """The (N, V, P) augmentation parameters of the stored views; view 0 is the un-augmented image."""
     root = zarr.open_group(location.normalize(path), mode="r+")
     group = root.require_group(f"{teacher_path(teacher_id)}/views")
@@ -159,7 +159,7 @@ class EpochWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         teacher_id: str,
         epoch: int,
         checkpoint_sha256: str,
@@ -192,9 +192,9 @@ class EpochWriter:
             and all(name in self.group for name in [*names.values(), "logits"])
         )
         if resumable:
-            self.arrays = {layer: self.group[name] for layer, name in names.items()}
-            self.logits = self.group["logits"]
-            self.done = int(attrs.get("samples_done", 0))
+            self.arrays = {layer: _array(self.group, name) for layer, name in names.items()}
+            self.logits = _array(self.group, "logits")
+            self.done = int(cast(int, attrs.get("samples_done", 0)))
             return
         self.group.attrs.update(
             {
@@ -238,8 +238,15 @@ class EpochWriter:
         finish(self.logits, {"view_policy": self.view_policy})
 
 
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise BadInput(f"store: {group.path}/{name} is a group where an array was written")
+    return node
+
+
 def write_epoch_features(
-    path: Path,
+    path: str | Path,
     teacher_id: str,
     epoch: int,
     checkpoint_sha256: str,

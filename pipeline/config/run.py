@@ -86,9 +86,9 @@ class RunConfig(Strict):
                 f"students.teacher_epochs {not_extracted} not extracted for teacher {teacher.id} "
                 f"(extract.teacher_epochs: {epochs})"
             )
-        not_extracted = sorted(set(self.students.layers or []) - set(layers))
-        if not_extracted and not self.students.store:
-            raise ValueError(f"students.layers {not_extracted} not extracted (extract.layers: {layers})")
+        missing_layers = sorted(set(self.students.layers or []) - set(layers))
+        if missing_layers and not self.students.store:
+            raise ValueError(f"students.layers {missing_layers} not extracted (extract.layers: {layers})")
 
     # Resolved views of the defaults, so every stage agrees on them.
     @property

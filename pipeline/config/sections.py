@@ -151,7 +151,8 @@ class DistillConfig(Strict):
     def image_lr(self) -> float:
         from ..distill import METHODS
 
-        return self.lr_img if self.lr_img is not None else METHODS[self.method].lr_img
+        default = METHODS[self.method].lr_img
+        return self.lr_img if self.lr_img is not None else float(default or 0)
 
 
 class ExtractConfig(Strict):

@@ -157,13 +157,16 @@ def distill(
     seed: int,
     experts_dir: Path | None = None,
     resume: ResumePoint = NO_RESUME,
-) -> tuple[SyntheticSet, ImageUpdate]:
-    """Distil ``cfg.ipc`` images per class with ``cfg.method``; returns the set and the update (its loss history).
+) -> tuple[SyntheticSet, ImageUpdate | None]:
+    """Distil ``cfg.ipc`` images per class with ``cfg.method``; returns the set and the update (its loss history;
+    None for a set made elsewhere).
 
     MTT reads (or first records) expert trajectories under ``experts_dir``. ``resume``: where the state goes every
     ``cfg.resume_every`` iterations and where a killed run continues from."""
-    if METHODS[cfg.method].source is not None:  # a set made elsewhere: nothing is learned
-        return METHODS[cfg.method].source(data, cfg), None
+    method = METHODS[cfg.method]
+    if method.source is not None:  # a set made elsewhere: nothing is learned
+        return method.source(data, cfg), None
+    assert method.run is not None  # a registered method either learns a set or reads one
     started = time.perf_counter()
     generator = seed_everything(seed)
     init, labels = initial_images(data, cfg.ipc, cfg.init, generator)
@@ -176,7 +179,7 @@ def distill(
     context = MethodContext(
         data, cfg, images, labels, regulariser, generator, device, precision, resume, seed, experts_dir
     )
-    extra, update = METHODS[cfg.method].run(context)
+    extra, update = method.run(context)
     if not torch.isfinite(images).all():
         raise BadInput(f"distill {cfg.method}: the images diverged to NaN/Inf; lower distill.lr_img")
     resume.clear()

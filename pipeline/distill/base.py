@@ -3,14 +3,14 @@ synthetic set it returns."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 from ...core.errors import BadInput
-from ...models import create_model
+from ...models import SplitNet, create_model
 from .. import augment
 from ..data import DataSplits
 from ..resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
@@ -60,7 +60,7 @@ def real_batch(
     return take, p_real, p_syn
 
 
-def random_net(cfg: DistillConfig, data: DataSplits, device: torch.device) -> torch.nn.Module:
+def random_net(cfg: DistillConfig, data: DataSplits, device: torch.device) -> SplitNet:
     """A freshly initialised network of the distillation architecture."""
     channels, size = data.image_shape[0], data.image_shape[-1]
     return create_model(cfg.arch, channels, data.num_classes, size, **cfg.arch_kwargs).to(device)
@@ -76,7 +76,7 @@ class ImageUpdate:
         cfg: DistillConfig,
         what: str,
         regulariser: Regulariser | None = None,
-        extra: list[tuple[torch.Tensor, float]] = (),
+        extra: Sequence[tuple[torch.Tensor, float]] = (),
     ):
         self.images = images.requires_grad_(True)
         self.optimizer = torch.optim.SGD([images], lr=cfg.image_lr, momentum=cfg.momentum)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ...models import SplitNet
 from .. import augment
 from ..data import DataSplits
 from ..training import autocast, forward_in_chunks
@@ -19,7 +20,7 @@ def dm_loss(
     data: DataSplits,
     cfg: DistillConfig,
     images: torch.Tensor,
-    net: torch.nn.Module,
+    net: SplitNet,
     index: list[torch.Tensor],
     generator: torch.Generator,
     device: torch.device,
@@ -45,7 +46,7 @@ def dm_loss(
     return ((real_means - syn_means) ** 2).sum(), syn_x
 
 
-def frozen_random_net(cfg: DistillConfig, data: DataSplits, device: torch.device) -> torch.nn.Module:
+def frozen_random_net(cfg: DistillConfig, data: DataSplits, device: torch.device) -> SplitNet:
     net = random_net(cfg, data, device).train()
     for p in net.parameters():
         p.requires_grad_(False)

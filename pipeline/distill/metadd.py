@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from ...core.errors import BadInput
-from ...models import create_model
+from ...models import SplitNet, create_model
 from ..data import DataSplits
 from ..teacher import train_epoch
 from ..training import evaluate, log
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # config types only in annotations: the config imports this r
 
 def train_auxiliaries(
     data: DataSplits, cfg: MetaDDConfig, device: torch.device, precision: str, seed: int
-) -> list[torch.nn.Module]:
+) -> list[SplitNet]:
     """Each auxiliary architecture trained ``aux_epochs`` epochs on ``aux_subset`` real images, then frozen."""
     generator = torch.Generator().manual_seed(seed + 104729)
     keep = torch.randperm(len(data.y_train), generator=generator)[: cfg.aux_subset]
@@ -54,7 +54,7 @@ def train_auxiliaries(
     return auxiliaries
 
 
-def grad_cam(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def grad_cam(model: SplitNet, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Normalised Grad-CAM (B, H, W) in [0, 1] at the model's split point for the true class, differentiable in x."""
     features = model.front(x)
     score = model.rear(features).float().gather(1, labels[:, None]).sum()
@@ -67,7 +67,7 @@ def grad_cam(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> t
 class MetaDD:
     """Callable regulariser: (augmented synthetic images, labels, backbone) -> weighted MetaDD loss."""
 
-    def __init__(self, auxiliaries: list[torch.nn.Module], cfg: MetaDDConfig):
+    def __init__(self, auxiliaries: list[SplitNet], cfg: MetaDDConfig):
         self.auxiliaries, self.cfg = auxiliaries, cfg
         self.last: dict[str, float] = {}
 

@@ -65,7 +65,8 @@ def load_tensors(path: Path, what: str) -> Any:
     save beside their tensors, are allowed as data."""
     import numpy as np
 
-    allowed = [np.core.multiarray.scalar, np.dtype, *{type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8")}]
+    scalar = np.core.multiarray.scalar  # type: ignore[attr-defined]  # the name old pickles refer to
+    allowed = [scalar, np.dtype, *{type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8")}]
     if not path.is_file():
         raise BadInput(f"{what} not found: {path}")
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ def _bar_positions(groups: int, series: int, i: int) -> tuple[np.ndarray, float]
     return np.arange(groups) + (i - (series - 1) / 2) * width, width
 
 
-def _bars(ax, groups: list[str], series: dict[str, tuple[list[float | None], list[float]]]) -> None:
+def _bars(
+    ax, groups: list[str], series: Mapping[str, tuple[Sequence[float | None], Sequence[float]]]
+) -> None:
     """Grouped bars; a None mean (every seed diverged) draws no bar (see :func:`_mark_diverged`)."""
     for i, (label, (means, stds)) in enumerate(series.items()):
         x, width = _bar_positions(len(groups), len(series), i)
@@ -136,8 +138,8 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
         def lines(ax, values=values, table=table, axis=axis) -> None:
             for student, per_value in table.items():
                 means = {i: mean_accuracy(per_value[v][0]) for i, v in enumerate(values) if v in per_value}
-                xs = [i for i, acc in means.items() if acc is not None]
-                ax.plot(xs, [100 * means[i][0] for i in xs], marker="o", label=student)
+                known = {i: acc[0] for i, acc in means.items() if acc is not None}
+                ax.plot(list(known), [100 * acc for acc in known.values()], marker="o", label=student)
             ax.set_xticks(range(len(values)), [str(v) for v in values])
             ax.set_xlabel(axis)
             ax.set_ylabel("test accuracy (%)")

@@ -4,7 +4,6 @@ features into another store."""
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -58,7 +57,7 @@ def epoch_bytes(synthetic: SyntheticSet, source: TeacherSource, cfg: ExtractConf
     shape = tuple(synthetic.images.shape[1:])
     arch = source.config
     model = probe_model(arch.arch, shape[0], synthetic.num_classes, shape[-1], **arch.arch_kwargs)
-    per_view = sum(math.prod(model.feature_shape(shape, layer)) for layer in source.layers)
+    per_view = sum(int(np.prod(model.feature_shape(shape, layer))) for layer in source.layers)
     per_view = per_view * np.dtype(cfg.dtype).itemsize + 4 * synthetic.num_classes
     return len(synthetic.images) * cfg.views * per_view
 

@@ -63,6 +63,7 @@ def feature_cell(config: RunConfig, job: StudentJob) -> tuple[str, int, str]:
     ones, for the images alone)."""
     if job.layer is None:
         return config.primary_teacher.id, config.student_teacher_epoch, config.student_layer
+    assert job.teacher_epoch is not None  # a cell with a layer has its teacher epoch (grid)
     return job.teacher or config.primary_teacher.id, job.teacher_epoch, job.layer
 
 

@@ -19,7 +19,8 @@ class Stage(Protocol):
     """A keyed piece of a run's work. ``kept`` and ``finish`` default to the stage marker ``stages/<name>.json``
     (KeyedStage); a student cell's record carries its own key instead."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def key(self, run: Run) -> str: ...
 
@@ -39,7 +40,9 @@ class Stage(Protocol):
 class KeyedStage:
     """The stage-marker half of the protocol, shared by the stages whose output is a file or folder."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
 
     def output(self, run: Run) -> Path:
         raise NotImplementedError
