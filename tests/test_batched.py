@@ -52,6 +52,7 @@ def _train(run, config, jobs, batched: bool):
     return [train_student(job, reader, ctx) for job, reader in zip(jobs, readers, strict=True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", BATCHABLE)
 def test_a_batched_group_of_3_cells_equals_3_sequential_runs(arch, toy_npz, tmp_path):
     run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, f"students.archs=[{arch}]", *AXES])
@@ -123,6 +124,7 @@ for group in stages.cell_groups(config, stages.grid(config)):
 """
 
 
+@pytest.mark.slow
 def test_a_killed_batched_group_resumes(toy_npz, tmp_path):
     """SIGKILL inside the second group: the first group's records are kept untouched, the re-run trains the second
     from the start, and every record equals an uninterrupted run's."""

@@ -12,6 +12,8 @@ import pytest
 import zarr
 from helpers import ROOT
 
+pytestmark = pytest.mark.slow  # every test runs the elfdd command in processes of its own
+
 TINY = [
     "data.train_subset=600",
     "data.test_subset=200",

@@ -14,6 +14,8 @@ from elfdd.flows.flows import extract_flow, students_flow
 from elfdd.store.reader import FeatureStore
 from helpers import TINY_RUN, staged_run
 
+pytestmark = pytest.mark.slow  # dask clusters in processes of their own
+
 GRID = [*TINY_RUN, "threads=1", "students.archs=[convnet,mlp]", "students.seeds=[0,1]"]
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
+pytestmark = pytest.mark.slow  # a Prefect server and worker
+
 BIN = Path(sys.executable).parent
 FLOW_NAMES = [
     "elf-pipeline",

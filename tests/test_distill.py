@@ -40,6 +40,7 @@ def _check_set(synthetic, config, data, tmp_path):
     assert load_synthetic(path).sha256 == digest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dm", "dsa"])
 def test_dm_and_dsa_lower_their_objective_and_write_a_valid_set(toy_npz, tmp_path, method):
     config, data = _setup(

@@ -293,6 +293,7 @@ def _leftovers(root) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.name.endswith((".tmp", ".partial"))]
 
 
+@pytest.mark.slow
 def test_a_disk_filling_up_mid_extraction_is_one_line_and_resumes_once_space_is_freed(
     toy_npz, tmp_path, capsys
 ):
@@ -364,6 +365,7 @@ def _bad_data(folder, case: str):
     return ["--set", f"data.root={folder}"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case,needle",
     [
@@ -386,6 +388,7 @@ def _run_cli(*args: str) -> tuple[int, str, str]:
     return child.wait(timeout=300), *child.communicate()
 
 
+@pytest.mark.slow
 def test_bad_config_files_and_settings_are_one_line(tmp_path):
     (tmp_path / "latin1.yaml").write_bytes("seed: 0  # caf\xe9\n".encode("latin-1"))
     cases = {
@@ -400,6 +403,7 @@ def test_bad_config_files_and_settings_are_one_line(tmp_path):
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_bad_imports_and_exports_are_one_line_and_leave_nothing(toy_npz, tmp_path):
     import numpy as np
     from PIL import Image

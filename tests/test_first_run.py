@@ -41,6 +41,7 @@ def _stages_and_one_cell(toy_npz, folder) -> tuple[str, list[str], dict]:
     return synthetic, [sha256_file(p) for p in chunks], record
 
 
+@pytest.mark.slow
 def test_a_first_run_gives_the_bytes_of_a_later_run(toy_npz, tmp_path, monkeypatch):
     _forget_the_machine(monkeypatch, tmp_path / "cache")
     first = _stages_and_one_cell(toy_npz, tmp_path / "first")  # measures the inference batch on the way

@@ -56,6 +56,7 @@ def test_which_errors_are_transient(exc, transient):
     assert is_transient(exc) is transient
 
 
+@pytest.mark.slow
 def test_transient_failure_is_retried(run, monkeypatch):
     calls = _failing(
         monkeypatch, lambda job, attempt: OSError(errno.EIO, "flaky disk") if attempt == 1 else None
@@ -79,6 +80,7 @@ def test_permanent_failure_keeps_finished_work_and_fails_the_flow(run, monkeypat
     assert not list(run.root.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_stage_flows_publish_artifacts(toy_npz, tmp_path):
     from elfdd.pipeline.config import load_config
     from prefect.client.orchestration import get_client

@@ -60,6 +60,7 @@ def _write(fmt, folder, toy_npz):
     return [folder], images
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["mtt", "dc", "npz", "png"])
 def test_a_set_in_each_format_is_imported_and_evaluated(fmt, toy_npz, tmp_path, capsys):
     paths, images = _write(fmt, tmp_path / "given", toy_npz)
@@ -135,6 +136,7 @@ def _walk(group, prefix=""):
         yield from _walk(sub, f"{prefix}{name}/")
 
 
+@pytest.mark.slow
 def test_an_exported_set_imported_back_gives_the_same_store_and_students(toy_npz, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(["run", "--out", str(first), *_sets(toy_npz)]) == 0
@@ -159,6 +161,7 @@ def _soft_set(toy_npz, folder, labels_of):
     return folder
 
 
+@pytest.mark.slow
 def test_soft_labels_train_students_with_soft_target_cross_entropy(toy_npz, tmp_path):
     """DATM-style learned label logits are softmaxed and stored (N, classes); one-hot soft labels train exactly as
     the hard labels they encode (the soft-target CE of a one-hot row is the hard CE)."""

@@ -19,6 +19,8 @@ from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
 from elfdd.store.reader import FeatureStore
 
+pytestmark = pytest.mark.slow  # runs killed with SIGKILL and run again
+
 # Fashion-MNIST, small but with enough steps that a kill lands inside a stage.
 RUN = [
     "threads=1",

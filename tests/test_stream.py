@@ -105,6 +105,7 @@ def _read_all(path: str) -> float:
     return float(sum(f.double().sum() for _, f, _, _ in feature_loader(dataset, sampler)))
 
 
+@pytest.mark.slow
 def test_concurrent_readers_in_other_processes_leave_the_store_untouched(many_chunks):
     path, _, _, features = many_chunks
     before = _store_digest(path)

@@ -85,6 +85,7 @@ def _check_teacher(out, toy_npz, epoch: int, net: DCConvNet) -> None:
     assert manifest["complete"] and manifest["source"]["files"][0]["sha256"]
 
 
+@pytest.mark.slow
 def test_an_mtt_buffer_becomes_the_teacher(toy_npz, tmp_path):
     buffer = tmp_path / "replay_buffer_0.pt"
     trajectories = [_trajectory(0, 3), _trajectory(1, 3)]
