@@ -267,6 +267,11 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="for the store and every arm"
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only write docs/results.{md,json} from the arms' kept results.json (nothing is trained)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("elfdd").setLevel(logging.INFO)  # the stages' progress lines
@@ -277,6 +282,9 @@ def main() -> None:
             f"--arms: unknown {unknown}" if unknown else "--arms must include elfdd (its baselines)"
         )
     out = Path(args.out)
+    if args.render:
+        render(out, labels, Path(args.docs))
+        return
     started = time.perf_counter()
     base, seconds = build_store(out / "store", args.config, args.set)
     done: list[stages.RunDir] = []
@@ -295,6 +303,18 @@ def main() -> None:
         seconds["total"] = time.perf_counter() - started
         # after every arm: a long study's results land as they come
         summarise(Path(args.docs), arms, seconds, base)
+
+
+def render(out: Path, labels: list[str], docs: Path) -> None:
+    """docs/results.{md,json} from the results.json each arm kept (its records were made under the keys of their
+    day; reading them needs no key)."""
+    arms = {label: json.loads((out / label / "results.json").read_text()) for label in labels}
+    kept = (
+        json.loads((docs / "results.json").read_text()).get("wall_seconds", {})
+        if (docs / "results.json").exists()
+        else {}
+    )
+    summarise(docs, arms, kept, stages.RunDir(out / "store"))
 
 
 def summarise(docs: Path, arms: dict[str, dict], seconds: dict[str, float], base: stages.RunDir) -> None:

@@ -11,10 +11,16 @@ from typing import Any
 
 from .io import json_sha256, load_json
 
+# The version of what keys cover. A key is the hash of this and of the whole normalised config section(s) and input
+# digests its output depends on, nothing added or left out to keep older keys: when what a key covers changes, this
+# number goes up, and every run directory made before recomputes once.
+KEY_SCHEMA = 2
+
 
 def key_of(*parts: Any) -> str:
-    """sha256 of the inputs ``parts`` (configs as their JSON dump, fingerprints, runtime), canonical JSON."""
-    return json_sha256(list(parts))
+    """sha256 of KEY_SCHEMA and the inputs ``parts`` (configs as their JSON dump, fingerprints, runtime), canonical
+    JSON."""
+    return json_sha256([KEY_SCHEMA, *parts])
 
 
 def keyed_record(path: Path, key: str, field: str = "key", what: str = "record") -> dict[str, Any] | None:

@@ -92,3 +92,27 @@ def test_keyed_work_is_kept_only_under_the_same_key(tmp_path):
     marker.write_text("{not json")
     with pytest.raises(BadInput, match="is not valid JSON"):
         holds_key(marker, key, what="stage marker")
+
+
+def test_a_new_key_schema_recomputes_every_stage_and_cell_once(run_and_config, monkeypatch):
+    """Keys are made of their inputs and KEY_SCHEMA: raising it (what a key covers changed) recomputes a run made
+    under the old one, once; the outputs are the same bytes (the inputs are)."""
+    run, config = run_and_config
+    job = stages.reference_job(config, "convnet", "front_rear_task", 0)
+    record = stages.stage_student(run, config, job)
+    synthetic, before = _content(run), _stamps(run, config)
+    old_key = json.loads(record.read_text())["cache_key"]
+    monkeypatch.setattr("elfdd.core.keyed.KEY_SCHEMA", 99)
+    _rerun(run, config)
+    after = _stamps(run, config)
+    assert all(after[s] != before[s] for s in before) and _content(run) == synthetic
+    assert json.loads(stages.stage_student(run, config, job).read_text())["cache_key"] != old_key
+    again = _stamps(run, config)
+    _rerun(run, config)  # once: the new keys are kept
+    assert _stamps(run, config) == again
+
+
+def _content(run: stages.RunDir) -> str:
+    import torch
+
+    return torch.load(run.synthetic, weights_only=True)["sha256"]

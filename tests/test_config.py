@@ -71,20 +71,8 @@ def test_numeric_fields_are_accepted_exactly_when_valid(ipc, lam, epochs):
             validate_config(raw)
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("students.modes=[task]", "students.loss_modes=[task]"),
-        ("students.feature_loss=[l2]", "students.feature_losses=[l2]"),
-        ("students.teacher_epoch=[2]", "students.teacher_epochs=[2]"),
-        ("students.layer=[block3]", "students.layers=[block3]"),
-    ],
-)
-def test_an_old_students_key_is_accepted_with_a_warning(old, new, caplog):
-    """Renamed keys keep old configs and run directories working for one release."""
-    with caplog.at_level("WARNING", logger="elfdd"):
-        config = load_config(None, [old])
-    assert config == load_config(None, [new])
-    assert f"students.{old.split('.')[1].split('=')[0]} is now {new.split('=')[0]}" in caplog.text
-    with pytest.raises(BadInput, match="old name of"):
-        load_config(None, [old, new])
+@pytest.mark.parametrize("old", ["modes", "feature_loss", "teacher_epoch", "layer"])
+def test_an_old_students_key_is_refused_naming_it(old):
+    """The singular names of 0.1 are gone (no key is kept for history): one line names the key."""
+    with pytest.raises(BadInput, match=f"config students.{old}: Extra inputs are not permitted"):
+        load_config(None, [f"students.{old}=[x]"])

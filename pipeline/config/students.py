@@ -3,21 +3,11 @@ trains."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from .base import Lambda, LossMode, Name, Strict, ViewPolicy, check_arch, listed
-
-# Old names of students keys (singular names of list-valued keys, and ``modes``, which results.json uses for
-# baseline/elf): accepted with a warning until the next release, so existing configs and run directories keep working.
-RENAMED = {
-    "modes": "loss_modes",
-    "feature_loss": "feature_losses",
-    "teacher_epoch": "teacher_epochs",
-    "layer": "layers",
-}
 
 
 class StudentsConfig(Strict):
@@ -72,25 +62,6 @@ class StudentsConfig(Strict):
     cache_mb: int = Field(default=256, ge=1)  # decoded store chunks kept per reader
     store: str | None = None  # an existing store to train from; default: DIR/store.zarr
     lr_from_synthetic: bool = False  # train with the lr learned by MTT (saved with the synthetic set)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict) or not set(raw) & set(RENAMED):
-            return raw
-        raw = dict(raw)
-        for old, new in RENAMED.items():
-            if old not in raw:
-                continue
-            if new in raw:
-                raise ValueError(f"students.{old} is the old name of students.{new}; set only {new}")
-            logging.getLogger("elfdd").warning(
-                "config: students.%s is now students.%s (the old name is accepted until the next release)",
-                old,
-                new,
-            )
-            raw[new] = raw.pop(old)
-        return raw
 
     @field_validator("archs")
     @classmethod

@@ -5,27 +5,24 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import Any
 
 from ...core.errors import BadInput, StudentDiverged
 from ...core.io import (
     atomic_write_json,
-    json_sha256,
 )
 from ...models import module_kinds
 from ...store import location
 from ...store.reader import FeatureDataset
 from ..config import RunConfig, StudentsConfig
 from ..jobs import StudentJob
-from ..losses import LOSS_TERMS
-from ..students import StudentContext, train_student
+from ..students import StudentContext, front_scale_of, train_student
 from ..synthetic import load_synthetic
 from ..teacher import teacher_at
 from ..training import log, resolve_device, resolve_precision
 from .extraction import teacher_source
 from .grid import cached_split_shapes, feature_cell
-from .keys import cell_finished, cell_record
+from .keys import cell_finished, cell_record, stage_key
 from .run import Run, RunDir, data_for
 from .stage import build_stage
 from .store_fit import check_store_fits
@@ -161,38 +158,29 @@ def pending_cells(run: RunDir, config: RunConfig, jobs: list[StudentJob]) -> lis
 
 
 def cell_key(job: StudentJob, config: RunConfig, students, dataset: FeatureDataset, precision: str) -> str:
-    """sha256 of what one student run depends on: the cell, the training settings, the test data and the store's
-    provenance (for a baseline only the synthetic set: it never reads a feature)."""
+    """sha256 (core.keyed, KEY_SCHEMA) of what one student cell depends on: the cell, its training settings
+    (cell_training), the data, the precision and the store's provenance (for a baseline only the synthetic set: it
+    never reads a feature)."""
     provenance = dataset.provenance
     if not job.uses_features:
         provenance = {k: provenance[k] for k in ("synthetic_sha256", "normalization")}
+    training = cell_training(job, config, students)
+    return stage_key("cell", asdict(job), training, config.data, precision, provenance)
+
+
+def cell_training(job: StudentJob, config: RunConfig, students: StudentsConfig) -> dict[str, Any]:
+    """The settings one cell trains with, resolved for it: every cell's (epochs, its architecture's lr and keyword
+    arguments, the optimiser, batch, DSA, clipping) and, for a cell that reads teacher features, every feature
+    setting (temperature, rear path, batch-norm statistics, views, and its lambda_front factor)."""
     training = students.model_dump(
-        mode="json",
-        include={"epochs", "momentum", "weight_decay", "batch_size", "dsa", "grad_clip"},
+        mode="json", include={"epochs", "momentum", "weight_decay", "batch_size", "dsa", "grad_clip"}
     )
-    training["lr"] = students.lr_for(job.student)
-    if job.feature_loss == "kl":
-        training["feature_temperature"] = students.feature_temperature
-    # What only a cell with teacher features depends on (baselines stay shared across arms); the newer keys only
-    # where they change the cell, so older cells keep their keys.
+    training.update(lr=students.lr_for(job.student), arch_kwargs=students.arch_kwargs.get(job.student, {}))
     if job.uses_features:
-        training["rear_path"] = students.rear_path
-        vector = "front" in LOSS_TERMS[job.loss_mode] and len(front_shape(config, job)) == 1
-        if vector and students.vector_front_scale != 1:
-            training["vector_front_scale"] = students.vector_front_scale
-        if students.rear_bn_stats != "all" and has_batch_norm(job.student, config):
-            training["rear_bn_stats"] = students.rear_bn_stats
-        if job.view_policy == "replay" and students.max_views is not None:
-            training["max_views"] = students.max_views
-    what = {
-        "job": asdict(job),
-        "arch_kwargs": students.arch_kwargs.get(job.student, {}),
-        "training": training,
-        "data": config.data.model_dump(mode="json"),
-        "precision": precision,
-        "store": provenance,
-    }
-    return json_sha256(what)
+        features = {"feature_temperature", "rear_path", "rear_bn_stats", "max_views"}
+        training.update(students.model_dump(mode="json", include=features))
+        training["front_scale"] = front_scale_of(front_shape(config, job), students)
+    return training
 
 
 def front_shape(config: RunConfig, job: StudentJob) -> tuple[int, ...]:
@@ -208,11 +196,6 @@ def student_kinds(arch: str, config: RunConfig) -> frozenset[type]:
     data = data_for(config)
     kwargs = json.dumps(config.students.arch_kwargs.get(arch, {}), sort_keys=True)
     return module_kinds(arch, data.image_shape[0], data.num_classes, data.image_shape[-1], kwargs)
-
-
-def has_batch_norm(arch: str, config: RunConfig) -> bool:
-    """Whether students of ``arch`` have batch norm (running statistics)."""
-    return any(issubclass(kind, nn.modules.batchnorm._BatchNorm) for kind in student_kinds(arch, config))
 
 
 def student_config(run: RunDir, config: RunConfig):

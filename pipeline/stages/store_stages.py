@@ -37,25 +37,12 @@ class Distill(KeyedStage):
 
     def key(self, run: Run) -> str:
         config = run.config
-        # resume_every has no effect on the result; the source only where a set is imported (then by content)
-        distill_cfg = config.distill.model_dump(mode="json", exclude={"resume_every", "source"})
-        parts = [
-            "distill",
-            config.data,
-            run.data_sha256,
-            distill_cfg,
-            config.seed,
-            run.precision,
-            run.device.type,
-        ]
-        if config.distill.method == "file":
-            parts.append(
-                {
-                    **config.distill.source.model_dump(mode="json"),
-                    "files": files_sha256(config.distill.source.paths),
-                }
-            )
-        return stage_key(*parts)
+        # The whole section but resume_every (when the state is saved, never what is made); an imported set's
+        # files by content.
+        section = config.distill.model_dump(mode="json", exclude={"resume_every"})
+        imported = files_sha256(config.distill.source.paths) if config.distill.method == "file" else None
+        parts = [config.data, run.data_sha256, section, imported, config.seed, run.precision, run.device.type]
+        return stage_key("distill", *parts)
 
     def output(self, run: Run) -> Path:
         return run.dir.synthetic
@@ -92,16 +79,14 @@ class Teacher(KeyedStage):
     def key(self, run: Run) -> str:
         config = run.config
         teacher = config.teacher_config(self.teacher_id)
-        # A trained teacher's key leaves out the import fields (keys made before they existed stay valid); an
-        # imported one is keyed by its files' content.
-        imported = teacher.source != "train"
-        spec = teacher.model_dump(
-            mode="json", exclude=None if imported else {"source", "paths", "trajectory"}
+        imported = (
+            files_sha256(teacher.paths, f"teacher {teacher.id}: teacher.paths")
+            if teacher.source != "train"
+            else None
         )
-        parts = ["teacher", config.data, run.data_sha256, spec, config.seed, run.precision, run.device.type]
-        if imported:
-            parts.append(files_sha256(teacher.paths, f"teacher {teacher.id}: teacher.paths"))
-        return stage_key(*parts)
+        spec = teacher.model_dump(mode="json")
+        parts = [config.data, run.data_sha256, spec, imported, config.seed, run.precision, run.device.type]
+        return stage_key("teacher", *parts)
 
     def output(self, run: Run) -> Path:
         return run.dir.teacher_dir(self.teacher_id) / "manifest.json"
