@@ -1,0 +1,86 @@
+"""Distil the synthetic sets of the cross-method study (DM, DSA, MTT, MetaDD; issue 35), each in its own run
+directory, resumably, and write down each one's budget, its time and its published reference.
+
+    nohup .venv/bin/python bench/sets.py --out bench/sets --threads 1 >> bench/sets/sets.log 2>&1 &
+    .venv/bin/python bench/sets.py --out bench/sets --sets dm_ipc1     # one set
+
+Each set is the distill stage of ``configs/study.yaml`` (the study's data, seed and distillation ConvNet) with the
+set's overrides, in ``OUT/<name>/``: a finished set is kept (its stage key), a killed one continues from its
+resume point (``distill.resume_every``). After every set, ``OUT/sets.json`` records per set its overrides, the
+seconds the distillation took (only when it ran in this invocation; a kept set keeps the recorded time), its
+content sha256, the machine and the published ConvNet accuracy on Fashion-MNIST where one exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+from elfdd.pipeline import stages
+from elfdd.pipeline.config import load_config
+from elfdd.pipeline.synthetic import load_synthetic
+
+# name -> (distill overrides, published ConvNet test accuracy % on Fashion-MNIST, its source)
+SETS: dict[str, tuple[list[str], float | None, str]] = {
+    "dm_ipc1": (["distill.ipc=1"], None, "the DM paper reports no Fashion-MNIST figure"),
+    "dsa_ipc1": (["distill.method=dsa", "distill.ipc=1"], 70.6, "DSA paper, Table 1 (DC: 70.5)"),
+}
+
+
+def machine() -> str:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    vector = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else platform.machine()
+    return f"{torch.get_num_threads()}-thread CPU ({vector})"
+
+
+def distil(out: Path, name: str, overrides: list[str], config_path: str) -> dict:
+    config = load_config(config_path, overrides)
+    run = stages.prepare_run(out / name, config)
+    started = time.perf_counter()
+    stages.stage_distill(run, config)
+    seconds = time.perf_counter() - started
+    synthetic = load_synthetic(run.synthetic)
+    return {
+        "overrides": overrides,
+        "method": config.distill.method,
+        "ipc": config.distill.ipc,
+        "iterations": config.distill.iterations,
+        "sha256": synthetic.sha256,
+        "distill_seconds_recorded": synthetic.extra.get("seconds"),
+        "seconds_this_invocation": round(seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/sets")
+    parser.add_argument("--config", default="configs/study.yaml")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("elfdd").setLevel(logging.INFO)  # the distillation's progress lines
+    names = [n for n in args.sets.split(",") if n]
+    unknown = sorted(set(names) - set(SETS))
+    if unknown:
+        raise SystemExit(f"--sets: unknown {unknown}; known: {', '.join(SETS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = out / "sets.json"
+    done = json.loads(record.read_text()) if record.exists() else {}
+    for name in names:
+        overrides, reference, source = SETS[name]
+        print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} set {name}: {' '.join(overrides)}", flush=True)
+        result = distil(out, name, [*overrides, f"threads={args.threads}"], args.config)
+        done[name] = {**result, "reference_convnet_acc": reference, "reference": source, "machine": machine()}
+        record.write_text(json.dumps(done, indent=1) + "\n")
+        print(f"# set {name}: done ({result['distill_seconds_recorded']} s of distillation)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
