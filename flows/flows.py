@@ -202,9 +202,8 @@ def students_flow(
     with opened_run(run_dir, config) as (run, config):
         jobs = stages.grid(config)
         pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
-        groups = stages.cell_groups(
-            config, jobs
-        )  # a kept cell's task only reads its record (on_diverge: fail)
+        # a kept cell's task only reads its record (on_diverge: fail)
+        groups = stages.cell_groups(config, jobs)
         todo = set(pending)
         busy = len(groups) if force else len([g for g in groups if todo.intersection(g)])
         device = resolve_device(config.device).type
