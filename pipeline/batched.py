@@ -21,9 +21,9 @@ from .students import StudentContext, StudentSetup, curve_text, elf_losses, fini
 from .training import NonFiniteWatch, Progress, autocast, sgd_with_half_decay
 
 # Where ``students.batching: auto`` batches, per device type (None: every batchable architecture): only where
-# bench/perf.py measured batched over sequential below 1 (docs/benchmarks.md, "Batched cells"). On the CPU a vmapped
-# convolution runs as a grouped one, 2-2.7x slower than K separate ones, so only the MLP (matrix products) gains.
-# No GPU has measured it yet, so a GPU batches only with ``students.batching: true``.
+# bench/perf.py measured batched over sequential below 1 (docs/benchmarks.md, "Batched cells": on the CPU a vmapped
+# convolution runs as a grouped one, so only the MLP's matrix products gain). A GPU batches only with
+# ``students.batching: true`` until one is measured.
 BATCHED_BY_DEFAULT: dict[str, tuple[str, ...] | None] = {"cpu": ("mlp",), "cuda": ()}
 
 

@@ -1,7 +1,8 @@
 """How many images a CPU forward pass takes where nothing is trained (test evaluation, feature extraction, DM's
-real embeddings): measured on the machine, once, not a constant from one CPU. On a 2-core AVX2 EPYC passes of 16
-were 0.80-1.05 of the time per image of passes of 256; on a 2-core Xeon with AVX-512 BF16/AMX, passes of 16 took
-4-12x the time of 256 (docs/benchmarks.md). The choice is kept per machine (CPU model, vector instructions, thread
+real embeddings): measured on the machine, once, not a constant from one CPU (the measurements behind this:
+docs/benchmarks.md, "The CPU inference batch under load"). It is a speed setting only: every registered model gives
+the same bits in passes of each candidate size (tests/test_first_run.py), and the probe draws nothing from the
+seeded random streams. The choice is kept per machine (CPU model, vector instructions, thread
 count, torch version) in ``$XDG_CACHE_HOME/elfdd/inference_batch.json`` (default ``~/.cache``), written under a
 file lock so that every process on the machine uses the same value (a run's processes and its resumed runs
 compute alike); ``ELFDD_INFERENCE_BATCH`` sets it by hand."""
@@ -94,9 +95,8 @@ def measure(repeats: int = 3) -> int:
 
 def pick(seconds: dict[int, float], tolerance: float = TOLERANCE) -> int:
     """The largest batch whose time for the probe is within ``tolerance`` of the fastest one's: a smaller batch must
-    be clearly faster to be chosen, so timing noise cannot lock a machine into a small one. Small passes lose most
-    under load: on the idle AVX-512/AMX Xeon 16 and 256 a pass took the same time for the ConvNet, with a second
-    2-thread process beside it 16 took 4x as long (docs/benchmarks.md); on the AVX2 EPYC 16 was 0.80-1.05 of 256."""
+    be clearly faster to be chosen, so timing noise cannot lock a machine into a small one (small passes lose most
+    under load: docs/benchmarks.md)."""
     fastest = min(seconds.values())
     return max(size for size, t in seconds.items() if t <= fastest * (1 + tolerance))
 

@@ -23,7 +23,7 @@ class RunConfig(Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
     threads: int = Field(default=0, ge=0)  # 0: leave torch's default (each local worker: cores // workers)
     # Student cells trained at once in local worker processes; 0: one per core (flows.runner.LocalPool). 1 by
-    # default: on the 2-core CPU the pool was slower (docs/benchmarks.md).
+    # default (bench/perf.py's pooled_over_sequential_student_grid: docs/benchmarks.md).
     workers: int = Field(default=1, ge=0)
     data: DataConfig = DataConfig()
     distill: DistillConfig = DistillConfig()

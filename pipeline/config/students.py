@@ -28,16 +28,15 @@ class StudentsConfig(Strict):
     teacher: dict[str, Name] = {}
     split: dict[str, Name] = {}  # the split point per architecture where the pairing rule's does not suit it
     # What the rear loss feeds the student's rear: match_front ends the teacher->student adapter in a ReLU where the
-    # student's own front ends in one (its rear never sees negative input); linear: the adapter alone (the old path).
+    # student's own front ends in one (its rear never sees negative input); linear: the adapter alone.
     rear_path: Literal["match_front", "linear"] = "match_front"
     # The rule for students without a spatial stage (the MLP: its front ends in a vector, which a linear adapter maps
-    # onto the teacher's C x H x W map): their front loss is weighted lambda_front x this. Measured in the study (MLP,
-    # 3 seeds, docs/results.md): 1 (as the others) -0.59 points to the baseline, 0.1 +0.73.
+    # onto the teacher's C x H x W map): their front loss is weighted lambda_front x this (the study's
+    # vector_front_1 arm measures the alternative: docs/results.md).
     vector_front_scale: float = Field(default=0.1, gt=0)
     # Which passes update a batch-norm student's running statistics (those it is tested with): front (its own images
     # only; the rear pass normalises with its batch's statistics and leaves the running ones alone) or all (also
-    # the rear loss's pass on teacher features, as the reference: tv_resnet18 lost 1.3 points to its baseline so and
-    # gains 2.2 with front, docs/results.md).
+    # the rear loss's pass on teacher features, as the reference; the study's rear_bn_all arm: docs/results.md).
     rear_bn_stats: Literal["front", "all"] = "front"
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=5e-4, ge=0)
