@@ -51,7 +51,15 @@ def trace(run: stages.RunDir, config, loss: str, args: argparse.Namespace) -> tu
             images = student_view(images, view_params, args.policy, students.dsa, generator)
             with autocast(device, args.precision):
                 losses = elf_losses(
-                    model, adapters, job, images, teacher, labels, students.feature_temperature
+                    model,
+                    adapters,
+                    job,
+                    images,
+                    teacher,
+                    labels,
+                    temperature=students.feature_temperature,
+                    lambdas=(job.lambda_front, job.lambda_rear),  # unscaled: the gradient of each term as set
+                    rear_bn_stats=students.rear_bn_stats,
                 )
             optimizer.zero_grad(set_to_none=True)
             sum(losses.values()).backward()

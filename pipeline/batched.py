@@ -55,10 +55,10 @@ def batches_by_default(arch: str, device: torch.device) -> bool:
 class _CellLosses(nn.Module):
     """One cell's loss terms as a module, so that ``functional_call`` can run it with any cell's parameters."""
 
-    def __init__(self, cell: StudentSetup, temperature: float):
+    def __init__(self, cell: StudentSetup, temperature: float, rear_bn_stats: str):
         super().__init__()
         self.model, self.adapters = cell.model, cell.adapters
-        self.job, self.temperature = cell.job, temperature
+        self.job, self.temperature, self.rear_bn_stats = cell.job, temperature, rear_bn_stats
         self.terms = LOSS_TERMS[cell.job.loss_mode]
 
     def forward(self, images, teacher, labels, lambdas) -> torch.Tensor:
@@ -69,8 +69,9 @@ class _CellLosses(nn.Module):
             images,
             teacher,
             labels,
-            self.temperature,
-            (lambdas[0], lambdas[1]),
+            temperature=self.temperature,
+            lambdas=(lambdas[0], lambdas[1]),
+            rear_bn_stats=self.rear_bn_stats,
         )
         return torch.stack([losses[t] for t in self.terms])
 
@@ -103,7 +104,7 @@ def train_student_group(
         setup_student(job, data, ctx, teacher)
         for job, data, teacher in zip(jobs, datasets, online_teachers, strict=True)
     ]
-    modules = [_CellLosses(cell, cfg.feature_temperature).train() for cell in cells]
+    modules = [_CellLosses(cell, cfg.feature_temperature, cfg.rear_bn_stats).train() for cell in cells]
     params, buffers = stack_module_state(modules)
     params = {name: p.detach().requires_grad_() for name, p in params.items()}
     base = copy.deepcopy(modules[0]).to("meta")

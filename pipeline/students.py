@@ -72,17 +72,19 @@ def elf_losses(
     images: torch.Tensor,
     teacher: torch.Tensor,
     labels: torch.Tensor,
-    temperature: float = 1.0,
-    lambdas: tuple[Any, Any] | None = None,
-    rear_bn_stats: str = "all",
+    *,
+    temperature: float,
+    lambdas: tuple[Any, Any],
+    rear_bn_stats: str,
 ) -> dict[str, torch.Tensor]:
     """The loss terms of ``job.loss_mode`` for one batch (each already weighted by its lambda), on the batch's device:
     task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y).
     Soft labels (B, classes) make both CEs soft-target cross-entropy (F.cross_entropy with class probabilities).
-    ``lambdas``: (lambda_front, lambda_rear) in place of the job's (a batched group passes each cell's as tensors);
-    ``rear_bn_stats`` "front": the rear term's pass leaves batch-norm running statistics alone."""
+    ``lambdas``: (lambda_front, lambda_rear) as the cell trains with them (its front scale applied: setup_student;
+    a batched group passes each cell's as tensors); ``rear_bn_stats`` "front": the rear term's pass leaves batch-norm
+    running statistics alone. Every setting comes from the caller: no second rule lives here."""
     terms = LOSS_TERMS[job.loss_mode]
-    lambda_front, lambda_rear = lambdas or (job.lambda_front, job.lambda_rear)
+    lambda_front, lambda_rear = lambdas
     split = job.split or model.default_split
     h = model.front(images, split)
     losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
@@ -246,8 +248,8 @@ def train_student(
                     images,
                     teacher,
                     labels,
-                    cfg.feature_temperature,
-                    cell.lambdas,
+                    temperature=cfg.feature_temperature,
+                    lambdas=cell.lambdas,
                     rear_bn_stats=cfg.rear_bn_stats,
                 )
             watch.update(losses, epoch)  # on the device; read back only at the checks below

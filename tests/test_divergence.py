@@ -89,7 +89,18 @@ def test_a_training_step_creates_no_tensor_off_the_device(name, policy):
     images = student_view(images, params, policy, True, torch.Generator().manual_seed(0))
     for loss in ("ce", "kl", "l2", "cosine"):
         job = StudentJob(name, "front_rear_task", 0, policy, loss, 1.0, 1.0, 2, "block3")
-        losses = elf_losses(model, adapters, job, images, torch.zeros(6, *teacher_shape, device=meta), labels)
+        teacher = torch.zeros(6, *teacher_shape, device=meta)
+        losses = elf_losses(
+            model,
+            adapters,
+            job,
+            images,
+            teacher,
+            labels,
+            temperature=1.0,
+            lambdas=(1.0, 1.0),
+            rear_bn_stats="front",
+        )
         assert {t.device for t in losses.values()} == {meta}
         NonFiniteWatch(tuple(losses), meta).update(losses, 1)
 

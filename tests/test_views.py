@@ -148,8 +148,18 @@ def test_rear_bn_stats_front_keeps_the_rear_pass_out_of_the_running_statistics(s
     images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     teacher = torch.rand(8, *shape) * 5
     task_only = copy.deepcopy(model)
-    elf_losses(task_only, adapters, StudentJob("resnet18_bn", "task", 0), images, teacher, labels)
-    elf_losses(model, adapters, job, images, teacher, labels, rear_bn_stats=stats)
+    settings = {"temperature": 1.0, "lambdas": (1.0, 1.0)}
+    elf_losses(
+        task_only,
+        adapters,
+        StudentJob("resnet18_bn", "task", 0),
+        images,
+        teacher,
+        labels,
+        **settings,
+        rear_bn_stats="all",
+    )
+    elf_losses(model, adapters, job, images, teacher, labels, **settings, rear_bn_stats=stats)
     running = [k for k in model.state_dict() if "running" in k]
     same = all(torch.equal(model.state_dict()[k], task_only.state_dict()[k]) for k in running)
     assert same == (stats == "front")
