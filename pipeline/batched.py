@@ -30,12 +30,6 @@ BATCHED_BY_DEFAULT: dict[str, tuple[str, ...] | None] = {"cpu": ("mlp",), "cuda"
 SAMPLE_MIXING = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
 
-def mixes_samples(model: nn.Module) -> bool:
-    """Whether a train-mode forward couples the samples of a batch or draws randomness (batch norm, dropout): such a
-    model cannot be vmapped per cell, and its cells train one at a time."""
-    return any(isinstance(m, SAMPLE_MIXING) for m in model.modules())
-
-
 def batchable(kinds: frozenset[type]) -> bool:
     """Whether cells of an architecture made of the module classes ``kinds`` (models.module_kinds) can be trained
     as one batched model."""

@@ -91,3 +91,28 @@ def staged_run(toy_npz: Path, folder: Path, overrides: list[str]):
     stages.stage_teacher(run, config)
     stages.stage_extract(run, config)
     return run, config
+
+
+def reference_job(config, student: str, loss_mode: str, seed: int, view_policy: str | None = None):
+    """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value (its paired
+    teacher at that teacher's reference epoch and layer): the one cell a test trains."""
+    from elfdd.pipeline.jobs import make_job
+    from elfdd.pipeline.stages.grid import pair, reference_cell
+
+    ref = reference_cell(config)
+    layer = config.student_layer
+    pairing = pair(config, student, layer)
+    teacher = config.teacher_config(pairing.teacher)
+    return make_job(
+        student,
+        loss_mode,
+        seed,
+        view_policy or ref["view_policy"],
+        ref["feature_loss"],
+        ref["lambda_front"],
+        ref["lambda_rear"],
+        config.student_epochs_of(teacher)[0],
+        layer,
+        teacher.id,
+        pairing.split,
+    )

@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-from elfdd.models import create_model, list_models
+from elfdd.models import list_models, module_kinds
 from elfdd.pipeline import stages
-from elfdd.pipeline.batched import mixes_samples, train_student_group
+from elfdd.pipeline.batched import batchable, train_student_group
 from elfdd.pipeline.students import StudentContext, train_student
 from helpers import TINY_RUN, staged_run
 
@@ -28,7 +28,7 @@ AXES = [
     "extract.views=4",
     "students.view_policies=[replay]",
 ]
-BATCHABLE = [name for name in list_models() if not mixes_samples(create_model(name, 1, 4, 28))]
+BATCHABLE = [name for name in list_models() if batchable(module_kinds(name, 1, 4, 28))]
 
 
 def _group(config, arch: str):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from elfdd.pipeline import stages
-from helpers import TINY_RUN, staged_run
+from helpers import TINY_RUN, reference_job, staged_run
 
 
 @pytest.fixture()
@@ -98,7 +98,7 @@ def test_a_new_key_schema_recomputes_every_stage_and_cell_once(run_and_config, m
     """Keys are made of their inputs and KEY_SCHEMA: raising it (what a key covers changed) recomputes a run made
     under the old one, once; the outputs are the same bytes (the inputs are)."""
     run, config = run_and_config
-    job = stages.reference_job(config, "convnet", "front_rear_task", 0)
+    job = reference_job(config, "convnet", "front_rear_task", 0)
     record = stages.stage_student(run, config, job)
     synthetic, before = _content(run), _stamps(run, config)
     old_key = json.loads(record.read_text())["cache_key"]

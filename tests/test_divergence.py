@@ -15,7 +15,7 @@ from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.losses import feature_loss
 from elfdd.pipeline.students import elf_losses, student_view
 from elfdd.pipeline.training import NonFiniteWatch
-from helpers import TINY_RUN, staged_run
+from helpers import TINY_RUN, reference_job, staged_run
 from torch.utils._python_dispatch import TorchDispatchMode
 
 DIVERGE_CONVNET = "students.arch_lr={convnet: 1.0e12}"
@@ -58,7 +58,7 @@ def test_on_diverge_fail_raises_naming_cell_epoch_and_term(run_and_config):
     run, config = run_and_config
     config.students.arch_lr = {"convnet": 1e12}
     config.students.on_diverge = "fail"
-    job = stages.reference_job(config, "convnet", "front_rear_task", 0)
+    job = reference_job(config, "convnet", "front_rear_task", 0)
     with pytest.raises(
         StudentDiverged, match=r"student convnet__front_rear_task.*loss term \w+ is (nan|inf)"
     ):
@@ -125,7 +125,7 @@ def test_training_reads_no_value_back_per_step(run_and_config, monkeypatch):
     monkeypatch.setattr(students_module, "evaluate", lambda *a, **k: 0.5)  # training only
     dataset = stages.open_student_dataset(run, config)
     data = stages.data_for(config)
-    job = stages.reference_job(config, "mlp", "front_rear_task", 0)
+    job = reference_job(config, "mlp", "front_rear_task", 0)
     reads = {}
     for epochs in (20, 40):
         cfg = config.students.model_copy(update={"epochs": epochs, "dsa": False})

@@ -13,7 +13,7 @@ import pytest
 import torch
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
-from helpers import ROOT, TINY_RUN, staged_run
+from helpers import ROOT, TINY_RUN, reference_job, staged_run
 
 
 def test_every_file_of_a_run_honours_the_umask(toy_npz, tmp_path):
@@ -185,7 +185,7 @@ def _verify_run(root, capsys) -> tuple[int, list[str]]:
 
 def test_verify_takes_a_run_directory_and_names_each_damaged_file(finished_run, capsys):
     run, config = finished_run
-    stages.stage_student(run, config, stages.reference_job(config, "convnet", "task", 0))
+    stages.stage_student(run, config, reference_job(config, "convnet", "task", 0))
     assert _verify_run(run.root, capsys) == (0, [f"ok: {run.root}"])
     checkpoint = run.teacher_dir(config.teacher.id) / "epoch_0002.pt"
     checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")
@@ -237,7 +237,7 @@ def test_store_damage_after_the_run_is_found_and_a_rerun_makes_the_store_again(f
         damage == "chunk swapped"
     ):  # chunk contents are the readers' to check: a student refuses to train on it
         with pytest.raises(BadInput, match="differs from the content recorded"):
-            stages.stage_student(run, config, stages.reference_job(config, "convnet", "front_rear_task", 0))
+            stages.stage_student(run, config, reference_job(config, "convnet", "front_rear_task", 0))
         stages.stage_extract(run, config, force=True)
     else:  # the re-run finds the layout changed, makes the store again
         stages.stage_extract(run, config)

@@ -11,7 +11,7 @@ from elfdd.core.io import sha256_file
 from elfdd.models import list_models, module_kinds
 from elfdd.pipeline import inference, stages
 from elfdd.pipeline.config import load_config
-from helpers import TINY_RUN
+from helpers import TINY_RUN, reference_job
 
 
 def _forget_the_machine(monkeypatch, folder) -> None:
@@ -31,7 +31,7 @@ def _stages_and_one_cell(toy_npz, folder) -> tuple[str, list[str], dict]:
     stages.stage_distill(run, config)
     stages.stage_teacher(run, config)
     stages.stage_extract(run, config)
-    job = stages.reference_job(config, "convnet", "front_rear_task", 0)
+    job = reference_job(config, "convnet", "front_rear_task", 0)
     record = json.loads(stages.stage_student(run, config, job).read_text())
     record.pop("train_seconds")
     chunks = sorted(p for p in (run.store / "teachers").rglob("*") if p.is_file() and "c" in p.parts)

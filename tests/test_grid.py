@@ -10,7 +10,7 @@ import pytest
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from helpers import TINY_RUN, staged_run
+from helpers import TINY_RUN, reference_job, staged_run
 
 GRID = [
     "students.archs=[mlp,lenet]",
@@ -52,7 +52,7 @@ def test_the_grid_expands_every_axis_once(toy_npz):
         assert sum(j.loss_mode == mode for j in jobs) == count * 2 * 2  # x students x seeds
     assert all(j.lambda_rear is None for j in jobs if j.loss_mode == "front_task")
     assert all(j.teacher_epoch is None and j.layer is None for j in jobs if j.loss_mode == "task")
-    assert stages.reference_job(config, "mlp", "front_rear_task", 0) == next(
+    assert reference_job(config, "mlp", "front_rear_task", 0) == next(
         j for j in jobs if j.student == "mlp" and j.loss_mode == "front_rear_task" and j.seed == 0
     )
 
@@ -68,7 +68,7 @@ def test_a_scalar_axis_is_a_one_value_grid(toy_npz):
 
 def test_finished_cells_are_kept_and_changed_cells_retrained(grid_run):
     run, config = grid_run
-    job = stages.reference_job(config, "mlp", "front_rear_task", 0)
+    job = reference_job(config, "mlp", "front_rear_task", 0)
     path = stages.stage_student(run, config, job)
     first = json.loads(path.read_text())
     stamp = path.stat().st_mtime_ns
@@ -78,7 +78,7 @@ def test_finished_cells_are_kept_and_changed_cells_retrained(grid_run):
     again = json.loads(stages.stage_student(run, longer, job).read_text())
     assert again["cache_key"] != first["cache_key"] and again["epochs"] == 2  # retrained
     # the baseline does not depend on the feature axes: one cached run serves every lambda
-    baseline = stages.reference_job(config, "mlp", "task", 0)
+    baseline = reference_job(config, "mlp", "task", 0)
     stages.stage_student(run, config, baseline)
     other_lambda = config.model_copy(deep=True)
     other_lambda.students.lambda_front = [0.25]
@@ -105,7 +105,7 @@ def test_a_stale_run_is_not_reported(grid_run, tmp_path):
 )
 def test_torchvision_students_train_with_elf_split_by_shape(grid_run, student, split, rear_relu):
     run, config = grid_run
-    job = stages.reference_job(config, student, "front_rear_task", 0)
+    job = reference_job(config, student, "front_rear_task", 0)
     record = json.loads(stages.stage_student(run, config, job).read_text())
     assert record["mode"] == "elf" and 0 <= record["test_acc"] <= 1
     assert record["student_split"] == split and record["rear_relu"] is rear_relu

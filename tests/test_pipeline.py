@@ -12,7 +12,7 @@ from elfdd.pipeline import stages
 from elfdd.pipeline.losses import LOSS_TERMS, feature_loss
 from elfdd.pipeline.synthetic import load_synthetic
 from elfdd.store.reader import FeatureStore
-from helpers import TINY_RUN, staged_run
+from helpers import TINY_RUN, reference_job, staged_run
 
 TINY = TINY_RUN
 
@@ -66,7 +66,7 @@ def test_extraction_matches_the_teacher_forward(tiny_run):
 @pytest.mark.parametrize("loss_mode", list(LOSS_TERMS))
 def test_every_loss_mode_trains_and_reports(tiny_run, loss_mode):
     run, config = tiny_run
-    path = stages.stage_student(run, config, stages.reference_job(config, "convnet", loss_mode, 0))
+    path = stages.stage_student(run, config, reference_job(config, "convnet", loss_mode, 0))
     record = json.loads(path.read_text())
     assert 0 <= record["test_acc"] <= 1 and record["loss"]["mode"] == loss_mode
     assert (record["teacher_epoch"] is None) == (loss_mode == "task")
@@ -76,9 +76,7 @@ def test_every_loss_mode_trains_and_reports(tiny_run, loss_mode):
 def test_elf_students_with_adapters(tiny_run, student):
     run, config = tiny_run
     record = json.loads(
-        stages.stage_student(
-            run, config, stages.reference_job(config, student, "front_rear_task", 0)
-        ).read_text()
+        stages.stage_student(run, config, reference_job(config, student, "front_rear_task", 0)).read_text()
     )
     assert record["mode"] == "elf" and record["layer"] == "block3"
 
@@ -114,7 +112,7 @@ def test_students_refuse_a_store_of_another_synthetic_set(tiny_run, tmp_path):
 def test_report_from_student_runs(tiny_run):
     run, config = tiny_run
     for mode in ("task", "front_rear_task"):
-        stages.stage_student(run, config, stages.reference_job(config, "mlp", mode, 0))
+        stages.stage_student(run, config, reference_job(config, "mlp", mode, 0))
     config = config.model_copy(deep=True)
     config.students.archs = ["mlp"]
     stages.stage_report(run, config)
@@ -126,7 +124,7 @@ def test_report_from_student_runs(tiny_run):
 
 def test_a_seed_makes_a_student_run_repeatable(tiny_run):
     run, config = tiny_run
-    job = stages.reference_job(config, "convnet", "front_rear_task", 3)
+    job = reference_job(config, "convnet", "front_rear_task", 3)
     first = json.loads(stages.stage_student(run, config, job).read_text())
     second = json.loads(stages.stage_student(run, config, job, force=True).read_text())
     assert first["test_acc"] == second["test_acc"]

@@ -17,7 +17,7 @@ from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config, validate_config
 from elfdd.pipeline.lock import run_lock
 from elfdd.store.chunks import chunk_hashes
-from helpers import TINY_RUN, staged_run
+from helpers import TINY_RUN, reference_job, staged_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +59,7 @@ def test_diverging_student_stops_naming_student_epoch_and_term(run_and_config):
     run, config = run_and_config
     config.students.lr = 1e12
     config.students.on_diverge = "fail"  # the default, record, is tests/test_divergence.py's
-    job = stages.reference_job(config, "convnet", "front_rear_task", 0)
+    job = reference_job(config, "convnet", "front_rear_task", 0)
     with pytest.raises(
         NumericalFault, match=r"student convnet__front_rear_task.*loss term \w+ is (nan|inf).* at epoch \d"
     ):
@@ -76,7 +76,7 @@ def test_nan_features_in_a_store_stop_the_student(run_and_config):
     values[0] = np.nan
     array[:] = values  # a complete array holding NaN: written past the writer's own check ...
     array.attrs["chunk_sha256"] = chunk_hashes(array)  # ... and recorded as written
-    job = stages.reference_job(config, "convnet", "front_rear_task", 0)
+    job = reference_job(config, "convnet", "front_rear_task", 0)
     with pytest.raises(NumericalFault, match="teacher features .*block3 hold NaN or Inf in samples 0:"):
         stages.stage_student(run, config, job)
 

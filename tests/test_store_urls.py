@@ -15,7 +15,7 @@ from elfdd.store import location
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureDataset
 from elfdd.store.verify import verify_store
-from helpers import TINY_RUN, clean_store, staged_run
+from helpers import TINY_RUN, clean_store, reference_job, staged_run
 
 
 def _memory_url() -> str:
@@ -60,7 +60,7 @@ def test_students_train_from_a_store_on_another_url(toy_npz, tmp_path):
     url = _memory_url()
     stages.extract_run_store(run, config, url)
     assert verify_store(url) == []
-    job = stages.reference_job(config, "convnet", "front_rear_task", 0)
+    job = reference_job(config, "convnet", "front_rear_task", 0)
     local = json.loads(stages.stage_student(run, config, job).read_text())
     remote_config = config.model_copy(deep=True)
     remote_config.students.store = url

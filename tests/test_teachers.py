@@ -19,7 +19,7 @@ from elfdd.pipeline.teacher import teacher_at
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureStore
 from elfdd.store.verify import verify_store
-from helpers import staged_run
+from helpers import reference_job, staged_run
 
 # The reference's pools on 28x28 grey images: a 128- and a 512-wide ConvNet, both 4x4 at block3.
 POOL = {"convnet": (128, 4, 4), "convnet_w512": (512, 4, 4)}
@@ -148,9 +148,9 @@ def test_students_read_their_paired_teacher(two_teacher_run):
     stages.stage_report(run, config)
     results = json.loads(run.results.read_text())
     by_cell = {r["cell"]: r for r in results["runs"]}
-    wide = by_cell[stages.reference_job(config, "convnet_w64", "front_rear_task", 0).name]
+    wide = by_cell[reference_job(config, "convnet_w64", "front_rear_task", 0).name]
     assert wide["teacher_id"] == "wide" and wide["adapted"] is False and wide["rear_relu"] is True
-    mlp = by_cell[stages.reference_job(config, "mlp", "front_rear_task", 0).name]
+    mlp = by_cell[reference_job(config, "mlp", "front_rear_task", 0).name]
     assert mlp["teacher_id"] == "narrow" and mlp["adapted"] is True
     assert {(s["teacher_id"], s["epoch"]) for s in results["stores"]} >= {("narrow", 2), ("wide", 1)}
     report = run.report.read_text()
@@ -160,7 +160,7 @@ def test_students_read_their_paired_teacher(two_teacher_run):
 def test_explicit_pairing_and_an_unknown_teacher(two_teacher_run, toy_npz):
     run, config = two_teacher_run
     explicit = load_config(run.config, ["students.teacher={convnet_w64: narrow}"])
-    job = stages.reference_job(explicit, "convnet_w64", "front_rear_task", 0)
+    job = reference_job(explicit, "convnet_w64", "front_rear_task", 0)
     assert (job.teacher, job.split) == ("narrow", "block3")  # 64x4x4 onto 32x4x4: 1x1 adapters
     with pytest.raises(BadInput, match="not configured"):
         load_config(run.config, ["students.teacher={mlp: nobody}"])
@@ -182,7 +182,7 @@ def test_duplicate_teacher_ids_are_refused():
 def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_teacher_run, monkeypatch):
     """Every step's teacher feature under view policy online is the checkpoint's forward on that step's images."""
     run, config = two_teacher_run
-    job = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
+    job = reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
     source = stages.teacher_source(run, config, job.teacher)
     data = stages.data_for(config)
     teacher, _ = teacher_at(
@@ -216,7 +216,7 @@ def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_
 
 def test_online_without_a_teacher_is_refused(two_teacher_run):
     run, config = two_teacher_run
-    job = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
+    job = reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
     dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
     data = stages.data_for(config)
     with pytest.raises(BadInput, match="online needs the teacher"):
@@ -247,7 +247,7 @@ def test_per_image_view_ops_differ_within_a_view_and_replay_exactly(two_teacher_
 def test_split_override_and_a_bad_split(two_teacher_run):
     run, config = two_teacher_run
     moved = load_config(run.config, ["students.split={convnet_w32: block2}"])
-    job = stages.reference_job(moved, "convnet_w32", "front_rear_task", 0)
+    job = reference_job(moved, "convnet_w32", "front_rear_task", 0)
     assert job.split == "block2"
     bad = load_config(run.config, ["students.split={convnet_w32: fc9}"])
     with pytest.raises(BadInput, match="no split point"):
@@ -265,10 +265,10 @@ def test_max_views_and_the_linear_rear_path(two_teacher_run):
     changed = load_config(
         run.config, ["students.view_policies=[replay]", "students.max_views=2", "students.rear_path=linear"]
     )
-    job = stages.reference_job(changed, "convnet_w32", "front_rear_task", 0)
+    job = reference_job(changed, "convnet_w32", "front_rear_task", 0)
     record = json.loads(stages.stage_student(run, changed, job).read_text())
     assert record["views"] == 2 and record["rear_relu"] is False
-    default = stages.reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="replay")
+    default = reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="replay")
     assert json.loads(stages.stage_student(run, config, default).read_text())["views"] == 3
 
 

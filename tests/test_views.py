@@ -16,7 +16,7 @@ from elfdd.pipeline.students import StudentContext, student_view, train_student
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store
-from helpers import clean_store, staged_run
+from helpers import clean_store, reference_job, staged_run
 
 VIEWS = 5
 TINY = [
@@ -173,7 +173,7 @@ def test_vector_front_scale_weights_only_fronts_without_a_spatial_stage(name, to
     from elfdd.pipeline.students import front_scale_of
 
     config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", f"students.archs=[{name}]"])
-    job = stages.reference_job(config, name, "front_rear_task", 0)
+    job = reference_job(config, name, "front_rear_task", 0)
     shape = create_model(name, 1, 4, 28).feature_shape((1, 28, 28), job.split)
     assert front_shape(config, job) == tuple(shape)
     assert front_scale_of(shape, config.students) == (0.1 if len(shape) == 1 else 1.0)

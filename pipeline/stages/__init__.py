@@ -24,7 +24,7 @@ from .cells import (
     student_store,
 )
 from .extraction import extract_run_store, extraction_inputs, stage_extract_epoch, teacher_source
-from .grid import feature_cell, feature_sources, grid, pair, reference_cell, reference_job
+from .grid import feature_cell, feature_sources, grid, pair, reference_cell
 from .groups import cell_groups, stage_student_group
 from .keys import cell_finished, finished, mark_finished, stage_key
 from .report_stage import diverged_runs, stage_report, summary_line
@@ -85,7 +85,6 @@ __all__ = [
     "read_run_config",
     "recorded_checkpoints",
     "reference_cell",
-    "reference_job",
     "runtime",
     "save_zca",
     "stage_distill",

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...core.errors import BadInput
 from ..config import RunConfig
-from ..jobs import StudentJob, make_job, student_jobs
+from ..jobs import StudentJob, student_jobs
 from ..pairing import Pairing, pair_student, split_shapes
 from .run import data_for
 
@@ -65,31 +65,6 @@ def feature_cell(config: RunConfig, job: StudentJob) -> tuple[str, int, str]:
         return config.primary_teacher.id, config.student_teacher_epoch, config.student_layer
     assert job.teacher_epoch is not None  # a cell with a layer has its teacher epoch (grid)
     return job.teacher or config.primary_teacher.id, job.teacher_epoch, job.layer
-
-
-def reference_job(
-    config: RunConfig, student: str, loss_mode: str, seed: int, view_policy: str | None = None
-) -> StudentJob:
-    """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value (its paired
-    teacher at that teacher's reference epoch and layer)."""
-    ref = reference_cell(config)
-    policy = view_policy or ref["view_policy"]
-    layer = config.student_layer
-    pairing = pair(config, student, layer)
-    teacher = config.teacher_config(pairing.teacher)
-    return make_job(
-        student,
-        loss_mode,
-        seed,
-        policy,
-        ref["feature_loss"],
-        ref["lambda_front"],
-        ref["lambda_rear"],
-        config.student_epochs_of(teacher)[0],
-        layer,
-        teacher.id,
-        pairing.split,
-    )
 
 
 def reference_cell(config: RunConfig) -> dict[str, Any]:
