@@ -12,7 +12,7 @@ from elfdd.models import adapter_pair, create_model, list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline import students as students_module
 from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.losses import feature_loss
+from elfdd.pipeline.losses import feature_loss, list_feature_losses
 from elfdd.pipeline.students import elf_losses, student_view
 from elfdd.pipeline.training import NonFiniteWatch
 from helpers import TINY_RUN, reference_job, staged_run
@@ -74,7 +74,7 @@ def test_feature_shape_probes_on_the_models_device(name):
     )
 
 
-@pytest.mark.parametrize("name", ["convnet", "resnet18", "vgg11", "alexnet", "lenet", "mlp"])
+@pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize("policy", ["clean", "replay"])
 def test_a_training_step_creates_no_tensor_off_the_device(name, policy):
     """Every tensor of the ELF step (student view, front/rear/task losses, adapters, the NaN watch) on ``meta``: a
@@ -87,7 +87,7 @@ def test_a_training_step_creates_no_tensor_off_the_device(name, policy):
     params = torch.zeros(6, augment.NUM_PARAMS)
     params[:, augment.COL["scale"]] = 1.0
     images = student_view(images, params, policy, True, torch.Generator().manual_seed(0))
-    for loss in ("ce", "kl", "l2", "cosine"):
+    for loss in list_feature_losses():
         job = StudentJob(name, "front_rear_task", 0, policy, loss, 1.0, 1.0, 2, "block3")
         teacher = torch.zeros(6, *teacher_shape, device=meta)
         losses = elf_losses(

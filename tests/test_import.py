@@ -14,6 +14,7 @@ from elfdd.core.errors import BadInput
 from elfdd.flows.cli import main
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
+from elfdd.pipeline.formats import list_formats
 from elfdd.pipeline.synthetic import load_synthetic
 from helpers import TINY_RUN
 
@@ -61,7 +62,7 @@ def _write(fmt, folder, toy_npz):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["mtt", "dc", "npz", "png"])
+@pytest.mark.parametrize("fmt", list_formats())
 def test_a_set_in_each_format_is_imported_and_evaluated(fmt, toy_npz, tmp_path, capsys):
     paths, images = _write(fmt, tmp_path / "given", toy_npz)
     out = tmp_path / "run"
