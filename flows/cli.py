@@ -287,9 +287,8 @@ def _configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (
-        argv is None
-    ):  # the program itself (not a caller's main([...]), e.g. the tests'): stopped by a signal at once
+    # The program itself (not a caller's main([...]), e.g. the tests'): run in a child it can stop at once.
+    if argv is None:
         code = supervised(sys.argv[1:])
         if code is not None:
             return code
