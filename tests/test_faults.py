@@ -356,8 +356,8 @@ def _bad_data(folder, case: str):
     write_idx(folder / "train-labels-idx1-ubyte", y)
     write_idx(folder / "t10k-images-idx3-ubyte", xt)
     write_idx(folder / "t10k-labels-idx1-ubyte", yt)
-    if case == "idx header overflow":  # 2**32-1 images of 2**32-1 x 28 pixels, and no data
-        header = struct.pack(">IIII", 0x0803, 2**32 - 1, 2**32 - 1, 28)
+    if case == "idx header overflow":  # 2**31 images of 2**31 x 4 pixels: 2**64, which wraps to 0 in int64
+        header = struct.pack(">IIII", 0x0803, 2**31, 2**31, 4)
         import gzip
 
         with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as handle:
@@ -371,7 +371,7 @@ def _bad_data(folder, case: str):
     [
         ("idx label 57", "labels go up to 57, but classes"),
         ("idx with zero images", "holds no images"),
-        ("idx header overflow", "expected"),
+        ("idx header overflow", "expected 18446744073709551616 for shape"),
         ("npz with zero images", "holds no images"),
         ("npz with one class", "needs at least two classes"),
     ],
