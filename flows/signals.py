@@ -29,9 +29,8 @@ def supervised(argv: list[str]) -> int | None:
 
     def stop(signum: int, frame) -> None:
         del frame
-        _reap(
-            child.pid
-        )  # not child.wait(): the handler may interrupt the main thread inside wait(), holding its lock
+        # Not child.wait(): the handler may interrupt the main thread inside wait(), which holds its lock.
+        _reap(child.pid)
         name = signal.Signals(signum).name
         print(
             f"error: stopped by {name}; run the same command again to continue (finished work is kept)",
