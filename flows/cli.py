@@ -12,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .. import __version__
 from ..core.errors import BadInput, write_errors_refused
 from ..pipeline.lock import claimed_run
 from ..store import location
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_registered(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"elfdd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "run": "whole pipeline (distill, teacher, extract, students, report) as one Prefect flow",

@@ -430,3 +430,12 @@ def test_bad_imports_and_exports_are_one_line_and_leave_nothing(toy_npz, tmp_pat
     )
     assert code == 2 and err.startswith("error: cannot write") and err.count("\n") == 1, err
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_version(capsys):
+    from elfdd import __version__
+    from elfdd.flows import cli
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"elfdd {__version__}"
