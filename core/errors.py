@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -67,11 +67,14 @@ def _free_bytes(path: str) -> int | None:
 
 
 @contextlib.contextmanager
-def write_errors_refused(needed: int | None = None, where: str | None = None) -> Iterator[None]:
-    """Within: an OSError of WRITE_ERRNOS becomes CannotWrite (one line, exit 2) instead of a traceback."""
+def write_errors_refused(
+    needed: Callable[[], int | None] | None = None, where: str | None = None
+) -> Iterator[None]:
+    """Within: an OSError of WRITE_ERRNOS becomes CannotWrite (one line, exit 2) instead of a traceback.
+    ``needed``: what the work writes at most, asked only when a write failed."""
     try:
         yield
     except OSError as exc:
         if exc.errno in WRITE_ERRNOS:
-            raise cannot_write(exc, needed, where) from None
+            raise cannot_write(exc, needed() if needed else None, where) from None
         raise

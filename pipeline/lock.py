@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..core.errors import WRITE_ERRNOS, BadInput, cannot_write, write_errors_refused
+from ..core.errors import BadInput, write_errors_refused
 
 _held: dict[Path, list[int]] = {}  # lock file -> [fd, depth], for re-entry from the same process
 
@@ -42,13 +42,9 @@ def _acquire(root: Path, path: Path) -> int:
     if root.exists() and not root.is_dir():
         raise BadInput(f"run directory {root} is a file, not a directory; pass another --out")
     while True:
-        try:
+        with write_errors_refused():
             root.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            if exc.errno in WRITE_ERRNOS:
-                raise cannot_write(exc) from None
-            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -63,28 +63,25 @@ def missing_chunks(array: zarr.Array) -> list[str]:
     return problems
 
 
-def unreadable_chunks(array: zarr.Array) -> Iterator[str]:
-    """One line per chunk that does not decode (a flipped byte fails its checksum), naming the region."""
-    for _, region in chunk_grid(array):
+def damaged_contents(array: zarr.Array) -> list[str]:
+    """Every chunk read once: one line per chunk that does not decode (a flipped byte fails its checksum), naming
+    the region; where every chunk decodes, one line per chunk whose content differs from the sha256 recorded at
+    write time (none recorded: none)."""
+    recorded = array.attrs.get(CHUNK_HASHES)
+    expected = recorded if isinstance(recorded, list) else []
+    unreadable, changed = [], []
+    for index, (coords, region) in enumerate(chunk_grid(array)):
         try:
-            array[region]
+            values = np.asarray(array[region])
         except Exception as exc:
             where = ",".join(f"{s.start}:{s.stop}" for s in region)
             reason = str(exc).splitlines()[0].split(". Stored:")[0]  # not the raw checksum bytes
-            yield f"{array.path}[{where}]: {reason}"
-
-
-def changed_chunks(array: zarr.Array) -> list[str]:
-    """One line per chunk whose content differs from the sha256 recorded at write time (none recorded: none)."""
-    recorded = array.attrs.get(CHUNK_HASHES)
-    if not isinstance(recorded, list) or not recorded:
-        return []
-    problems = []
-    for (coords, region), expected in zip(chunk_grid(array), recorded, strict=False):
-        if content_sha256(np.asarray(array[region])) != expected:
+            unreadable.append(f"{array.path}[{where}]: {reason}")
+            continue
+        if index < len(expected) and content_sha256(values) != expected[index]:
             key = array.metadata.encode_chunk_key(coords)
-            problems.append(
+            changed.append(
                 f"{array.path}: chunk {coords} differs from the content recorded at write time "
                 f"(file {array.path}/{key})"
             )
-    return problems
+    return unreadable or changed

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.errors import BadInput
 from ..core.io import save_figure
-from .chunks import unreadable_chunks
+from .chunks import damaged_contents
 from .layout import feature_path, hard_labels
 from .reader import FeatureStore
 
@@ -143,7 +143,7 @@ def feature_stats(path: str | Path) -> dict[str, Any]:
     try:
         computed, cka_values = dask.compute(lazy, cka_lazy)
     except Exception as exc:  # a chunk that does not decode (a flipped byte fails its checksum): name it
-        found = next((p for a in feature_arrays for p in unreadable_chunks(a)), str(exc).splitlines()[0])
+        found = next((p for a in feature_arrays for p in damaged_contents(a)), str(exc).splitlines()[0])
         raise BadInput(f"store {store.path}: {found}; run elfdd verify {store.path}") from None
     for entry, values in zip(entries, computed, strict=True):
         entry["channel_mean"] = [round(float(v), 5) for v in values["channel_mean"]]

@@ -14,7 +14,7 @@ import zarr
 
 from ..core.errors import BadInput, NumericalFault
 from . import location
-from .chunks import changed_chunks, missing_chunks, unreadable_chunks
+from .chunks import damaged_contents, missing_chunks
 from .layout import REQUIRED_ATTRS, SCHEMA, epoch_group, epoch_path, feature_path, logits_path, teacher_path
 
 
@@ -113,7 +113,7 @@ class FeatureStore:
         for array in arrays:
             problems = missing_chunks(array)
             if not problems and contents:
-                problems = list(unreadable_chunks(array)) or changed_chunks(array)
+                problems = damaged_contents(array)
             if problems:
                 raise BadInput(
                     f"store {self.path}: {problems[0]}; run elfdd verify {self.path} (a run's own store is made "

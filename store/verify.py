@@ -9,7 +9,7 @@ import zarr
 
 from ..core.errors import BadInput
 from ..core.io import json_sha256
-from .chunks import changed_chunks, missing_chunks, unreadable_chunks, walk_arrays
+from .chunks import damaged_contents, missing_chunks, walk_arrays
 from .layout import SEAL, epoch_path, feature_path, synthetic_sha256
 from .reader import FeatureStore
 
@@ -24,13 +24,7 @@ def verify_store(path: str | Path, recorded: dict[str, dict[int, str]] | None = 
         return [str(exc)]
     problems: list[str] = seal_problems(store)
     for array_path, array in walk_arrays(store.root):
-        if array.attrs.get("complete") is not True:
-            problems.append(f"{array_path}: no complete marker (writer did not finish)")
-        missing = missing_chunks(array)
-        problems += missing
-        if missing:
-            continue  # a missing chunk reads as the fill value: its content cannot be checked
-        problems += list(unreadable_chunks(array)) or changed_chunks(array)
+        problems += _array_problems(array_path, array, contents=True)
     try:
         images, labels = store.synthetic()
         if synthetic_sha256(images, labels) != store.meta["synthetic_sha256"]:
@@ -113,7 +107,17 @@ def structure_problems(path: str | Path) -> list[str]:
         return [str(exc)]
     problems = seal_problems(store)
     for array_path, array in walk_arrays(store.root):
-        if array.attrs.get("complete") is not True:
-            problems.append(f"{array_path}: no complete marker (writer did not finish)")
-        problems += missing_chunks(array)
+        problems += _array_problems(array_path, array, contents=False)
     return problems
+
+
+def _array_problems(array_path: str, array: zarr.Array, contents: bool) -> list[str]:
+    """An array's complete marker and chunk files; with ``contents``, its chunks read and checked against their
+    recorded sha256 (only where none is missing: a missing chunk reads as the fill value)."""
+    marker = (
+        []
+        if array.attrs.get("complete") is True
+        else [f"{array_path}: no complete marker (writer did not finish)"]
+    )
+    missing = missing_chunks(array)
+    return marker + (missing or (damaged_contents(array) if contents else []))

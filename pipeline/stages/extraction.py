@@ -48,7 +48,7 @@ def stage_extract_epoch(
     source = teacher_source(run, config, teacher_id)
     where = str(target / "teachers" / teacher_id / f"epoch_{epoch:04d}")
     # In a task of its own: a full disk is one line here too, naming the epoch's folder (zarr's errors name none).
-    with write_errors_refused(epoch_bytes(synthetic, source, config.extract), where):
+    with write_errors_refused(lambda: epoch_bytes(synthetic, source, config.extract), where):
         return extract_epoch(synthetic, source, target, epoch, config.extract, device, key)
 
 

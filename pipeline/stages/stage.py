@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from ...core.errors import WRITE_ERRNOS, cannot_write
+from ...core.errors import write_errors_refused
 from ..training import log
 from .keys import finished, mark_finished
 from .run import Run
@@ -72,11 +72,8 @@ def build_stage(stage: Stage, run: Run, force: bool = False) -> Path:
         if damage is None:
             return stage.output(run)
         log.warning("%s: %s (changed after it was made); making it again", stage.name, damage)
-    try:
+    # A full disk, a read-only place: one line naming the file and the space the stage needs.
+    with write_errors_refused(lambda: stage.bytes_written(run)):
         stage.build(run, key)
         stage.finish(run, key, started)
-    except OSError as exc:  # a full disk, a read-only place: one line naming the file and the space needed
-        if exc.errno in WRITE_ERRNOS:
-            raise cannot_write(exc, stage.bytes_written(run)) from None
-        raise
     return stage.output(run)
