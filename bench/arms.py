@@ -20,37 +20,35 @@ def parse_arm(text: str) -> tuple[str, list[str]]:
     return label, [o for o in overrides.split(";") if o]
 
 
-def build_store(
-    run_dir: Path, config_path: str, overrides: list[str]
-) -> tuple[stages.RunDir, dict[str, float]]:
+def build_store(run_dir: Path, config_path: str, overrides: list[str]) -> tuple[stages.Run, dict[str, float]]:
     """The config's store (distill, teachers, extract; each kept when unchanged) and the seconds each stage took."""
     config = load_config(config_path, overrides)
     run = stages.prepare_run(run_dir, config)
-    seconds = stages.stage_store(run, config)
+    seconds = stages.stage_store(run)
     print("# " + ", ".join(f"{name}: {value:.0f} s" for name, value in seconds.items()), flush=True)
     return run, seconds
 
 
-def reuse_baselines(run: stages.RunDir, config, jobs: list, done: list[stages.RunDir]) -> None:
+def reuse_baselines(run: stages.Run, config, jobs: list, done: list[stages.Run]) -> None:
     """Copy the baseline cells an earlier arm finished with this arm's cache key (not, e.g., a 300-epoch baseline
     into an arm that trains 1000 epochs: such a copy is removed again, never left beside the arm's own runs)."""
     copied = []
     for job in jobs:
-        if job.uses_features or run.student_run(job).exists():
+        if job.uses_features or run.dir.record_of(job.name).exists():
             continue
         for other in done:
-            if other.student_run(job).exists():
-                run.students.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(other.student_run(job), run.student_run(job))
+            if other.dir.record_of(job.name).exists():
+                run.dir.students.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(other.dir.record_of(job.name), run.dir.record_of(job.name))
                 copied.append(job)
                 break
-    for job in stages.pending_cells(run, config, copied):  # copied, but under another cache key
-        run.student_run(job).unlink()
+    for job in stages.pending_cells(run, copied):  # copied, but under another cache key
+        run.dir.record_of(job.name).unlink()
 
 
 def train_arm(
-    run_dir: Path, config_path: str, store: Path, label: str, overrides: list[str], done: list[stages.RunDir]
-) -> stages.RunDir:
+    run_dir: Path, config_path: str, store: Path, label: str, overrides: list[str], done: list[stages.Run]
+) -> stages.Run:
     """The config's grid with the arm's overrides, trained from ``store`` in ``run_dir`` (cells of an earlier, killed
     run kept); writes its report. Diverged cells are recorded, never fatal."""
     sets = [*overrides, "students.on_diverge=record", f"students.store={store.resolve()}"]
@@ -60,9 +58,9 @@ def train_arm(
     reuse_baselines(run, config, jobs, done)
     started = time.perf_counter()
     for i, job in enumerate(jobs, 1):
-        record = json.loads(stages.stage_student(run, config, job).read_text())
+        record = json.loads(stages.stage_cell(run, job).read_text())
         outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
         print(f"# {label} {i}/{len(jobs)} {job.name}: {outcome}", flush=True)
-    stages.stage_report(run, config)
+    stages.stage_report(run)
     print(f"# {label}: students {time.perf_counter() - started:.0f} s", flush=True)
     return run

@@ -287,7 +287,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     base, seconds = build_store(out / "store", args.config, args.set)
-    done: list[stages.RunDir] = []
+    done: list[stages.Run] = []
     arms: dict[str, dict] = {}
     for label in labels:
         t0 = time.perf_counter()
@@ -295,10 +295,10 @@ def main() -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         link = run_dir / "checkpoints"  # the online arm runs the store's teachers
         if not link.exists():
-            link.symlink_to(base.checkpoints.resolve(), target_is_directory=True)
-        run = train_arm(run_dir, args.config, base.store, label, [*args.set, *ARMS[label]], done)
+            link.symlink_to(base.dir.checkpoints.resolve(), target_is_directory=True)
+        run = train_arm(run_dir, args.config, base.dir.store, label, [*args.set, *ARMS[label]], done)
         done.append(run)
-        arms[label] = json.loads(run.results.read_text())
+        arms[label] = json.loads(run.dir.results.read_text())
         seconds[label] = time.perf_counter() - t0
         seconds["total"] = time.perf_counter() - started
         # after every arm: a long study's results land as they come
@@ -314,10 +314,10 @@ def render(out: Path, labels: list[str], docs: Path) -> None:
         if (docs / "results.json").exists()
         else {}
     )
-    summarise(docs, arms, kept, stages.RunDir(out / "store"))
+    summarise(docs, arms, kept, stages.open_run(out / "store"))
 
 
-def summarise(docs: Path, arms: dict[str, dict], seconds: dict[str, float], base: stages.RunDir) -> None:
+def summarise(docs: Path, arms: dict[str, dict], seconds: dict[str, float], base: stages.Run) -> None:
     """Print the gains and goal lines of the arms finished so far and write docs/results.{md,json} from them."""
     paired = baselines(arms["elfdd"])
     for label, results in arms.items():
@@ -330,10 +330,10 @@ def summarise(docs: Path, arms: dict[str, dict], seconds: dict[str, float], base
     write_docs(docs, arms, seconds, lines, goals, base, paired)
 
 
-def teacher_lines(base: stages.RunDir, config) -> list[str]:
+def teacher_lines(base: stages.Run, config) -> list[str]:
     rows = []
     for teacher in config.teacher_pool:
-        manifest = json.loads((base.teacher_dir(teacher.id) / "manifest.json").read_text())
+        manifest = json.loads((base.dir.teacher_dir(teacher.id) / "manifest.json").read_text())
         history = ", ".join(f"{h['epoch']}: {100 * h['test_acc']:.2f}" for h in manifest["history"])
         rows.append(
             [
@@ -355,10 +355,10 @@ def write_docs(
     seconds: dict,
     lines: list[str],
     goals: list[str],
-    base: stages.RunDir,
+    base: stages.Run,
     paired: dict,
 ) -> None:
-    config = stages.read_run_config(base.root)
+    config = base.config
     docs.mkdir(parents=True, exist_ok=True)
     text = [
         "# elfdd cross-architecture study",

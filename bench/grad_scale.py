@@ -19,16 +19,16 @@ from pathlib import Path
 import torch
 from elfdd.models import adapter_pair, create_model
 from elfdd.pipeline import stages
-from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import elf_losses, student_view
+from elfdd.pipeline.students import Cell, elf_losses
+from elfdd.pipeline.students.train import student_view
 from elfdd.pipeline.training import autocast, seed_everything, sgd_with_half_decay
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 
 
-def trace(run: stages.RunDir, config, loss: str, args: argparse.Namespace) -> tuple[float, float]:
-    dataset = stages.open_student_dataset(run, config)
+def trace(run: stages.Run, config, loss: str, args: argparse.Namespace) -> tuple[float, float]:
+    dataset = stages.open_student_dataset(run)
     students = config.students
-    job = StudentJob(
+    job = Cell(
         args.student, "front_rear_task", args.seed, args.policy, loss, 1.0, 1.0, dataset.epoch, dataset.layer
     )
     generator = seed_everything(args.seed)
@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--policy", default="replay", choices=["clean", "replay"])
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     args = parser.parse_args()
-    run = stages.RunDir(Path(args.run_dir))
-    config = stages.read_run_config(run.root)
+    run = stages.open_run(Path(args.run_dir))
+    config = run.config
     peaks = {loss: trace(run, config, loss, args)[0] for loss in args.losses.split(",")}
     if {"ce", "kl"} <= set(peaks):
         print(f"ratio max_gradnorm_ce_over_kl {peaks['ce'] / peaks['kl']:.1f}")

@@ -21,7 +21,7 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
 - pooled_over_sequential_student_grid (not with --quick): that run's student grid retrained on the local pool
   (`workers` 0: one process per core) / one cell after the other in one process (`workers=1`).
 Then `ratio batched_over_sequential_cells_<arch>` (ConvNet, VGG11, AlexNet, MLP, ResNet18): 4 ELF cells trained as one
-batched model (pipeline/batched.py) / one after the other, in the machine's default precision (students.batching:
+batched model (pipeline/students/batched.py) / one after the other, in the machine's default precision (students.batching:
 auto batches where this is below 1), and `sweep ...` lines: K = 1, 4, 16 cells of one student, sequential and
 batched, with their peak memory. Then `scale ...` lines: time and peak memory (the process's peak RSS, reset before each point, and its growth over
 the RSS before the point) of extraction and of one ELF student as the synthetic set (IPC) and the stored views grow.
@@ -46,10 +46,9 @@ from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
 from elfdd.pipeline.extract import TeacherSource, extract_to_store, view_params
-from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.losses import feature_loss
-from elfdd.pipeline.students import StudentContext, train_student
-from elfdd.pipeline.teacher import build_teacher, load_checkpoint, load_manifest, train_teacher
+from elfdd.pipeline.students import Cell, StudentContext, train_cell
+from elfdd.pipeline.teachers import build_teacher, load_checkpoint, load_manifest, train_teacher
 from elfdd.pipeline.training import (
     configure_threads,
     inference_batch,
@@ -93,7 +92,7 @@ def setup(work: Path, ipc: int, views: int, quick: bool):
 
 
 def plain_elf(dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Module | None = None) -> float:
-    """The ELF student loop of pipeline/students.py written plainly over in-memory tensors (clean view policy:
+    """The ELF student loop of pipeline/students/train.py written plainly over in-memory tensors (clean view policy:
     fresh DSA, the stored clean feature); with ``teacher``, its features are recomputed every step instead."""
     memory = InMemoryFeatures(dataset)
     images, features, labels = memory.images, memory.features[:, 0].float(), memory.labels
@@ -130,10 +129,10 @@ def plain_elf(dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Modul
 
 
 def elfdd_elf(dataset: FeatureDataset, data, cfg, epochs: int) -> float:
-    job = StudentJob("convnet", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, "block3")
+    job = Cell("convnet", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, "block3")
     cfg = cfg.model_copy(update={"epochs": epochs})
     ctx = StudentContext(data.x_test, data.y_test, cfg, 10, CPU, "fp32")
-    return train_student(job, dataset, ctx)["train_seconds"]
+    return train_cell(job, dataset, ctx)["train_seconds"]
 
 
 def median_pair(a, b, repeats: int) -> tuple[float, float]:

@@ -24,9 +24,8 @@ from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
 from elfdd.pipeline.extract import TeacherSource, extract_to_store
-from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import StudentContext, train_student
-from elfdd.pipeline.teacher import load_manifest, train_teacher
+from elfdd.pipeline.students import Cell, StudentContext, train_cell
+from elfdd.pipeline.teachers import load_manifest, train_teacher
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset
 from torch.profiler import ProfilerActivity, profile
@@ -122,10 +121,10 @@ def main() -> None:
         dataset = FeatureDataset(store, config.teacher.id, 1, "block3")
         students = config.students.model_copy(update={"epochs": 5})
         for arch in config.students.archs:
-            job = StudentJob(arch, "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, "block3")
+            job = Cell(arch, "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, "block3")
             profiled(
                 f"student {arch}",
-                lambda job=job: train_student(
+                lambda job=job: train_cell(
                     job,
                     dataset,
                     StudentContext(data.x_test, data.y_test, students, data.num_classes, CPU, "fp32"),

@@ -71,9 +71,9 @@ def distil(out: Path, name: str, overrides: list[str], config_path: str) -> dict
     config = load_config(config_path, overrides)
     run = stages.prepare_run(out / name, config)
     started = time.perf_counter()
-    stages.stage_distill(run, config)
+    stages.stage_distill(run)
     seconds = time.perf_counter() - started
-    synthetic = load_synthetic(run.synthetic)
+    synthetic = load_synthetic(run.dir.synthetic)
     return {
         "overrides": overrides,
         "method": config.distill.method,

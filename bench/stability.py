@@ -34,7 +34,7 @@ from elfdd.pipeline.training import resolve_device, resolve_precision
 
 def train_stability_arm(
     out: Path, store: Path, label: str, overrides: list[str], args, done: list
-) -> stages.RunDir:
+) -> stages.Run:
     seeds = ",".join(str(s) for s in range(args.seeds))
     sets = [f"precision={args.precision}", *overrides, f"students.seeds=[{seeds}]"]
     if args.elf_only:
@@ -42,8 +42,8 @@ def train_stability_arm(
     return train_arm(out / label, args.config, store, label, sets, done)
 
 
-def summarize_arm(run: stages.RunDir, label: str, precision: str) -> None:
-    results = json.loads(run.results.read_text())
+def summarize_arm(run: stages.Run, label: str, precision: str) -> None:
+    results = json.loads(run.dir.results.read_text())
     elf = [r for r in results["runs"] if r["mode"] != "baseline"]
     diverged = [r for r in elf if not converged(r)]
     print(
@@ -99,7 +99,7 @@ def main() -> None:
     arms = [parse_arm(a) for a in args.arm] or [("default", [])]
     out = Path(args.out) / args.precision
     base, _ = build_store(out / "base", args.config, [f"precision={args.precision}"])
-    done: list[stages.RunDir] = []
+    done: list[stages.Run] = []
     for label, overrides in arms:
         done.append(train_stability_arm(out, base.store, label, overrides, args, done))
     for (label, _), run in zip(arms, done, strict=True):

@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import ExtractConfig
-from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import StudentContext, train_student
+from elfdd.pipeline.students import Cell, StudentContext, train_cell
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset, InMemoryFeatures
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
@@ -56,11 +55,11 @@ def torch_save_bytes(tensor: torch.Tensor) -> int:
     return buffer.tell()
 
 
-def build_store(run: stages.RunDir, config, folder: Path, name: str, **extract) -> Path:
+def build_store(run: stages.Run, config, folder: Path, name: str, **extract) -> Path:
     """One store from the run's synthetic set and teacher checkpoint, at the students' epoch and layer."""
     cfg = ExtractConfig(**{**config.extract.model_dump(), **extract})
     path = folder / f"{name}.zarr"
-    stages.extract_run_store(run, config, path, [config.student_teacher_epoch], [config.student_layer], cfg)
+    stages.extract_run_store(run, path, [config.student_teacher_epoch], [config.student_layer], cfg)
     return path
 
 
@@ -95,8 +94,8 @@ def accuracy_rows(stores: dict[str, Path], config, seeds: list[int], epochs: int
     for codec in LOSSY:
         dataset = FeatureDataset(stores[f"v{config.extract.views}_{codec}"], *_key(config))
         accuracy[codec] = [
-            train_student(
-                StudentJob("convnet", "front_rear_task", seed),
+            train_cell(
+                Cell("convnet", "front_rear_task", seed),
                 dataset,
                 StudentContext(
                     data.x_test, data.y_test, students, data.num_classes, torch.device("cpu"), "fp32"
@@ -146,8 +145,8 @@ def step_rows(store: Path, config, epochs: int, rounds: int) -> None:
     seconds = {"stream": [], "memory": []}
     for _ in range(rounds):
         for kind, dataset in (("stream", stream), ("memory", memory)):
-            record = train_student(
-                StudentJob("convnet", "front_rear_task", 0, "replay" if stream.views > 1 else None),
+            record = train_cell(
+                Cell("convnet", "front_rear_task", 0, "replay" if stream.views > 1 else None),
                 dataset,
                 StudentContext(
                     data.x_test[:10],
@@ -174,12 +173,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="student epochs (default: the run's)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    run = stages.RunDir(Path(args.run))
-    config = stages.read_run_config(run.root)
+    run = stages.open_run(Path(args.run))
+    config = run.config
     configure_threads(config.threads)
     epochs = args.epochs or config.students.epochs
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"# run {run.root}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"# run {run.dir.root}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory(prefix="elfdd-bench-") as tmp:
         stores = size_rows(run, config, Path(tmp), args.views)
         accuracy_rows(stores, config, seeds, epochs)

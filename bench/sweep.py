@@ -1,5 +1,5 @@
 """Sweep cost for bench/perf.py: K ELF cells of one student (seeds 0..K-1) trained one after the other
-(pipeline/students.train_student) and as one batched model (pipeline/batched.train_student_group), side by side in
+(pipeline/students.train_cell) and as one batched model (pipeline/students.train_group), side by side in
 one process, with the peak memory of each (the kernel's peak-RSS counter reset before the work)."""
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ import time
 from pathlib import Path
 
 import torch
-from elfdd.pipeline.batched import train_student_group
-from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import StudentContext, train_student
+from elfdd.pipeline.students import Cell, StudentContext, train_cell, train_group
 from elfdd.store.reader import FeatureDataset
 
 
@@ -27,14 +25,12 @@ def reset_peak_rss() -> float:
     return status_mb("VmRSS")
 
 
-def elf_cells(arch: str, k: int) -> list[StudentJob]:
-    return [
-        StudentJob(arch, "front_rear_task", seed, "clean", "ce", 1.0, 1.0, 1, "block3") for seed in range(k)
-    ]
+def elf_cells(arch: str, k: int) -> list[Cell]:
+    return [Cell(arch, "front_rear_task", seed, "clean", "ce", 1.0, 1.0, 1, "block3") for seed in range(k)]
 
 
 def cells_seconds(
-    jobs: list[StudentJob], dataset: FeatureDataset, data, cfg, precision: str, batched: bool
+    jobs: list[Cell], dataset: FeatureDataset, data, cfg, precision: str, batched: bool
 ) -> tuple[float, float]:
     """(wall seconds, peak RSS growth MB) of training and evaluating ``jobs`` one by one or as one batched model."""
     device = torch.device("cpu")
@@ -42,10 +38,10 @@ def cells_seconds(
     before = reset_peak_rss()
     started = time.perf_counter()
     if batched:
-        train_student_group(jobs, [dataset] * len(jobs), ctx)
+        train_group(jobs, [dataset] * len(jobs), ctx)
     else:
         for job in jobs:
-            train_student(job, dataset, ctx)
+            train_cell(job, dataset, ctx)
     return time.perf_counter() - started, status_mb("VmHWM") - before
 
 

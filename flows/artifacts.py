@@ -13,7 +13,7 @@ from ..pipeline import stages
 from ..pipeline.config import RunConfig
 from ..pipeline.report import AXES
 from ..pipeline.synthetic import load_synthetic
-from ..pipeline.teacher import load_manifest
+from ..pipeline.teachers import load_manifest
 
 
 def _seconds(run: stages.RunDir, stage: str) -> float | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.errors import BadInput, write_errors_refused
-from ..pipeline.lock import claimed_run
+from ..pipeline.run.lock import claimed_run
 from ..store import location
 from .settings import quiet_prefect_env
 from .signals import supervised

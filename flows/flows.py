@@ -21,8 +21,7 @@ from pydantic import Field
 from ..core.errors import BadInput
 from ..pipeline import stages
 from ..pipeline.config import RunConfig
-from ..pipeline.jobs import StudentJob
-from ..pipeline.lock import claimed_run
+from ..pipeline.run.lock import claimed_run
 from ..pipeline.training import resolve_device
 from ..store import location
 from . import artifacts
@@ -51,8 +50,8 @@ RETRYING: dict[str, Any] = {
 }
 
 
-def _run_dir(run_dir: str) -> stages.RunDir:
-    return stages.RunDir(location.local_dir(run_dir))
+def _run(run_dir: str, config: RunConfig) -> stages.Run:
+    return stages.Run(location.local_dir(run_dir), config)
 
 
 # The parameters every flow takes, described once: Prefect shows the descriptions in a deployment's run form.
@@ -68,21 +67,20 @@ DASK_ADDRESS: Any = Field(
 
 
 @contextlib.contextmanager
-def opened_run(run_dir: str, config: RunConfig | None) -> Iterator[tuple[stages.RunDir, RunConfig]]:
+def opened_run(run_dir: str, config: RunConfig | None) -> Iterator[stages.Run]:
     """What every flow does first: forward elfdd's logs to the flow run, claim the run directory (its lock; a
-    refusal leaves it as found: pipeline.lock.claimed_run) and open it (open_run)."""
+    refusal leaves it as found: pipeline.run.lock.claimed_run) and open it (open_run)."""
     forward_logs()
     with claimed_run(location.local_dir(run_dir)):
         yield open_run(run_dir, config)
 
 
-def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, RunConfig]:
+def open_run(run_dir: str, config: RunConfig | None) -> stages.Run:
     """The run directory with ``config`` written into it, or with its own config.yaml (else the defaults)."""
     root = location.local_dir(run_dir)
     if config is None and stages.RunDir(root).config.exists():
-        return stages.RunDir(root), stages.read_run_config(root)
-    config = config or RunConfig()
-    return stages.prepare_run(root, config), config
+        return stages.open_run(root)
+    return stages.prepare_run(root, config or RunConfig())
 
 
 # Tasks get the run directory and the flow's validated config as values (never re-reading config.yaml).
@@ -90,12 +88,12 @@ def open_run(run_dir: str, config: RunConfig | None) -> tuple[stages.RunDir, Run
 
 @task(name="distill", **RETRYING)
 def distill_task(run_dir: str, config: RunConfig, force: bool = False) -> str:
-    return str(stages.stage_distill(_run_dir(run_dir), config, force=force))
+    return str(stages.stage_distill(_run(run_dir, config), force=force))
 
 
 @task(name="train-teacher", **RETRYING)
 def teacher_task(run_dir: str, config: RunConfig, force: bool = False) -> str:
-    return str(stages.stage_teacher(_run_dir(run_dir), config, force=force))
+    return str(stages.stage_teacher(_run(run_dir, config), force=force))
 
 
 @task(name="extract-epoch", task_run_name="extract-{teacher}-epoch-{epoch}", **RETRYING)
@@ -103,26 +101,26 @@ def extract_epoch_task(
     run_dir: str, config: RunConfig, target: str, teacher: str, epoch: int, key: str
 ) -> list[str]:
     """One teacher checkpoint's features into the prepared store ``target`` (``key``: the stage's input key)."""
-    return stages.stage_extract_epoch(_run_dir(run_dir), config, Path(target), teacher, epoch, key)
+    return stages.stage_extract_epoch(_run(run_dir, config), Path(target), teacher, epoch, key)
 
 
 @task(name="train-student", task_run_name="student-{name}", **RETRYING)
 def student_task(
     run_dir: str, config: RunConfig, name: str, cells: list[dict], force: bool = False
 ) -> list[str]:
-    """Grid cells (``cells``: their StudentJobs' fields; ``name``: a label for the UI): one alone, or several of one
-    architecture trained together as one batched model (pipeline/batched.py)."""
-    jobs = [StudentJob(**cell) for cell in cells]
-    return [str(p) for p in stages.stage_student_group(_run_dir(run_dir), config, jobs, force=force)]
+    """Grid cells (``cells``: their fields; ``name``: a label for the UI): one alone, or several of one architecture
+    trained together as one batched model (pipeline/students/batched.py)."""
+    group = [stages.Cell(**cell) for cell in cells]
+    return [str(p) for p in stages.stage_cell_group(_run(run_dir, config), group, force=force)]
 
 
 @task(name="report")
 def report_task(run_dir: str, config: RunConfig) -> str:
     """Write results.json, report.md and plots, and publish the summary table and the report as artifacts."""
-    run = _run_dir(run_dir)
-    report = stages.stage_report(run, config)
-    artifacts.publish_report(run)
-    diverged = stages.diverged_runs(run)
+    run = _run(run_dir, config)
+    report = stages.stage_report(run)
+    artifacts.publish_report(run.dir)
+    diverged = stages.diverged_runs(run.dir)
     if diverged:  # the flow run still completes: the study has its report, with these runs marked
         logging.getLogger("elfdd").warning(
             "%d student runs diverged (recorded in results.json): %s",
@@ -135,9 +133,10 @@ def report_task(run_dir: str, config: RunConfig) -> str:
 @flow(name="distill")
 def distill_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD)."""
-    with opened_run(run_dir, config) as (run, config):
+    with opened_run(run_dir, config) as run:
+        config = run.config
         path = distill_task(run_dir, config, force)
-        artifacts.publish_distill(run)
+        artifacts.publish_distill(run.dir)
         return path
 
 
@@ -145,20 +144,22 @@ def distill_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, forc
 def import_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Import a synthetic set made elsewhere as the run's distill stage (``distill.method: file``;
     ``distill.source`` names its files, format and image space)."""
-    with opened_run(run_dir, config) as (run, config):
+    with opened_run(run_dir, config) as run:
+        config = run.config
         if config.distill.method != "file":
             raise BadInput("import-synthetic needs distill.method file and distill.source.paths")
         path = distill_task(run_dir, config, force)
-        artifacts.publish_distill(run)
+        artifacts.publish_distill(run.dir)
         return path
 
 
 @flow(name="train-teacher")
 def teacher_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Train every configured teacher on the real data and checkpoint it at its configured epochs."""
-    with opened_run(run_dir, config) as (run, config):
+    with opened_run(run_dir, config) as run:
+        config = run.config
         path = teacher_task(run_dir, config, force)
-        artifacts.publish_teacher(run, config)
+        artifacts.publish_teacher(run.dir, config)
         return path
 
 
@@ -170,7 +171,8 @@ def extract_flow(
     dask_address: str | None = DASK_ADDRESS,
 ) -> str:
     """Extract the teacher features of the synthetic set into the store, one task per checkpoint."""
-    with opened_run(run_dir, config) as (run, config):
+    with opened_run(run_dir, config) as run:
+        config = run.config
 
         def map_epochs(target: Path, items: list[tuple[str, int]], key: str) -> None:
             calls = [
@@ -186,8 +188,8 @@ def extract_flow(
             ]
             run_tasks(extract_epoch_task, calls, dask_address)
 
-        path = stages.stage_extract(run, config, force, map_epochs)
-        artifacts.publish_extract(run, config)
+        path = stages.stage_extract(run, force, map_epochs)
+        artifacts.publish_extract(run.dir, config)
         return str(path)
 
 
@@ -199,11 +201,12 @@ def students_flow(
     dask_address: str | None = DASK_ADDRESS,
 ) -> str:
     """Train every student cell of the grid from the store (this run's, or ``students.store``), then report."""
-    with opened_run(run_dir, config) as (run, config):
-        jobs = stages.grid(config)
-        pending = stages.pending_cells(run, config, jobs)  # refuses a mismatched store before any training
+    with opened_run(run_dir, config) as run:
+        config = run.config
+        cells = stages.grid(config)
+        pending = stages.pending_cells(run, cells)  # refuses a mismatched store before any training
         # a kept cell's task only reads its record (on_diverge: fail)
-        groups = stages.cell_groups(config, jobs)
+        groups = stages.cell_groups(config, cells)
         todo = set(pending)
         busy = len(groups) if force else len([g for g in groups if todo.intersection(g)])
         device = resolve_device(config.device).type
@@ -213,7 +216,7 @@ def students_flow(
                 "run_dir": run_dir,
                 "config": config,
                 "name": group[0].name if len(group) == 1 else f"{group[0].name}-x{len(group)}",
-                "cells": [asdict(job) for job in group],
+                "cells": [asdict(cell) for cell in group],
                 "force": force,
             }
             for group in groups
@@ -225,7 +228,8 @@ def students_flow(
 @flow(name="report")
 def report_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Write results.json, report.md and plots from the finished student runs (``force`` has nothing to redo)."""
-    with opened_run(run_dir, config) as (_, config):
+    with opened_run(run_dir, config) as run:
+        config = run.config
         return report_task(run_dir, config)
 
 
@@ -238,7 +242,8 @@ def elf_pipeline(
 ) -> str:
     """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps its
     output when its inputs' key is unchanged."""
-    with opened_run(run_dir, config) as (_, config):
+    with opened_run(run_dir, config) as run:
+        config = run.config
         distill_flow(run_dir, config, force)
         teacher_flow(run_dir, config, force)
         extract_flow(run_dir, config, force, dask_address)

@@ -2,6 +2,7 @@
 
 from . import alexnet, convnet, lenet, mlp, resnet, torchvision_zoo, vgg  # noqa: F401  (registers the architectures)
 from .adapters import FeatureAdapter, adapter_pair
+from .anatomy import Anatomy, anatomy_of
 from .hooks import forward_with_features
 from .layers import running_stats_frozen
 from .registry import (
@@ -9,7 +10,6 @@ from .registry import (
     create_model,
     get_spec,
     list_models,
-    module_kinds,
     probe_model,
     register_model,
     split_points,
@@ -17,7 +17,8 @@ from .registry import (
 from .split import SplitNet
 
 __all__ = [
-    "module_kinds",
+    "Anatomy",
+    "anatomy_of",
     "running_stats_frozen",
     "FeatureAdapter",
     "ModelSpec",

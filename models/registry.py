@@ -63,15 +63,6 @@ def probe_model(name: str, in_channels: int, num_classes: int, image_size: int, 
         return create_model(name, in_channels, num_classes, image_size, **kwargs)
 
 
-@functools.lru_cache(maxsize=256)
-def module_kinds(
-    name: str, in_channels: int, num_classes: int, image_size: int, kwargs: str = "{}"
-) -> frozenset[type]:
-    """The module classes an architecture (built with the JSON ``kwargs``) is made of, built once per arguments."""
-    model = probe_model(name, in_channels, num_classes, image_size, **json.loads(kwargs))
-    return frozenset(type(m) for m in model.modules())
-
-
 def split_points(name: str, **kwargs: Any) -> tuple[tuple[str, ...], str]:
     """The named split points of an architecture and its default split (ELF's cut): built once per architecture and
     keyword arguments, on the meta device (no weights allocated)."""

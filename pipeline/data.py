@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
@@ -104,9 +105,15 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _idx_path(folder: Path, key: str) -> Path:
+    path = _idx_file(folder, IDX_FILES[key])
+    assert path is not None  # _find_idx_folder found every file
+    return path
+
+
 def _load_fashion_mnist(cfg: DataConfig) -> dict[str, np.ndarray]:
     folder = _find_idx_folder(cfg.root)
-    return {key: read_idx(_idx_file(folder, stem)) for key, stem in IDX_FILES.items()}  # type: ignore[arg-type]
+    return {key: read_idx(_idx_path(folder, key)) for key in IDX_FILES}
 
 
 def _load_npz(cfg: DataConfig) -> dict[str, np.ndarray]:
@@ -206,20 +213,108 @@ Loader = Callable[["DataConfig"], dict[str, np.ndarray]]
 DATASETS: Registry[Loader] = Registry("dataset")
 
 
-def register_dataset(name: str, loader: Loader) -> None:
+@dataclass(frozen=True)
+class DataShape:
+    """What a model is built for: one image's shape (C, H, W) and the number of classes."""
+
+    image_shape: tuple[int, int, int]
+    num_classes: int
+
+
+Shaper = Callable[["DataConfig"], DataShape]
+SHAPES: dict[str, Shaper] = {}
+
+
+def register_dataset(name: str, loader: Loader, shape: Shaper | None = None) -> None:
     """Register ``loader(data_config) -> {x_train, y_train, x_test, y_test}`` (uint8 or [0, 1] float images (N,H,W)
-    or (N,H,W,C), integer labels 0 .. K-1, each class with training images) as ``data.name`` value ``name``."""
+    or (N,H,W,C), integer labels 0 .. K-1, each class with training images) as ``data.name`` value ``name``;
+    ``shape(data_config)``, where given, tells the :class:`DataShape` without loading the images (else
+    :func:`data_shape` loads them)."""
     DATASETS.register(name, loader)
+    if shape is not None:
+        SHAPES[name] = shape
+
+
+def data_shape(cfg: DataConfig) -> DataShape:
+    """The image shape and class count of the configured data: from the files' headers and labels where the dataset
+    declares how (Fashion-MNIST, .npz, torchvision's sets), else from the loaded data."""
+    if cfg.name in SHAPES:
+        return SHAPES[cfg.name](cfg)
+    data = load_data(cfg)
+    return DataShape(data.image_shape, data.num_classes)
+
+
+def _image_shape(dims: tuple[int, ...], where: str) -> tuple[int, int, int]:
+    """(N,H,W) or (N,H,W,C) -> (C, H, W)."""
+    if len(dims) not in (3, 4):
+        raise BadInput(f"{where} must have shape (N,H,W) or (N,H,W,C), got {dims}")
+    return (dims[3] if len(dims) == 4 else 1, dims[1], dims[2])
+
+
+def _labels_shape(x_dims: tuple[int, ...], y_train: np.ndarray, y_test: np.ndarray, where: str) -> DataShape:
+    train, test = (torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64)) for y in (y_train, y_test))
+    return DataShape(_image_shape(x_dims, f"{where}: x_train"), class_count(train, test, where))
+
+
+def _fashion_mnist_shape(cfg: DataConfig) -> DataShape:
+    folder = _find_idx_folder(cfg.root)
+    path = _idx_path(folder, "x_train")
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+            header = bytes(handle.read(16))
+    except (OSError, EOFError) as exc:
+        raise BadInput(f"cannot read IDX file {path}: {exc}") from None
+    if len(header) < 16:
+        raise BadInput(f"IDX file {path} is too short")
+    dims = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(3))
+    y_train, y_test = (read_idx(_idx_path(folder, key)) for key in ("y_train", "y_test"))
+    return _labels_shape(dims, y_train, y_test, str(folder))
+
+
+def _npz_shape(cfg: DataConfig) -> DataShape:
+    path = Path(cfg.path)  # type: ignore[arg-type]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not {"x_train", "y_train", "y_test"} <= set(npz.files):
+                return _npz_loaded_shape(cfg)  # the loader names what is missing
+            with npz.zip.open("x_train.npy") as member:
+                version = np.lib.format.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    return _npz_loaded_shape(cfg)
+                read_header = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }[version]
+                dims = read_header(member)[0]
+            return _labels_shape(tuple(dims), npz["y_train"], npz["y_test"], str(path))
+    except FileNotFoundError:
+        raise BadInput(f"data file not found: {path}") from None
+    except (ValueError, OSError, KeyError) as exc:
+        raise BadInput(f"cannot read {path} as .npz: {exc}") from None
+
+
+def _declared_shape(shape: DataShape, cfg: DataConfig) -> DataShape:
+    return shape
+
+
+def _npz_loaded_shape(cfg: DataConfig) -> DataShape:
+    data = load_data(cfg)
+    return DataShape(data.image_shape, data.num_classes)
 
 
 def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
-register_dataset("fashion_mnist", _load_fashion_mnist)
-register_dataset("npz", _load_npz)
-for _name in ("mnist", "cifar10", "cifar100"):  # torchvision's on-disk layout under data.root
-    register_dataset(_name, _load_torchvision)
+register_dataset("fashion_mnist", _load_fashion_mnist, _fashion_mnist_shape)
+register_dataset("npz", _load_npz, _npz_shape)
+# torchvision's on-disk layout under data.root; their shapes are the datasets' own
+for _name, _shape in {
+    "mnist": DataShape((1, 28, 28), 10),
+    "cifar10": DataShape((3, 32, 32), 10),
+    "cifar100": DataShape((3, 32, 32), 100),
+}.items():
+    register_dataset(_name, _load_torchvision, functools.partial(_declared_shape, _shape))
 
 
 def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:

@@ -75,3 +75,12 @@ def load_synthetic(path: Path) -> SyntheticSet:
     if synthetic.sha256 != blob.get("sha256"):
         raise BadInput(f"synthetic set {path} does not match its recorded sha256 (damaged or edited)")
     return synthetic
+
+
+def synthetic_problems(path: Path) -> list[str]:
+    """What is wrong with a saved synthetic set (empty: it matches its recorded sha256)."""
+    try:
+        load_synthetic(path)  # checks the set against its recorded sha256
+    except BadInput as exc:
+        return [str(exc)]
+    return []

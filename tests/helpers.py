@@ -81,29 +81,28 @@ def clean_store(
 
 
 def staged_run(toy_npz: Path, folder: Path, overrides: list[str]):
-    """A run directory on the toy .npz data after distill, teacher and extract: (RunDir, RunConfig)."""
+    """A run on the toy .npz data after distill, teacher and extract: (Run, RunConfig)."""
     from elfdd.pipeline import stages
     from elfdd.pipeline.config import load_config
 
     config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *overrides])
     run = stages.prepare_run(folder, config)
-    stages.stage_distill(run, config)
-    stages.stage_teacher(run, config)
-    stages.stage_extract(run, config)
+    stages.stage_distill(run)
+    stages.stage_teacher(run)
+    stages.stage_extract(run)
     return run, config
 
 
 def reference_job(config, student: str, loss_mode: str, seed: int, view_policy: str | None = None):
     """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value (its paired
     teacher at that teacher's reference epoch and layer): the one cell a test trains."""
-    from elfdd.pipeline.jobs import make_job
-    from elfdd.pipeline.stages.grid import pair, reference_cell
+    from elfdd.pipeline.students import make_cell, pairing_table, reference_cell
 
     ref = reference_cell(config)
     layer = config.student_layer
-    pairing = pair(config, student, layer)
+    pairing = pairing_table(config)[student].pairings[layer]
     teacher = config.teacher_config(pairing.teacher)
-    return make_job(
+    return make_cell(
         student,
         loss_mode,
         seed,

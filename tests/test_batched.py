@@ -1,4 +1,4 @@
-"""Cells trained as one batched model (pipeline/batched.py): the same per-cell loss curves and accuracies as the
+"""Cells trained as one batched model (pipeline/students/batched.py): the same per-cell loss curves and accuracies as the
 sequential path, a diverged cell that does not touch the others, the grouping rule, and a killed group that resumes."""
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import sys
 import time
 
 import pytest
-from elfdd.models import list_models, module_kinds
+from elfdd.models import anatomy_of, list_models
 from elfdd.pipeline import stages
-from elfdd.pipeline.batched import batchable, train_student_group
-from elfdd.pipeline.students import StudentContext, train_student
+from elfdd.pipeline.students import CellInputs, batchable, train_cell, train_group
 from helpers import TINY_RUN, staged_run
 
 # Three cells that differ in seed, lambda and teacher epoch: one group.
@@ -28,7 +27,7 @@ AXES = [
     "extract.views=4",
     "students.view_policies=[replay]",
 ]
-BATCHABLE = [name for name in list_models() if batchable(module_kinds(name, 1, 4, 28))]
+BATCHABLE = [name for name in list_models() if batchable(anatomy_of(name, (1, 28, 28), 4).kinds)]
 
 
 def _group(config, arch: str):
@@ -40,16 +39,13 @@ def _group(config, arch: str):
 
 
 def _train(run, config, jobs, batched: bool):
-    state = stages.Run(run, config).configured()
-    datasets = stages.open_cell_datasets(run, config, jobs)
-    readers = [datasets[stages.feature_cell(config, job)] for job in jobs]
-    data = state.data
-    ctx = StudentContext(
-        data.x_test, data.y_test, config.students, data.num_classes, state.device, state.precision
-    )
+    run = run.configured()
+    inputs = CellInputs(run, jobs)
+    readers = [inputs.stage(job).dataset for job in jobs]
+    ctx = inputs.context(run)
     if batched:
-        return train_student_group(jobs, readers, ctx)
-    return [train_student(job, reader, ctx) for job, reader in zip(jobs, readers, strict=True)]
+        return train_group(jobs, readers, ctx)
+    return [train_cell(job, reader, ctx) for job, reader in zip(jobs, readers, strict=True)]
 
 
 @pytest.mark.slow
@@ -117,10 +113,9 @@ import logging, sys
 from pathlib import Path
 logging.basicConfig(level=logging.INFO)
 from elfdd.pipeline import stages
-run = stages.RunDir(Path(sys.argv[1]))
-config = stages.read_run_config(run.root)
-for group in stages.cell_groups(config, stages.grid(config)):
-    stages.stage_student_group(run, config, group)
+run = stages.open_run(Path(sys.argv[1]))
+for group in stages.cell_groups(run.config, stages.grid(run.config)):
+    stages.stage_cell_group(run, group)
 """
 
 
@@ -153,7 +148,7 @@ def test_a_killed_batched_group_resumes(toy_npz, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
     def records(run):
-        return {p.name: json.loads(p.read_text()) for p in sorted(run.students.glob("*.json"))}
+        return {p.name: json.loads(p.read_text()) for p in sorted(run.dir.students.glob("*.json"))}
 
     whole, resumed = records(runs["whole"]), records(killed)
     assert whole.keys() == resumed.keys() and len(whole) == 6

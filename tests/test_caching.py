@@ -14,15 +14,15 @@ def run_and_config(toy_npz, tmp_path):
     return staged_run(toy_npz, tmp_path / "run", TINY_RUN)
 
 
-def _stamps(run: stages.RunDir, config) -> dict[str, int]:
+def _stamps(run: stages.Run, config) -> dict[str, int]:
     """When each stage last wrote its output (its marker is written after the output, only when it ran)."""
     outputs = {
-        "distill": run.synthetic,
-        "teacher": run.teacher_dir(config.teacher.id) / "manifest.json",
-        "extract": run.store / "teachers" / config.teacher.id / "epoch_0002" / "block3" / "zarr.json",
+        "distill": run.dir.synthetic,
+        "teacher": run.dir.teacher_dir(config.teacher.id) / "manifest.json",
+        "extract": run.dir.store / "teachers" / config.teacher.id / "epoch_0002" / "block3" / "zarr.json",
     }
     return {
-        s: (out.stat().st_mtime_ns, run.stage_marker(_marker(s, config)).stat().st_mtime_ns)
+        s: (out.stat().st_mtime_ns, run.dir.stage_marker(_marker(s, config)).stat().st_mtime_ns)
         for s, out in outputs.items()
     }
 
@@ -33,9 +33,10 @@ def _marker(stage: str, config) -> str:
 
 
 def _rerun(run, config, force=False) -> None:
-    stages.stage_distill(run, config, force=force)
-    stages.stage_teacher(run, config, force=force)
-    stages.stage_extract(run, config, force=force)
+    run = stages.Run(run.dir, config)
+    stages.stage_distill(run, force=force)
+    stages.stage_teacher(run, force=force)
+    stages.stage_extract(run, force=force)
 
 
 def test_unchanged_inputs_keep_every_stage(run_and_config):
@@ -45,7 +46,7 @@ def test_unchanged_inputs_keep_every_stage(run_and_config):
     students.students.archs = ["lenet"]  # only the student list changes
     _rerun(run, students)
     assert _stamps(run, config) == before
-    markers = {s: json.loads(run.stage_marker(_marker(s, config)).read_text()) for s in before}
+    markers = {s: json.loads(run.dir.stage_marker(_marker(s, config)).read_text()) for s in before}
     assert all(len(m["key"]) == 64 and m["seconds"] >= 0 for m in markers.values())
 
 
@@ -99,20 +100,20 @@ def test_a_new_key_schema_recomputes_every_stage_and_cell_once(run_and_config, m
     under the old one, once; the outputs are the same bytes (the inputs are)."""
     run, config = run_and_config
     job = reference_job(config, "convnet", "front_rear_task", 0)
-    record = stages.stage_student(run, config, job)
+    record = stages.stage_cell(run, job)
     synthetic, before = _content(run), _stamps(run, config)
     old_key = json.loads(record.read_text())["cache_key"]
     monkeypatch.setattr("elfdd.core.keyed.KEY_SCHEMA", 99)
     _rerun(run, config)
     after = _stamps(run, config)
     assert all(after[s] != before[s] for s in before) and _content(run) == synthetic
-    assert json.loads(stages.stage_student(run, config, job).read_text())["cache_key"] != old_key
+    assert json.loads(stages.stage_cell(run, job).read_text())["cache_key"] != old_key
     again = _stamps(run, config)
     _rerun(run, config)  # once: the new keys are kept
     assert _stamps(run, config) == again
 
 
-def _content(run: stages.RunDir) -> str:
+def _content(run: stages.Run) -> str:
     import torch
 
-    return torch.load(run.synthetic, weights_only=True)["sha256"]
+    return torch.load(run.dir.synthetic, weights_only=True)["sha256"]

@@ -23,7 +23,7 @@ ARRAYS = {
 @pytest.fixture(scope="module")
 def store(toy_npz, tmp_path_factory):
     run, _ = staged_run(toy_npz, tmp_path_factory.mktemp("chunks") / "run", [*TINY_RUN, "extract.views=2"])
-    return run.store
+    return run.dir.store
 
 
 def _copy(store, tmp_path):

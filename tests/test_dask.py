@@ -45,7 +45,7 @@ def _features(path, config) -> dict:
 
 
 def _results(run) -> dict:
-    results = json.loads(run.results.read_text())
+    results = json.loads(run.dir.results.read_text())
     for record in results["runs"]:
         del record["train_seconds"]
     return results

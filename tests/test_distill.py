@@ -12,8 +12,8 @@ from elfdd.pipeline.distill.dm import dm_loss, frozen_random_net
 from elfdd.pipeline.distill.gm import gm_loss, gradient_distance, loops_for
 from elfdd.pipeline.distill.metadd import MetaDD, grad_cam, train_auxiliaries
 from elfdd.pipeline.distill.mtt import trajectory_loss
-from elfdd.pipeline.experts import load_trajectories, record_experts
 from elfdd.pipeline.synthetic import load_synthetic
+from elfdd.pipeline.teachers import load_trajectories, record_experts
 from elfdd.pipeline.training import seed_everything
 
 CPU = torch.device("cpu")
@@ -211,12 +211,12 @@ def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_
         "students.seeds=[0]",
     ]
     run, config = staged_run(toy_npz, tmp_path / "zca", overrides)
-    state = torch.load(run.zca, weights_only=True)
+    state = torch.load(run.dir.zca, weights_only=True)
     data = stages.data_for(config)
     assert state["sha256"] == data.zca.sha256 == data.normalization()["zca_sha256"]
     from elfdd.store.reader import FeatureStore
 
-    assert FeatureStore(run.store).meta["normalization"]["zca_sha256"] == state["sha256"]
+    assert FeatureStore(run.dir.store).meta["normalization"]["zca_sha256"] == state["sha256"]
     plain = config.model_copy(deep=True)
     plain.data.zca = False
     with pytest.raises(BadInput, match="another input space"):
@@ -225,7 +225,7 @@ def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_
 
 def test_students_train_with_the_lr_mtt_learned_when_asked(toy_npz, tmp_path):
     from elfdd.pipeline import stages
-    from elfdd.pipeline.jobs import StudentJob
+    from elfdd.pipeline.students import Cell
     from helpers import staged_run
 
     overrides = ["precision=fp32", "distill.method=mtt", "distill.ipc=1", "distill.iterations=2"]
@@ -242,11 +242,11 @@ def test_students_train_with_the_lr_mtt_learned_when_asked(toy_npz, tmp_path):
         "students.seeds=[0]",
     ]
     run, config = staged_run(toy_npz, tmp_path / "mtt", [*overrides, "students.lr_from_synthetic=true"])
-    syn_lr = load_synthetic(run.synthetic).extra["syn_lr"]
+    syn_lr = load_synthetic(run.dir.synthetic).extra["syn_lr"]
     import json
 
-    record = json.loads(stages.stage_student(run, config, StudentJob("mlp", "task", 0)).read_text())
+    record = json.loads(stages.stage_cell(run, Cell("mlp", "task", 0)).read_text())
     assert (
         record["lr"] == pytest.approx(syn_lr)
-        and (run.root / "experts" / "convnet" / "manifest.json").exists()
+        and (run.dir.root / "experts" / "convnet" / "manifest.json").exists()
     )

@@ -10,10 +10,10 @@ import torch
 from elfdd.core.errors import StudentDiverged
 from elfdd.models import adapter_pair, create_model, list_models
 from elfdd.pipeline import augment, stages
-from elfdd.pipeline import students as students_module
-from elfdd.pipeline.jobs import StudentJob
 from elfdd.pipeline.losses import feature_loss, list_feature_losses
-from elfdd.pipeline.students import elf_losses, student_view
+from elfdd.pipeline.students import Cell, elf_losses
+from elfdd.pipeline.students import train as students_module
+from elfdd.pipeline.students.train import student_view
 from elfdd.pipeline.training import NonFiniteWatch
 from helpers import TINY_RUN, reference_job, staged_run
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -30,27 +30,27 @@ def test_a_diverged_cell_is_recorded_and_the_report_written_exit_3(run_and_confi
     from elfdd.flows import cli
 
     run, _ = run_and_config
-    assert cli.main(["students", str(run.root), "--set", DIVERGE_CONVNET]) == cli.EXIT_DIVERGED
+    assert cli.main(["students", str(run.dir.root), "--set", DIVERGE_CONVNET]) == cli.EXIT_DIVERGED
     err = capsys.readouterr().err
-    results = json.loads(run.results.read_text())
+    results = json.loads(run.dir.results.read_text())
     diverged = [r for r in results["runs"] if r["status"] == "diverged"]
     assert {r["student"] for r in diverged} == {"convnet"} and len(diverged) == 2  # baseline and ELF
     for record in diverged:
         assert record["test_acc"] is None and record["diverged"]["term"] in {"task", "front", "rear"}
         assert record["diverged"]["epoch"] >= 1
         assert f"diverged: {record['cell']}: loss term {record['diverged']['term']}" in err
-        cell = json.loads((run.students / f"{record['cell']}.json").read_text())
+        cell = json.loads((run.dir.students / f"{record['cell']}.json").read_text())
         assert cell["status"] == "diverged" and cell["diverged"] == record["diverged"]
-    for path in run.students.glob("mlp__*.json"):  # the other cells ran and are intact
+    for path in run.dir.students.glob("mlp__*.json"):  # the other cells ran and are intact
         cell = json.loads(path.read_text())
         assert cell["status"] == "ok" and 0 <= cell["test_acc"] <= 1
     summary = {(s["student"], s["mode"]): s for s in results["summary"]}
     assert summary["convnet", "baseline"]["mean"] is None and summary["convnet", "baseline"]["diverged"] == 1
-    report = run.report.read_text()
+    report = run.dir.report.read_text()
     assert "**diverged** (1 of 1)" in report and "## Diverged runs (2 of 4)" in report
-    assert (run.plots / "accuracy.png").exists()
+    assert (run.dir.plots / "accuracy.png").exists()
     # on_diverge fail: the kept diverged cell stops the stage (exit 2), as a numerical fault did before
-    assert cli.main(["students", str(run.root), "--set", "students.on_diverge=fail"]) == 2
+    assert cli.main(["students", str(run.dir.root), "--set", "students.on_diverge=fail"]) == 2
     assert "loss term" in capsys.readouterr().err
 
 
@@ -62,8 +62,8 @@ def test_on_diverge_fail_raises_naming_cell_epoch_and_term(run_and_config):
     with pytest.raises(
         StudentDiverged, match=r"student convnet__front_rear_task.*loss term \w+ is (nan|inf)"
     ):
-        stages.stage_student(run, config, job)
-    assert not run.student_run(job).exists()
+        stages.stage_cell(run, job)
+    assert not run.dir.record_of(job.name).exists()
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -88,7 +88,7 @@ def test_a_training_step_creates_no_tensor_off_the_device(name, policy):
     params[:, augment.COL["scale"]] = 1.0
     images = student_view(images, params, policy, True, torch.Generator().manual_seed(0))
     for loss in list_feature_losses():
-        job = StudentJob(name, "front_rear_task", 0, policy, loss, 1.0, 1.0, 2, "block3")
+        job = Cell(name, "front_rear_task", 0, policy, loss, 1.0, 1.0, 2, "block3")
         teacher = torch.zeros(6, *teacher_shape, device=meta)
         losses = elf_losses(
             model,
@@ -133,7 +133,7 @@ def test_training_reads_no_value_back_per_step(run_and_config, monkeypatch):
             ctx = students_module.StudentContext(
                 data.x_test, data.y_test, cfg, data.num_classes, torch.device("cpu"), "fp32"
             )
-            record = students_module.train_student(job, dataset, ctx)
+            record = students_module.train_cell(job, dataset, ctx)
         assert record["status"] == "ok"
         reads[epochs] = counter.count
     assert reads[20] == reads[40] < 40

@@ -21,12 +21,12 @@ def test_every_file_of_a_run_honours_the_umask(toy_npz, tmp_path):
     try:
         run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "students.archs=[convnet]"])
         for job in stages.grid(config):
-            stages.stage_student(run, config, job)
-        stages.stage_report(run, config)
+            stages.stage_cell(run, job)
+        stages.stage_report(run)
     finally:
         os.umask(old)
-    files = [p for p in run.root.rglob("*") if p.is_file()]
-    unreadable = [str(p.relative_to(run.root)) for p in files if stat.S_IMODE(p.stat().st_mode) != 0o644]
+    files = [p for p in run.dir.root.rglob("*") if p.is_file()]
+    unreadable = [str(p.relative_to(run.dir.root)) for p in files if stat.S_IMODE(p.stat().st_mode) != 0o644]
     assert len(files) > 20 and not unreadable
 
 
@@ -64,13 +64,13 @@ def test_a_refused_command_leaves_config_yaml_byte_identical(toy_npz, tmp_path, 
     from elfdd.flows import cli
 
     run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "students.archs=[mlp]"])
-    assert cli.main(["students", str(run.root)]) == 0
+    assert cli.main(["students", str(run.dir.root)]) == 0
     before = run.config.read_bytes()
     capsys.readouterr()
-    assert cli.main(["students", str(run.root), "--set", "students.store=/typo.zarr"]) == 2
+    assert cli.main(["students", str(run.dir.root), "--set", "students.store=/typo.zarr"]) == 2
     assert "feature store not found" in capsys.readouterr().err
     assert run.config.read_bytes() == before
-    assert cli.main(["report", str(run.root)]) == 0  # still works after the refusal
+    assert cli.main(["report", str(run.dir.root)]) == 0  # still works after the refusal
 
 
 def test_run_on_an_existing_file_or_a_read_only_place_is_one_line(tmp_path, capsys):
@@ -185,17 +185,17 @@ def _verify_run(root, capsys) -> tuple[int, list[str]]:
 
 def test_verify_takes_a_run_directory_and_names_each_damaged_file(finished_run, capsys):
     run, config = finished_run
-    stages.stage_student(run, config, reference_job(config, "convnet", "task", 0))
-    assert _verify_run(run.root, capsys) == (0, [f"ok: {run.root}"])
-    checkpoint = run.teacher_dir(config.teacher.id) / "epoch_0002.pt"
+    stages.stage_cell(run, reference_job(config, "convnet", "task", 0))
+    assert _verify_run(run.dir.root, capsys) == (0, [f"ok: {run.dir.root}"])
+    checkpoint = run.dir.teacher_dir(config.teacher.id) / "epoch_0002.pt"
     checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")
-    synthetic = torch.load(run.synthetic, weights_only=True)
+    synthetic = torch.load(run.dir.synthetic, weights_only=True)
     synthetic["images"][0, 0, 0, 0] += 1  # edited, its recorded sha256 kept
-    torch.save(synthetic, run.synthetic)
-    record = next(run.students.glob("*.json"))
+    torch.save(synthetic, run.dir.synthetic)
+    record = next(run.dir.students.glob("*.json"))
     record.write_text(record.read_text().replace('"seed"', '"sead"'))
-    (run.store / "teachers" / config.teacher.id / "epoch_0000" / "logits" / "zarr.json").unlink()
-    code, lines = _verify_run(run.root, capsys)
+    (run.dir.store / "teachers" / config.teacher.id / "epoch_0000" / "logits" / "zarr.json").unlink()
+    code, lines = _verify_run(run.dir.root, capsys)
     assert code == 2
     damaged = "\n".join(lines)
     for name in ("epoch_0002.pt", "synthetic.pt", record.name, "epoch_0000/logits"):
@@ -213,35 +213,35 @@ def test_store_damage_after_the_run_is_found_and_a_rerun_makes_the_store_again(f
     from elfdd.store.verify import verify_store
 
     run, config = finished_run
-    features = run.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"
+    features = run.dir.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"
     before = zarr.open_array(str(features), mode="r")[...]
     if damage == "array metadata deleted":
         (features / "zarr.json").unlink()
     elif damage == "epoch group metadata deleted":
         (features.parent / "zarr.json").unlink()
     elif damage == "attributes edited":
-        meta = json.loads((run.store / "zarr.json").read_text())
+        meta = json.loads((run.dir.store / "zarr.json").read_text())
         meta["attributes"]["elfdd"]["num_classes"] = 7
-        (run.store / "zarr.json").write_text(json.dumps(meta))
+        (run.dir.store / "zarr.json").write_text(json.dumps(meta))
     else:
-        other = run.store / "teachers" / config.teacher.id / "epoch_0000" / "block3"
+        other = run.dir.store / "teachers" / config.teacher.id / "epoch_0000" / "block3"
         for mine, theirs in zip(
             sorted(p for p in (features / "c").rglob("*") if p.is_file()),
             sorted(p for p in (other / "c").rglob("*") if p.is_file()),
             strict=True,
         ):
             mine.write_bytes(theirs.read_bytes())
-    assert verify_store(run.store), damage
-    assert _verify_run(run.store, capsys)[0] == 2
+    assert verify_store(run.dir.store), damage
+    assert _verify_run(run.dir.store, capsys)[0] == 2
     if (
         damage == "chunk swapped"
     ):  # chunk contents are the readers' to check: a student refuses to train on it
         with pytest.raises(BadInput, match="differs from the content recorded"):
-            stages.stage_student(run, config, reference_job(config, "convnet", "front_rear_task", 0))
-        stages.stage_extract(run, config, force=True)
+            stages.stage_cell(run, reference_job(config, "convnet", "front_rear_task", 0))
+        stages.stage_extract(run, force=True)
     else:  # the re-run finds the layout changed, makes the store again
-        stages.stage_extract(run, config)
-    assert verify_store(run.store) == []
+        stages.stage_extract(run)
+    assert verify_store(run.dir.store) == []
     assert (zarr.open_array(str(features), mode="r")[...] == before).all()
 
 
@@ -249,11 +249,11 @@ def test_a_checkpoint_changed_after_the_run_is_found_by_a_rerun(finished_run, ca
     from elfdd.core.io import sha256_file
 
     run, config = finished_run
-    checkpoint = run.teacher_dir(config.teacher.id) / "epoch_0002.pt"
+    checkpoint = run.dir.teacher_dir(config.teacher.id) / "epoch_0002.pt"
     digest = sha256_file(checkpoint)
     checkpoint.write_bytes(checkpoint.read_bytes()[:-10])
     with caplog.at_level("WARNING", logger="elfdd"):
-        stages.stage_teacher(run, config)
+        stages.stage_teacher(run)
     assert "does not match the sha256 in its manifest" in caplog.text and "making it again" in caplog.text
     assert sha256_file(checkpoint) == digest  # retrained to the same bytes
 
@@ -263,7 +263,7 @@ def test_inspect_names_a_damaged_store_in_one_line(finished_run, damage, capsys)
     from elfdd.flows import cli
 
     run, config = finished_run
-    features = run.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"
+    features = run.dir.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"
     chunk = next(p for p in sorted((features / "c").rglob("*")) if p.is_file())
     if damage == "missing chunk":
         chunk.unlink()
@@ -271,13 +271,13 @@ def test_inspect_names_a_damaged_store_in_one_line(finished_run, damage, capsys)
         data = bytearray(chunk.read_bytes())
         data[len(data) // 2] ^= 0xFF
         chunk.write_bytes(bytes(data))
-    for args in (["inspect", str(run.store)], ["inspect", str(run.store), "--json"]):
+    for args in (["inspect", str(run.dir.store)], ["inspect", str(run.dir.store), "--json"]):
         assert cli.main(args) == 2
         captured = capsys.readouterr()
         err = captured.err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"error: store {run.store}") and "epoch_0002" in err[0], (
-            err
-        )
+        assert (
+            len(err) == 1 and err[0].startswith(f"error: store {run.dir.store}") and "epoch_0002" in err[0]
+        ), err
         assert "NaN" not in captured.out and "nan" not in captured.out
 
 
@@ -304,29 +304,31 @@ def test_a_disk_filling_up_mid_extraction_is_one_line_and_resumes_once_space_is_
 
     config = load_config(None, config_sets)
     whole = stages.prepare_run(tmp_path / "whole", config)
-    stages.stage_distill(whole, config)
-    stages.stage_teacher(whole, config)
-    used = sum(p.stat().st_size for p in whole.root.rglob("*") if p.is_file())
+    stages.stage_distill(whole)
+    stages.stage_teacher(whole)
+    used = sum(p.stat().st_size for p in whole.dir.root.rglob("*") if p.is_file())
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, f"{(used + 200_000) // 1024}k"):
         pytest.skip("no permission to mount a small tmpfs here")
     try:
-        run = stages.RunDir(disk / "run")
-        shutil.copytree(whole.root, run.root)
-        stages.stage_extract(whole, config)  # the same extraction with room for it
-        code, _, stderr = _run_cli("extract", str(run.root))  # the command as a user runs it
+        run = stages.Run(disk / "run", config)
+        shutil.copytree(whole.dir.root, run.dir.root)
+        stages.stage_extract(whole)  # the same extraction with room for it
+        code, _, stderr = _run_cli("extract", str(run.dir.root))  # the command as a user runs it
         err = stderr.strip().splitlines()
         assert code == 2, stderr[-2000:]
-        assert len(err) == 1 and err[0].startswith(f"error: cannot write {run.root}"), err
+        assert len(err) == 1 and err[0].startswith(f"error: cannot write {run.dir.root}"), err
         assert "No space left on device" in err[0] and "MB free there; the stage writes up to" in err[0], err
-        assert not _leftovers(run.root) and not (run.stage_marker("extract")).exists()
+        assert not _leftovers(run.dir.root) and not (run.dir.stage_marker("extract")).exists()
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
-        code, _, stderr = _run_cli("extract", str(run.root))
+        code, _, stderr = _run_cli("extract", str(run.dir.root))
         assert code == 0, stderr[-2000:]
-        for path in sorted(p.relative_to(whole.store) for p in whole.store.rglob("zarr.json")):
-            node = zarr.open(str(whole.store / path.parent), mode="r")
+        for path in sorted(p.relative_to(whole.dir.store) for p in whole.dir.store.rglob("zarr.json")):
+            node = zarr.open(str(whole.dir.store / path.parent), mode="r")
             if isinstance(node, zarr.Array):
-                assert (zarr.open_array(str(run.store / path.parent), mode="r")[...] == node[...]).all(), path
+                assert (
+                    zarr.open_array(str(run.dir.store / path.parent), mode="r")[...] == node[...]
+                ).all(), path
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
 
@@ -425,7 +427,7 @@ def test_bad_imports_and_exports_are_one_line_and_leave_nothing(toy_npz, tmp_pat
     run, _ = staged_run(toy_npz, tmp_path / "run", TINY_RUN)
     (tmp_path / "afile").write_text("mine")
     code, _, err = _run_cli(
-        "export-synthetic", str(run.root), "--format", "png", "--out", str(tmp_path / "afile")
+        "export-synthetic", str(run.dir.root), "--format", "png", "--out", str(tmp_path / "afile")
     )
     assert code == 2 and err.startswith("error: cannot write") and err.count("\n") == 1, err
     assert (tmp_path / "afile").read_text() == "mine"

@@ -8,9 +8,11 @@ import json
 import pytest
 import torch
 from elfdd.core.io import sha256_file
-from elfdd.models import list_models, module_kinds
+from elfdd.models import anatomy as anatomy_module
+from elfdd.models import anatomy_of, list_models
 from elfdd.pipeline import inference, stages
 from elfdd.pipeline.config import load_config
+from elfdd.pipeline.students import pairing as pairing_module
 from helpers import TINY_RUN, reference_job
 
 
@@ -20,7 +22,8 @@ def _forget_the_machine(monkeypatch, folder) -> None:
     monkeypatch.delenv("ELFDD_INFERENCE_BATCH", raising=False)
     monkeypatch.setattr("elfdd.pipeline.training.CPU_INFERENCE_BATCH", None)
     inference._per_machine.cache_clear()
-    module_kinds.cache_clear()
+    anatomy_module.cache_clear()
+    pairing_module._pairing_table.cache_clear()
 
 
 def _stages_and_one_cell(toy_npz, folder) -> tuple[str, list[str], dict]:
@@ -28,14 +31,14 @@ def _stages_and_one_cell(toy_npz, folder) -> tuple[str, list[str], dict]:
     its timing)."""
     config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *TINY_RUN])
     run = stages.prepare_run(folder, config)
-    stages.stage_distill(run, config)
-    stages.stage_teacher(run, config)
-    stages.stage_extract(run, config)
+    stages.stage_distill(run)
+    stages.stage_teacher(run)
+    stages.stage_extract(run)
     job = reference_job(config, "convnet", "front_rear_task", 0)
-    record = json.loads(stages.stage_student(run, config, job).read_text())
+    record = json.loads(stages.stage_cell(run, job).read_text())
     record.pop("train_seconds")
-    chunks = sorted(p for p in (run.store / "teachers").rglob("*") if p.is_file() and "c" in p.parts)
-    synthetic = torch.load(run.synthetic, weights_only=True)[
+    chunks = sorted(p for p in (run.dir.store / "teachers").rglob("*") if p.is_file() and "c" in p.parts)
+    synthetic = torch.load(run.dir.synthetic, weights_only=True)[
         "sha256"
     ]  # the file also holds the seconds it took
     return synthetic, [sha256_file(p) for p in chunks], record
@@ -47,20 +50,21 @@ def test_a_first_run_gives_the_bytes_of_a_later_run(toy_npz, tmp_path, monkeypat
     first = _stages_and_one_cell(toy_npz, tmp_path / "first")  # measures the inference batch on the way
     assert (tmp_path / "cache" / "elfdd" / "inference_batch.json").exists()
     inference._per_machine.cache_clear()  # a later process on the same machine: reads the kept measurement
-    module_kinds.cache_clear()
+    anatomy_module.cache_clear()
+    pairing_module._pairing_table.cache_clear()
     later = _stages_and_one_cell(toy_npz, tmp_path / "later")
     assert first == later
 
 
-@pytest.mark.parametrize("probe", ["module_kinds", "inference_batch"])
+@pytest.mark.parametrize("probe", ["anatomy_of", "inference_batch"])
 def test_a_probe_draws_nothing_from_the_global_random_streams(probe, tmp_path, monkeypatch):
     _forget_the_machine(monkeypatch, tmp_path)
     torch.manual_seed(0)
     expected = torch.rand(4)
     torch.manual_seed(0)
-    if probe == "module_kinds":
+    if probe == "anatomy_of":
         for arch in list_models():
-            module_kinds(arch, 1, 10, 28)
+            anatomy_of(arch, (1, 28, 28), 10)
     else:
         inference.cpu_inference_batch()
     assert torch.equal(torch.rand(4), expected)

@@ -23,20 +23,20 @@ def run(toy_npz, tmp_path):
 
 
 def _failing(monkeypatch, fail) -> list[str]:
-    """The flow's cell stage (stage_student_group) raises ``fail(job, attempt)`` for the first of its cells where
+    """The flow's cell stage (stage_cell_group) raises ``fail(cell, attempt)`` for the first of its cells where
     that returns an exception; records each call's cells."""
     calls: list[str] = []
-    real = stages.stage_student_group
+    real = stages.stage_cell_group
 
-    def stage_student_group(run, config, jobs, *args, **kwargs):
-        calls.extend(job.name for job in jobs)
-        for job in jobs:
-            exc = fail(job, calls.count(job.name))
+    def stage_cell_group(run, cells, *args, **kwargs):
+        calls.extend(cell.name for cell in cells)
+        for cell in cells:
+            exc = fail(cell, calls.count(cell.name))
             if exc is not None:
                 raise exc
-        return real(run, config, jobs, *args, **kwargs)
+        return real(run, cells, *args, **kwargs)
 
-    monkeypatch.setattr(stages, "stage_student_group", stage_student_group)
+    monkeypatch.setattr(stages, "stage_cell_group", stage_cell_group)
     return calls
 
 
@@ -61,23 +61,23 @@ def test_transient_failure_is_retried(run, monkeypatch):
     calls = _failing(
         monkeypatch, lambda job, attempt: OSError(errno.EIO, "flaky disk") if attempt == 1 else None
     )
-    state = flows.students_flow(str(run.root), return_state=True)
+    state = flows.students_flow(str(run.dir.root), return_state=True)
     assert state.is_completed(), state.message
     assert sorted(calls) == sorted(2 * ["convnet__task__seed0", "mlp__task__seed0"])
-    assert len(json.loads(run.results.read_text())["runs"]) == 2
+    assert len(json.loads(run.dir.results.read_text())["runs"]) == 2
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("student diverged"), BadInput("bad student input")])
 def test_permanent_failure_keeps_finished_work_and_fails_the_flow(run, monkeypatch, exc):
     calls = _failing(monkeypatch, lambda job, attempt: exc if job.student == "mlp" else None)
-    state = flows.students_flow(str(run.root), return_state=True)
+    state = flows.students_flow(str(run.dir.root), return_state=True)
     assert state.is_failed()
     assert str(exc) in state.message
     assert calls.count("mlp__task__seed0") == 1  # not retried
-    finished = json.loads((run.students / "convnet__task__seed0.json").read_text())
+    finished = json.loads((run.dir.students / "convnet__task__seed0.json").read_text())
     assert finished["cache_key"]  # the other cell ran to its end and is kept
-    assert not (run.students / "mlp__task__seed0.json").exists() and not run.results.exists()
-    assert not list(run.root.rglob("*.tmp"))
+    assert not (run.dir.students / "mlp__task__seed0.json").exists() and not run.dir.results.exists()
+    assert not list(run.dir.root.rglob("*.tmp"))
 
 
 @pytest.mark.slow

@@ -69,32 +69,32 @@ def test_a_scalar_axis_is_a_one_value_grid(toy_npz):
 def test_finished_cells_are_kept_and_changed_cells_retrained(grid_run):
     run, config = grid_run
     job = reference_job(config, "mlp", "front_rear_task", 0)
-    path = stages.stage_student(run, config, job)
+    path = stages.stage_cell(run, job)
     first = json.loads(path.read_text())
     stamp = path.stat().st_mtime_ns
-    assert stages.stage_student(run, config, job) == path and path.stat().st_mtime_ns == stamp  # kept
+    assert stages.stage_cell(run, job) == path and path.stat().st_mtime_ns == stamp  # kept
     longer = config.model_copy(deep=True)
     longer.students.epochs = 2
-    again = json.loads(stages.stage_student(run, longer, job).read_text())
+    again = json.loads(stages.stage_cell(stages.Run(run.dir, longer), job).read_text())
     assert again["cache_key"] != first["cache_key"] and again["epochs"] == 2  # retrained
     # the baseline does not depend on the feature axes: one cached run serves every lambda
     baseline = reference_job(config, "mlp", "task", 0)
-    stages.stage_student(run, config, baseline)
+    stages.stage_cell(run, baseline)
     other_lambda = config.model_copy(deep=True)
     other_lambda.students.lambda_front = [0.25]
-    stamp = run.student_run(baseline).stat().st_mtime_ns
-    stages.stage_student(run, other_lambda, baseline)
-    assert run.student_run(baseline).stat().st_mtime_ns == stamp
+    stamp = run.dir.record_of(baseline.name).stat().st_mtime_ns
+    stages.stage_cell(stages.Run(run.dir, other_lambda), baseline)
+    assert run.dir.record_of(baseline.name).stat().st_mtime_ns == stamp
 
 
 def test_a_stale_run_is_not_reported(grid_run, tmp_path):
     run, config = grid_run
     for job in stages.grid(config):
-        stages.stage_student(run, config, job)
+        stages.stage_cell(run, job)
     changed = config.model_copy(deep=True)
     changed.students.lr = 0.02
     with pytest.raises(BadInput, match="another config or store"):
-        stages.stage_report(run, changed)
+        stages.stage_report(stages.Run(run.dir, changed))
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_a_stale_run_is_not_reported(grid_run, tmp_path):
 def test_torchvision_students_train_with_elf_split_by_shape(grid_run, student, split, rear_relu):
     run, config = grid_run
     job = reference_job(config, student, "front_rear_task", 0)
-    record = json.loads(stages.stage_student(run, config, job).read_text())
+    record = json.loads(stages.stage_cell(run, job).read_text())
     assert record["mode"] == "elf" and 0 <= record["test_acc"] <= 1
     assert record["student_split"] == split and record["rear_relu"] is rear_relu
 
@@ -118,9 +118,9 @@ def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
 
     run, config = grid_run
     for job in stages.grid(config):
-        stages.stage_student(run, config, job)
-    report_flow(str(run.root))
-    text = run.report.read_text()
+        stages.stage_cell(run, job)
+    report_flow(str(run.dir.root))
+    text = run.dir.report.read_text()
     for section in (
         "ELF Fig. 1",
         "λ_front x λ_rear",
@@ -130,8 +130,8 @@ def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
     ):
         assert section in text, section
     for plot in ("accuracy.png", "gains.png", "lambda_grid.png", "teacher_epoch.png"):
-        assert (run.plots / plot).stat().st_size > 1000, plot
-    results = json.loads(run.results.read_text())
+        assert (run.dir.plots / plot).stat().st_size > 1000, plot
+    results = json.loads(run.dir.results.read_text())
     assert len(results["runs"]) == len(stages.grid(config)) and all(r["cache_key"] for r in results["runs"])
     assert results["reference"]["lambda_front"] == 1 and results["reference"]["teacher_epoch"] == {
         "teacher": 2
@@ -145,9 +145,57 @@ def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
     assert kinds == {"elfdd-report": "markdown", "elfdd-summary": "table"}
     # The UI shows the artifact away from the run directory: every plot is in it, none is a relative link.
     published = next(
-        a.data for a in artifacts if a.key == "elfdd-report" and a.description == str(run.report)
+        a.data for a in artifacts if a.key == "elfdd-report" and a.description == str(run.dir.report)
     )
     assert "](plots/" not in published and "](plots/" in text
     inlined = re.findall(r"\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", published)
-    pngs = {p.read_bytes() for p in run.plots.glob("*.png") if f"plots/{p.name})" in text}
+    pngs = {p.read_bytes() for p in run.dir.plots.glob("*.png") if f"plots/{p.name})" in text}
     assert len(inlined) == text.count("](plots/") and {base64.b64decode(b) for b in inlined} == pngs
+
+
+def test_a_grid_builds_each_model_once_and_loads_no_data_for_a_shape(toy_npz, tmp_path, monkeypatch):
+    """From ``students.archs`` to trained cells (a 3-architecture grid): the pairing table builds each architecture
+    once (the students' and the teacher's), each cell builds its student once, and no dataset is loaded to learn a
+    shape: planning the grid loads none, training it loads the data once (the test split the cells are scored on)."""
+    from elfdd.models import anatomy, registry
+    from elfdd.pipeline import data
+    from elfdd.pipeline.run import run as run_module
+    from elfdd.pipeline.students import pairing, train
+
+    archs = ["mlp", "lenet", "convnet"]
+    sets = [*TINY_RUN, f"students.archs=[{','.join(archs)}]", "students.loss_modes=[task,front_rear_task]"]
+    run, config = staged_run(toy_npz, tmp_path / "run", sets)
+    built: list[str] = []
+    loads: list[str] = []
+    real_create, real_load = registry.create_model, data.load_data
+
+    def counted_create(name, *args, **kwargs):
+        built.append(name)
+        return real_create(name, *args, **kwargs)
+
+    def counted_load(*args, **kwargs):
+        loads.append("load")
+        return real_load(*args, **kwargs)
+
+    for module in (registry, train):
+        monkeypatch.setattr(module, "create_model", counted_create)
+    for module in (data, run_module):
+        monkeypatch.setattr(module, "load_data", counted_load)
+    monkeypatch.setattr("elfdd.pipeline.training.CPU_INFERENCE_BATCH", 64)  # no machine probe in the count
+    anatomy.cache_clear()
+    pairing._pairing_table.cache_clear()
+    run_module._cached_data.cache_clear()
+    run_module._data_sha256.cache_clear()
+
+    cells = stages.grid(config)
+    groups = stages.cell_groups(config, cells)
+    architectures = {a: config.students.arch_kwargs.get(a, {}) for a in archs}
+    probes = len(
+        {(a, str(k)) for a, k in architectures.items()}
+        | {(t.arch, str(t.arch_kwargs)) for t in config.teacher_pool}
+    )
+    assert (len(built), loads) == (probes, []), built  # planning: one probe per architecture, no data
+    for group in groups:
+        stages.stage_cell_group(run, group)
+    assert len(cells) == 2 * len(archs) and len(built) == probes + len(cells), built
+    assert loads == ["load"]  # the test split, once for every cell

@@ -25,8 +25,8 @@ def tiny_run(toy_npz, tmp_path_factory):
 
 def test_dm_writes_a_synthetic_set_with_its_sha256(tiny_run):
     run, config = tiny_run
-    blob = torch.load(run.synthetic, weights_only=True)
-    synthetic = load_synthetic(run.synthetic)
+    blob = torch.load(run.dir.synthetic, weights_only=True)
+    synthetic = load_synthetic(run.dir.synthetic)
     assert synthetic.images.shape == (8, 1, 28, 28) and synthetic.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert blob["sha256"] == synthetic.sha256 and blob["method"] == "dm"
     assert blob["normalization"]["mean"]
@@ -34,7 +34,7 @@ def test_dm_writes_a_synthetic_set_with_its_sha256(tiny_run):
 
 def test_teacher_checkpoints_and_manifest(tiny_run):
     run, config = tiny_run
-    teacher_dir = run.teacher_dir(config.teacher.id)
+    teacher_dir = run.dir.teacher_dir(config.teacher.id)
     manifest = json.loads((teacher_dir / "manifest.json").read_text())
     assert [c["epoch"] for c in manifest["checkpoints"]] == [0, 2] and manifest["complete"]
     assert [h["epoch"] for h in manifest["history"]] == [1, 2]
@@ -48,12 +48,12 @@ def test_extraction_matches_the_teacher_forward(tiny_run):
     from elfdd.models import create_model
 
     run, config = tiny_run
-    store = FeatureStore(run.store)
+    store = FeatureStore(run.dir.store)
     assert store.epochs(config.teacher.id) == [0, 2]
     stored = store.features(config.teacher.id, 2, "block3")[...].astype(np.float32)
     teacher = create_model("convnet", 1, 4, 28)
     teacher.load_state_dict(
-        torch.load(run.teacher_dir(config.teacher.id) / "epoch_0002.pt", weights_only=True)
+        torch.load(run.dir.teacher_dir(config.teacher.id) / "epoch_0002.pt", weights_only=True)
     )
     images = torch.from_numpy(store.synthetic()[0])
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_extraction_matches_the_teacher_forward(tiny_run):
 @pytest.mark.parametrize("loss_mode", list(LOSS_TERMS))
 def test_every_loss_mode_trains_and_reports(tiny_run, loss_mode):
     run, config = tiny_run
-    path = stages.stage_student(run, config, reference_job(config, "convnet", loss_mode, 0))
+    path = stages.stage_cell(run, reference_job(config, "convnet", loss_mode, 0))
     record = json.loads(path.read_text())
     assert 0 <= record["test_acc"] <= 1 and record["loss"]["mode"] == loss_mode
     assert (record["teacher_epoch"] is None) == (loss_mode == "task")
@@ -76,7 +76,7 @@ def test_every_loss_mode_trains_and_reports(tiny_run, loss_mode):
 def test_elf_students_with_adapters(tiny_run, student):
     run, config = tiny_run
     record = json.loads(
-        stages.stage_student(run, config, reference_job(config, student, "front_rear_task", 0)).read_text()
+        stages.stage_cell(run, reference_job(config, student, "front_rear_task", 0)).read_text()
     )
     assert record["mode"] == "elf" and record["layer"] == "block3"
 
@@ -99,34 +99,34 @@ def test_cosine_is_per_sample_not_batch_global():
 
 def test_students_refuse_a_store_of_another_synthetic_set(tiny_run, tmp_path):
     run, config = tiny_run
-    other = stages.RunDir(tmp_path)
-    synthetic = load_synthetic(run.synthetic)
+    synthetic = load_synthetic(run.dir.synthetic)
     synthetic.images = synthetic.images + 1
-    synthetic.save(other.synthetic)
     other_config = config.model_copy(deep=True)
-    other_config.students.store = str(run.store)
+    other_config.students.store = str(run.dir.store)
+    other = stages.Run(tmp_path, other_config)
+    synthetic.save(other.dir.synthetic)
     with pytest.raises(BadInput, match="built from synthetic set"):
-        stages.open_student_dataset(other, other_config)
+        stages.open_student_dataset(other)
 
 
 def test_report_from_student_runs(tiny_run):
     run, config = tiny_run
     for mode in ("task", "front_rear_task"):
-        stages.stage_student(run, config, reference_job(config, "mlp", mode, 0))
+        stages.stage_cell(run, reference_job(config, "mlp", mode, 0))
     config = config.model_copy(deep=True)
     config.students.archs = ["mlp"]
-    stages.stage_report(run, config)
-    results = json.loads(run.results.read_text())
+    stages.stage_report(run)
+    results = json.loads(run.dir.results.read_text())
     assert {r["mode"] for r in results["runs"]} == {"baseline", "elf"}
     assert {"student", "mode", "mean", "std", "n"} <= set(results["summary"][0])
-    assert "| mlp |" in run.report.read_text() and (run.plots / "accuracy.png").stat().st_size > 1000
+    assert "| mlp |" in run.dir.report.read_text() and (run.dir.plots / "accuracy.png").stat().st_size > 1000
 
 
 def test_a_seed_makes_a_student_run_repeatable(tiny_run):
     run, config = tiny_run
     job = reference_job(config, "convnet", "front_rear_task", 3)
-    first = json.loads(stages.stage_student(run, config, job).read_text())
-    second = json.loads(stages.stage_student(run, config, job, force=True).read_text())
+    first = json.loads(stages.stage_cell(run, job).read_text())
+    second = json.loads(stages.stage_cell(run, job, force=True).read_text())
     assert first["test_acc"] == second["test_acc"]
 
 
@@ -137,7 +137,7 @@ def test_students_refuse_features_of_another_checkpoint(tiny_run, tmp_path):
 
     run, config = tiny_run
     copy = tmp_path / "store.zarr"
-    shutil.copytree(run.store, copy)
+    shutil.copytree(run.dir.store, copy)
     epoch = config.student_teacher_epoch
     zarr.open_group(str(copy), mode="r+")[f"teachers/{config.teacher.id}/epoch_{epoch:04d}"].attrs[
         "checkpoint_sha256"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from elfdd.core.errors import BadInput
-from elfdd.pipeline.records import RUN_KEYS, CellRecord, read_record
 from elfdd.pipeline.report import build_results
+from elfdd.pipeline.students import RUN_KEYS, CellRecord, read_record
 
 RECORD = {
     "cell": "mlp__task__seed0",

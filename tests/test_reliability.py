@@ -15,13 +15,13 @@ import zarr
 from elfdd.core.errors import BadInput, NumericalFault
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config, validate_config
-from elfdd.pipeline.lock import run_lock
+from elfdd.pipeline.run.lock import run_lock
 from elfdd.store.chunks import chunk_hashes
 from helpers import TINY_RUN, reference_job, staged_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-HOLD = "import sys, time; from pathlib import Path; from elfdd.pipeline.lock import run_lock\n" + (
+HOLD = "import sys, time; from pathlib import Path; from elfdd.pipeline.run.lock import run_lock\n" + (
     "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)\n"
 )
 
@@ -42,16 +42,16 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(run_and_config
 
     run, _ = run_and_config
     before = run.config.read_text()
-    holder = _holder(run.root)
+    holder = _holder(run.dir.root)
     try:
-        assert cli.main(["students", str(run.root), "--set", "students.epochs=3"]) == 2
+        assert cli.main(["students", str(run.dir.root), "--set", "students.epochs=3"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"in use by another elfdd process (pid {holder.pid})" in err[0]
-        assert run.config.read_text() == before and not run.students.exists()
+        assert run.config.read_text() == before and not run.dir.students.exists()
     finally:
         holder.send_signal(signal.SIGKILL)  # a dead holder leaves no stale lock
         holder.wait()
-    with run_lock(run.root), run_lock(run.root):  # free again, and re-entrant in one process
+    with run_lock(run.dir.root), run_lock(run.dir.root):  # free again, and re-entrant in one process
         pass
 
 
@@ -63,14 +63,14 @@ def test_diverging_student_stops_naming_student_epoch_and_term(run_and_config):
     with pytest.raises(
         NumericalFault, match=r"student convnet__front_rear_task.*loss term \w+ is (nan|inf).* at epoch \d"
     ):
-        stages.stage_student(run, config, job)
-    assert not run.student_run(job).exists()
+        stages.stage_cell(run, job)
+    assert not run.dir.record_of(job.name).exists()
 
 
 def test_nan_features_in_a_store_stop_the_student(run_and_config):
     run, config = run_and_config
     array = zarr.open_array(
-        str(run.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"), mode="r+"
+        str(run.dir.store / "teachers" / config.teacher.id / "epoch_0002" / "block3"), mode="r+"
     )
     values = array[:]
     values[0] = np.nan
@@ -78,16 +78,16 @@ def test_nan_features_in_a_store_stop_the_student(run_and_config):
     array.attrs["chunk_sha256"] = chunk_hashes(array)  # ... and recorded as written
     job = reference_job(config, "convnet", "front_rear_task", 0)
     with pytest.raises(NumericalFault, match="teacher features .*block3 hold NaN or Inf in samples 0:"):
-        stages.stage_student(run, config, job)
+        stages.stage_cell(run, job)
 
 
 def test_diverging_teacher_names_its_epoch(toy_npz, tmp_path):
     config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *TINY_RUN, "teacher.lr=1e12"])
     run = stages.prepare_run(tmp_path / "run", config)
     with pytest.raises(NumericalFault, match=r"teacher \w+ epoch \d+: cross-entropy loss is (nan|inf)"):
-        stages.stage_teacher(run, config)
-    assert not (run.teacher_dir(config.teacher.id) / "manifest.json").exists() or not json.loads(
-        (run.teacher_dir(config.teacher.id) / "manifest.json").read_text()
+        stages.stage_teacher(run)
+    assert not (run.dir.teacher_dir(config.teacher.id) / "manifest.json").exists() or not json.loads(
+        (run.dir.teacher_dir(config.teacher.id) / "manifest.json").read_text()
     ).get("complete")
 
 
@@ -110,20 +110,20 @@ def test_truncated_checkpoint_and_missing_array_are_named(run_and_config):
     from elfdd.store.reader import FeatureDataset
 
     run, config = run_and_config
-    checkpoint = run.teacher_dir(config.teacher.id) / "epoch_0002.pt"
+    checkpoint = run.dir.teacher_dir(config.teacher.id) / "epoch_0002.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     with pytest.raises(BadInput, match=f"checkpoint {checkpoint} does not match the sha256"):
-        stages.stage_extract(run, config, force=True)
+        stages.stage_extract(run, force=True)
     import shutil
 
-    shutil.rmtree(run.store / "teachers" / config.teacher.id / "epoch_0000" / "block3")
+    shutil.rmtree(run.dir.store / "teachers" / config.teacher.id / "epoch_0000" / "block3")
     with pytest.raises(BadInput, match="no layer 'block3' at teacher .* epoch 0"):
-        FeatureDataset(run.store, config.teacher.id, 0, "block3")
+        FeatureDataset(run.dir.store, config.teacher.id, 0, "block3")
 
 
 def test_the_store_holds_no_pickle(run_and_config):
     run, _ = run_and_config
-    documents = [json.loads(p.read_text()) for p in run.store.rglob("zarr.json")]
+    documents = [json.loads(p.read_text()) for p in run.dir.store.rglob("zarr.json")]
     arrays = [d for d in documents if d["node_type"] == "array"]
     assert arrays and all(np.dtype(a["data_type"]).kind in "fiub" for a in arrays)
     codecs = json.dumps([a["codecs"] for a in arrays])

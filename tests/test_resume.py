@@ -48,13 +48,12 @@ import sys
 from pathlib import Path
 logging.basicConfig(level=logging.INFO)
 from elfdd.pipeline import stages
-run = stages.RunDir(Path(sys.argv[2]))
-config = stages.read_run_config(run.root)
+run = stages.open_run(Path(sys.argv[2]))
 if sys.argv[1] == "student":
-    for job in stages.grid(config):
-        stages.stage_student(run, config, job)
+    for cell in stages.grid(run.config):
+        stages.stage_cell(run, cell)
 else:
-    getattr(stages, "stage_" + sys.argv[1])(run, config)
+    getattr(stages, "stage_" + sys.argv[1])(run)
 """
 PREREQUISITES = {
     "distill": [],
@@ -65,11 +64,11 @@ PREREQUISITES = {
 
 
 def _run_all(run, config) -> None:
-    stages.stage_distill(run, config)
-    stages.stage_teacher(run, config)
-    stages.stage_extract(run, config)
+    stages.stage_distill(run)
+    stages.stage_teacher(run)
+    stages.stage_extract(run)
     for job in stages.grid(config):
-        stages.stage_student(run, config, job)
+        stages.stage_cell(run, job)
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +83,20 @@ def reference(tmp_path_factory, fashion_mnist_available):
     return run, config
 
 
-def _evidence(stage: str, run: stages.RunDir, config) -> bool:
+def _evidence(stage: str, run: stages.Run, config) -> bool:
     """The killed run has finished some work the resumed one must keep."""
     if stage == "distill":
-        return run.resume_point("distill").exists()
+        return run.dir.resume_point("distill").exists()
     if stage == "teacher":
-        return run.resume_point(f"teacher-{config.teacher.id}").exists()
+        return run.dir.resume_point(f"teacher-{config.teacher.id}").exists()
     if stage == "extract":
-        first = run.store / "teachers" / config.teacher.id / "epoch_0000" / "logits" / "zarr.json"
+        first = run.dir.store / "teachers" / config.teacher.id / "epoch_0000" / "logits" / "zarr.json"
         return first.exists() and '"complete": true' in first.read_text()
-    return any(run.students.glob("*.json")) if run.students.exists() else False
+    return any(run.dir.students.glob("*.json")) if run.dir.students.exists() else False
 
 
-def _kill_midway(stage: str, run: stages.RunDir, config) -> None:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, stage, str(run.root)], env=os.environ.copy())
+def _kill_midway(stage: str, run: stages.Run, config) -> None:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, stage, str(run.dir.root)], env=os.environ.copy())
     deadline = time.monotonic() + 300
     while not _evidence(stage, run, config):
         assert child.poll() is None, (
@@ -109,30 +108,30 @@ def _kill_midway(stage: str, run: stages.RunDir, config) -> None:
     child.wait()
 
 
-def _outputs(stage: str, run: stages.RunDir, config):
+def _outputs(stage: str, run: stages.Run, config):
     if stage == "distill":
-        return torch.load(run.synthetic, weights_only=True)["images"].numpy().tobytes()
+        return torch.load(run.dir.synthetic, weights_only=True)["images"].numpy().tobytes()
     if stage == "teacher":
-        manifest = json.loads((run.teacher_dir(config.teacher.id) / "manifest.json").read_text())
+        manifest = json.loads((run.dir.teacher_dir(config.teacher.id) / "manifest.json").read_text())
         return [(c["epoch"], c["sha256"]) for c in manifest["checkpoints"]], manifest["complete"]
     if stage == "extract":
-        store = FeatureStore(run.store)
+        store = FeatureStore(run.dir.store)
         return {
             (epoch, layer): content_sha256(store.features(config.teacher.id, epoch, layer)[:])
             for epoch in config.extract_epochs
             for layer in config.extract_layers
         }
-    return {p.name: json.loads(p.read_text())["test_acc"] for p in sorted(run.students.glob("*.json"))}
+    return {p.name: json.loads(p.read_text())["test_acc"] for p in sorted(run.dir.students.glob("*.json"))}
 
 
-def _kept(stage: str, run: stages.RunDir, config) -> dict[Path, int]:
+def _kept(stage: str, run: stages.Run, config) -> dict[Path, int]:
     """Files the killed run finished, with their mtimes: the resumed run must not rewrite them."""
     if stage == "teacher":
-        files = sorted(run.teacher_dir(config.teacher.id).glob("epoch_*.pt"))
+        files = sorted(run.dir.teacher_dir(config.teacher.id).glob("epoch_*.pt"))
     elif stage == "extract":
-        files = sorted((run.store / "teachers" / config.teacher.id / "epoch_0000").rglob("c/*"))
+        files = sorted((run.dir.store / "teachers" / config.teacher.id / "epoch_0000").rglob("c/*"))
     elif stage == "student":
-        files = sorted(run.students.glob("*.json"))
+        files = sorted(run.dir.students.glob("*.json"))
     else:
         files = []
     return {f: f.stat().st_mtime_ns for f in files}
@@ -144,25 +143,25 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_outputs(stage, reference, tm
     run = stages.prepare_run(tmp_path / "run", config)
     _copy(ref_run, run, PREREQUISITES[stage])
     if stage == "extract":
-        (run.stage_marker("extract")).unlink()
+        (run.dir.stage_marker("extract")).unlink()
     _kill_midway(stage, run, config)
     kept = _kept(stage, run, config)
     if stage in ("teacher", "extract", "student"):
         assert kept, "the killed run finished nothing to keep"
     rerun = subprocess.run(
-        [sys.executable, "-c", CHILD, stage, str(run.root)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, stage, str(run.dir.root)], check=True, capture_output=True, text=True
     )
     if stage in ("distill", "teacher"):  # continued from the resume point, not started over
         assert "resuming from" in rerun.stderr, rerun.stderr[-2000:]
     assert _outputs(stage, run, config) == _outputs(stage, ref_run, config)
     assert {f: f.stat().st_mtime_ns for f in kept} == kept
-    assert not run.resume_point("distill").exists() and not list(run.root.rglob("*.tmp"))
+    assert not run.dir.resume_point("distill").exists() and not list(run.dir.root.rglob("*.tmp"))
 
 
-def _copy(source: stages.RunDir, run: stages.RunDir, names: list[str]) -> None:
+def _copy(source: stages.Run, run: stages.Run, names: list[str]) -> None:
     for name in names:
-        path = source.root / name
-        (shutil.copytree if path.is_dir() else shutil.copy2)(path, run.root / name)
+        path = source.dir.root / name
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, run.dir.root / name)
 
 
 def test_partial_epoch_continues_after_its_last_chunk(reference, tmp_path, monkeypatch):
@@ -187,21 +186,21 @@ def test_partial_epoch_continues_after_its_last_chunk(reference, tmp_path, monke
 
     monkeypatch.setattr(writer.EpochWriter, "write", write)
     with pytest.raises(KeyboardInterrupt):
-        stages.stage_extract(run, config)
+        stages.stage_extract(run)
     assert starts == [(0, 0), (0, 1)]
     starts.clear()
     die_after[0] = -1
-    stages.stage_extract(run, config)
+    stages.stage_extract(run)
     assert starts[0] == (0, 2) and (0, 0) not in starts and (0, 1) not in starts
-    stages.stage_extract(fresh, config)
+    stages.stage_extract(fresh)
     assert _outputs("extract", run, config) == _outputs("extract", fresh, config)
 
 
 def test_killed_expert_recording_keeps_the_finished_experts(toy_npz, tmp_path, monkeypatch):
     """MTT's experts: dying inside the third expert keeps the first two (files untouched); the re-run records the
     rest, and the trajectories equal a recording in one go."""
-    from elfdd.pipeline import experts as experts_module
     from elfdd.pipeline.data import load_data
+    from elfdd.pipeline.teachers import experts as experts_module
 
     config = load_config(
         None,

@@ -53,8 +53,10 @@ def test_build_stage_keeps_unchanged_inputs_and_rebuilds_changed_ones(tmp_path):
 
 def test_run_resolves_its_runtime_once(tmp_path, monkeypatch):
     calls = []
-    real = stages.run.runtime
-    monkeypatch.setattr(stages.run, "runtime", lambda config: calls.append(1) or real(config))
+    from elfdd.pipeline.run import run as run_module
+
+    real = run_module.runtime
+    monkeypatch.setattr(run_module, "runtime", lambda config: calls.append(1) or real(config))
     run = stages.Run(tmp_path, RunConfig(device="cpu", precision="fp32"))
     assert (run.device.type, run.precision) == ("cpu", "fp32")
     run.runtime  # noqa: B018

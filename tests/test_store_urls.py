@@ -61,18 +61,18 @@ def test_students_train_from_a_store_on_another_url(toy_npz, tmp_path):
     stages.extract_run_store(run, config, url)
     assert verify_store(url) == []
     job = reference_job(config, "convnet", "front_rear_task", 0)
-    local = json.loads(stages.stage_student(run, config, job).read_text())
+    local = json.loads(stages.stage_cell(run, job).read_text())
     remote_config = config.model_copy(deep=True)
     remote_config.students.store = url
     other = stages.prepare_run(tmp_path / "other", remote_config)
-    remote = json.loads(stages.stage_student(other, remote_config, job).read_text())
+    remote = json.loads(stages.stage_cell(stages.Run(other.dir, remote_config), job).read_text())
     assert remote["test_acc"] == local["test_acc"]  # the same features, read through fsspec
     for cell in stages.grid(remote_config):
-        stages.stage_student(other, remote_config, cell)
-    report_flow(f"file://{other.root}")
+        stages.stage_cell(stages.Run(other.dir, remote_config), cell)
+    report_flow(f"file://{other.dir.root}")
     assert (
-        json.loads(other.results.read_text())["stores"][0]["synthetic_sha256"]
-        == load_synthetic(run.synthetic).sha256
+        json.loads(other.dir.results.read_text())["stores"][0]["synthetic_sha256"]
+        == load_synthetic(run.dir.synthetic).sha256
     )
 
 

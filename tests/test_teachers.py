@@ -9,13 +9,18 @@ import pytest
 import torch
 from elfdd.core.errors import BadInput
 from elfdd.flows.cli import main as cli_main
-from elfdd.models import list_models
+from elfdd.models import anatomy_of, list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.pairing import pair_student, split_shapes
-from elfdd.pipeline.students import StudentContext, elf_losses, train_student
-from elfdd.pipeline.teacher import teacher_at
+from elfdd.pipeline.students import (
+    Cell,
+    StudentContext,
+    check_store_fits,
+    elf_losses,
+    pair_student,
+    train_cell,
+)
+from elfdd.pipeline.teachers import teacher_at
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureStore
 from elfdd.store.verify import verify_store
@@ -26,7 +31,8 @@ POOL = {"convnet": (128, 4, 4), "convnet_w512": (512, 4, 4)}
 
 
 def shapes(arch: str) -> tuple[dict, str]:
-    return split_shapes(arch, (1, 28, 28), 10)
+    anatomy = anatomy_of(arch, (1, 28, 28), 10)
+    return anatomy.split_shapes, anatomy.default_split
 
 
 @pytest.mark.parametrize(
@@ -89,31 +95,31 @@ def two_teacher_run(toy_npz, tmp_path_factory):
 
 
 def test_a_store_that_does_not_fit_the_run_is_refused_in_one_place(two_teacher_run, tmp_path):
-    """pipeline.stages.store_fit: another teacher checkpoint than the run's, or another dataset, is bad input."""
+    """students.check_store_fits: another teacher checkpoint than the run's, or another dataset, is bad input."""
     run, config = two_teacher_run
-    dataset = stages.open_student_dataset(run, config, 1, "block3", "wide")
-    other = stages.RunDir(
-        tmp_path / "other"
+    dataset = stages.open_student_dataset(run, "wide", 1, "block3")
+    other = stages.Run(
+        tmp_path / "other", config
     )  # a run whose wide teacher was retrained: same store, other sha256
-    manifest = json.loads((run.teacher_dir("wide") / "manifest.json").read_text())
+    manifest = json.loads((run.dir.teacher_dir("wide") / "manifest.json").read_text())
     manifest["checkpoints"] = [{**c, "sha256": "0" * 64} for c in manifest["checkpoints"]]
-    other.teacher_dir("wide").mkdir(parents=True)
-    (other.teacher_dir("wide") / "manifest.json").write_text(json.dumps(manifest))
+    other.dir.teacher_dir("wide").mkdir(parents=True)
+    (other.dir.teacher_dir("wide") / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BadInput, match="epoch 1 come from another checkpoint than this run's"):
-        stages.check_store_fits(other, config, dataset)
-    stages.check_store_fits(stages.RunDir(tmp_path / "bare"), config, dataset)  # no teachers of its own: fits
+        check_store_fits(other, dataset, None)
+    check_store_fits(stages.Run(tmp_path / "bare", config), dataset, None)  # no teachers of its own: fits
     other_data = config.model_copy(update={"data": config.data.model_copy(update={"name": "mnist"})})
     with pytest.raises(BadInput, match="holds features of dataset"):
-        stages.check_store_fits(run, other_data, dataset)
+        check_store_fits(stages.Run(run.dir, other_data), dataset, None)
 
 
 def test_verify_compares_the_store_with_the_run_s_teacher_manifests(two_teacher_run):
     run, _ = two_teacher_run
-    recorded = stages.recorded_checkpoints(run.store)
+    recorded = stages.recorded_checkpoints(run.dir.store)
     assert sorted(recorded) == ["narrow", "wide"] and sorted(recorded["narrow"]) == [1, 2]
     # the run's wide teacher is not the one the store was made from
     retrained = {**recorded, "wide": {1: "0" * 64}}
-    assert verify_store(run.store, retrained) == [
+    assert verify_store(run.dir.store, retrained) == [
         "teachers/wide/epoch_0001: checkpoint_sha256 differs from the run's teacher manifest"
     ]
     assert stages.recorded_checkpoints("s3://bucket/store.zarr") == {}
@@ -121,16 +127,16 @@ def test_verify_compares_the_store_with_the_run_s_teacher_manifests(two_teacher_
 
 def test_two_teacher_store_is_written_verified_and_inspected(two_teacher_run):
     run, config = two_teacher_run
-    store = FeatureStore(run.store)
+    store = FeatureStore(run.dir.store)
     assert store.teachers() == ["narrow", "wide"]
     assert store.epochs("narrow") == [1, 2] and store.epochs("wide") == [1]
     assert store.features("narrow", 2, "block3").shape == (8, 3, 32, 4, 4)
     assert store.features("wide", 1, "block3").shape == (8, 3, 64, 4, 4)
-    assert verify_store(run.store, stages.recorded_checkpoints(run.store)) == []
-    stats = feature_stats(run.store)
+    assert verify_store(run.dir.store, stages.recorded_checkpoints(run.dir.store)) == []
+    stats = feature_stats(run.dir.store)
     assert {a["teacher"] for a in stats["arrays"]} == {"narrow", "wide"}
     for teacher in ("narrow", "wide"):  # each teacher's manifest: per-epoch test accuracy and the schedule
-        manifest = json.loads((run.teacher_dir(teacher) / "manifest.json").read_text())
+        manifest = json.loads((run.dir.teacher_dir(teacher) / "manifest.json").read_text())
         assert manifest["constant_phase_end"] >= 1 and all(
             "test_acc" in h and "lr" in h for h in manifest["history"]
         )
@@ -144,16 +150,16 @@ def test_students_read_their_paired_teacher(two_teacher_run):
     assert teachers[("convnet_w64", "clean")] == ("wide", 1)
     assert teachers[("mlp", "clean")] == ("narrow", 2)  # nothing matches: the first teacher, adapters
     for job in jobs:
-        stages.stage_student(run, config, job)
-    stages.stage_report(run, config)
-    results = json.loads(run.results.read_text())
+        stages.stage_cell(run, job)
+    stages.stage_report(run)
+    results = json.loads(run.dir.results.read_text())
     by_cell = {r["cell"]: r for r in results["runs"]}
     wide = by_cell[reference_job(config, "convnet_w64", "front_rear_task", 0).name]
     assert wide["teacher_id"] == "wide" and wide["adapted"] is False and wide["rear_relu"] is True
     mlp = by_cell[reference_job(config, "mlp", "front_rear_task", 0).name]
     assert mlp["teacher_id"] == "narrow" and mlp["adapted"] is True
     assert {(s["teacher_id"], s["epoch"]) for s in results["stores"]} >= {("narrow", 2), ("wide", 1)}
-    report = run.report.read_text()
+    report = run.dir.report.read_text()
     assert "## Teacher pairing" in report and "`wide` (convnet_w64)" in report
 
 
@@ -183,7 +189,7 @@ def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_
     """Every step's teacher feature under view policy online is the checkpoint's forward on that step's images."""
     run, config = two_teacher_run
     job = reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
-    source = stages.teacher_source(run, config, job.teacher)
+    source = stages.teacher_source(run, job.teacher)
     data = stages.data_for(config)
     teacher, _ = teacher_at(
         source.config,
@@ -200,10 +206,10 @@ def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_
         seen.append((images.detach().clone(), features.detach().clone()))
         return elf_losses(model, adapters, job, images, features, labels, *args, **kwargs)
 
-    monkeypatch.setattr("elfdd.pipeline.students.elf_losses", spy)
-    dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
+    monkeypatch.setattr("elfdd.pipeline.students.train.elf_losses", spy)
+    dataset = stages.open_student_dataset(run, job.teacher, job.teacher_epoch, job.layer)
     ctx = StudentContext(data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32")
-    record = train_student(job, dataset, ctx, teacher)
+    record = train_cell(job, dataset, ctx, teacher)
     assert record["view_policy"] == "online" and seen
     store_clean = torch.from_numpy(dataset.get_batch(range(len(dataset)))[1].numpy()).float()
     augmented = 0
@@ -217,10 +223,10 @@ def test_online_policy_trains_on_the_teacher_forward_of_the_augmented_batch(two_
 def test_online_without_a_teacher_is_refused(two_teacher_run):
     run, config = two_teacher_run
     job = reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="online")
-    dataset = stages.open_student_dataset(run, config, job.teacher_epoch, job.layer, job.teacher)
+    dataset = stages.open_student_dataset(run, job.teacher, job.teacher_epoch, job.layer)
     data = stages.data_for(config)
     with pytest.raises(BadInput, match="online needs the teacher"):
-        train_student(
+        train_cell(
             job,
             dataset,
             StudentContext(data.x_test, data.y_test, config.students, 4, torch.device("cpu"), "fp32"),
@@ -229,7 +235,7 @@ def test_online_without_a_teacher_is_refused(two_teacher_run):
 
 def test_per_image_view_ops_differ_within_a_view_and_replay_exactly(two_teacher_run):
     run, config = two_teacher_run
-    store = FeatureStore(run.store)
+    store = FeatureStore(run.dir.store)
     params = torch.from_numpy(store.view_params("narrow")[...])
     assert store.view_params("narrow").attrs["ops"] == "per_image"
     ops = params[:, 1:, : len(augment.OPS)].argmax(-1)
@@ -256,7 +262,7 @@ def test_split_override_and_a_bad_split(two_teacher_run):
 
 def test_a_student_job_without_a_teacher_reads_the_primary(two_teacher_run):
     run, config = two_teacher_run
-    job = StudentJob("convnet_w32", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 2, "block3")
+    job = Cell("convnet_w32", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 2, "block3")
     assert stages.feature_cell(config, job) == ("narrow", 2, "block3")
 
 
@@ -266,23 +272,23 @@ def test_max_views_and_the_linear_rear_path(two_teacher_run):
         run.config, ["students.view_policies=[replay]", "students.max_views=2", "students.rear_path=linear"]
     )
     job = reference_job(changed, "convnet_w32", "front_rear_task", 0)
-    record = json.loads(stages.stage_student(run, changed, job).read_text())
+    record = json.loads(stages.stage_cell(stages.Run(run.dir, changed), job).read_text())
     assert record["views"] == 2 and record["rear_relu"] is False
     default = reference_job(config, "convnet_w32", "front_rear_task", 0, view_policy="replay")
-    assert json.loads(stages.stage_student(run, config, default).read_text())["views"] == 3
+    assert json.loads(stages.stage_cell(run, default).read_text())["views"] == 3
 
 
 def test_each_teacher_is_kept_or_retrained_on_its_own(two_teacher_run):
     run, config = two_teacher_run
-    narrow = run.teacher_dir("narrow") / "manifest.json"
-    wide = run.teacher_dir("wide") / "manifest.json"
+    narrow = run.dir.teacher_dir("narrow") / "manifest.json"
+    wide = run.dir.teacher_dir("wide") / "manifest.json"
     kept = narrow.stat().st_mtime_ns
     before = json.loads(wide.read_text())
-    run.stage_marker(
+    run.dir.stage_marker(
         "teacher-wide"
     ).unlink()  # as if the run had been killed while training the second teacher
-    stages.stage_teacher(run, config)
-    assert narrow.stat().st_mtime_ns == kept and run.stage_marker("teacher-wide").exists()
+    stages.stage_teacher(run)
+    assert narrow.stat().st_mtime_ns == kept and run.dir.stage_marker("teacher-wide").exists()
     after = json.loads(wide.read_text())
     assert [c["sha256"] for c in after["checkpoints"]] == [c["sha256"] for c in before["checkpoints"]]
-    assert stages.stage_extract(run, config) == run.store and verify_store(run.store) == []
+    assert stages.stage_extract(run) == run.dir.store and verify_store(run.dir.store) == []

@@ -11,8 +11,8 @@ from elfdd.core.errors import BadInput
 from elfdd.models import create_model, list_models
 from elfdd.pipeline import augment, stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.jobs import StudentJob
-from elfdd.pipeline.students import StudentContext, student_view, train_student
+from elfdd.pipeline.students import Cell, StudentContext, train_cell
+from elfdd.pipeline.students.train import student_view
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store
@@ -40,14 +40,14 @@ def replay_run(toy_npz, tmp_path_factory):
     run, config = staged_run(toy_npz, tmp_path_factory.mktemp("replay"), TINY)
     teacher = create_model("convnet", 1, 4, 28).eval()
     teacher.load_state_dict(
-        torch.load(run.teacher_dir(config.teacher.id) / "epoch_0001.pt", weights_only=True)
+        torch.load(run.dir.teacher_dir(config.teacher.id) / "epoch_0001.pt", weights_only=True)
     )
     return run, config, teacher
 
 
 def test_each_stored_view_is_the_teacher_on_that_augmentation(replay_run):
     run, config, teacher = replay_run
-    store = FeatureStore(run.store)
+    store = FeatureStore(run.dir.store)
     images = torch.from_numpy(store.synthetic()[0])
     params = torch.from_numpy(store.view_params(config.teacher.id)[...])
     features = store.features(config.teacher.id, 1, "block3")
@@ -60,13 +60,13 @@ def test_each_stored_view_is_the_teacher_on_that_augmentation(replay_run):
             np.testing.assert_allclose(features[:, v], expected, rtol=1e-5, atol=1e-5)
         clean = teacher.front(images).numpy()
     np.testing.assert_allclose(features[:, 0], clean, rtol=1e-5, atol=1e-5)
-    assert verify_store(run.store) == []
+    assert verify_store(run.dir.store) == []
 
 
 def test_training_replays_exactly_the_extracted_augmentation(replay_run):
     """The images of a replay training batch, through the teacher, give back the feature that came with them."""
     run, config, teacher = replay_run
-    dataset = FeatureDataset(run.store, config.teacher.id, 1, "block3")
+    dataset = FeatureDataset(run.dir.store, config.teacher.id, 1, "block3")
     sampler = ChunkShuffleSampler(len(dataset), dataset.chunk, 3, seed=1, views=VIEWS)
     seen_views = set()
     generator = torch.Generator().manual_seed(0)
@@ -82,7 +82,7 @@ def test_training_replays_exactly_the_extracted_augmentation(replay_run):
 
 def test_clean_policy_augments_afresh_against_the_clean_feature(replay_run):
     run, config, _ = replay_run
-    dataset = FeatureDataset(run.store, config.teacher.id, 1, "block3")
+    dataset = FeatureDataset(run.dir.store, config.teacher.id, 1, "block3")
     images, feature, _, params = dataset.get_batch([0, 1, 2])
     assert not params.any()
     clean = dataset.get_batch([0, 1, 2], [0, 0, 0])[1]
@@ -98,9 +98,9 @@ def test_replay_and_clean_students_side_by_side_in_the_report(replay_run):
     jobs = stages.grid(config)
     assert [j.view_policy for j in jobs] == [None, "clean", "replay"]
     for job in jobs:
-        stages.stage_student(run, config, job)
-    stages.stage_report(run, config)
-    results = json.loads(run.results.read_text())
+        stages.stage_cell(run, job)
+    stages.stage_report(run)
+    results = json.loads(run.dir.results.read_text())
     replay = [r for r in results["runs"] if r["view_policy"] == "replay"]
     assert len(replay) == 1 and replay[0]["views"] == VIEWS and replay[0]["mode"] == "elf"
     assert {(s["mode"], s["view_policy"]) for s in results["summary"]} == {
@@ -108,7 +108,7 @@ def test_replay_and_clean_students_side_by_side_in_the_report(replay_run):
         ("elf", "clean"),
         ("elf", "replay"),
     }
-    header = run.report.read_text().split("| student |")[1].splitlines()[0]
+    header = run.dir.report.read_text().split("| student |")[1].splitlines()[0]
     assert "elf (clean)" in header and "elf (replay)" in header and "gain elf (replay)" in header
 
 
@@ -124,8 +124,8 @@ def test_replay_on_a_clean_store_is_refused(replay_run, tmp_path):
     run, config, _ = replay_run
     x_test, y_test = torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
     with pytest.raises(BadInput, match="1 view per image"):
-        train_student(
-            StudentJob("mlp", "front_rear_task", 0, "replay"),
+        train_cell(
+            Cell("mlp", "front_rear_task", 0, "replay"),
             dataset,
             StudentContext(x_test, y_test, config.students, 3, torch.device("cpu"), "fp32"),
         )
@@ -136,15 +136,14 @@ def test_rear_bn_stats_front_keeps_the_rear_pass_out_of_the_running_statistics(s
     import copy
 
     from elfdd.models import adapter_pair, create_model
-    from elfdd.pipeline.jobs import StudentJob
-    from elfdd.pipeline.students import elf_losses
+    from elfdd.pipeline.students import Cell, elf_losses
 
     torch.manual_seed(0)
     model = create_model("resnet18_bn", 1, 10, 28).train()
     split = model.default_split
     shape = model.feature_shape((1, 28, 28), split)
     adapters = adapter_pair(shape, shape)
-    job = StudentJob("resnet18_bn", "rear_task", 0, "clean", None, None, 1.0, 0, "layer1", None, split)
+    job = Cell("resnet18_bn", "rear_task", 0, "clean", None, None, 1.0, 0, "layer1", None, split)
     images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     teacher = torch.rand(8, *shape) * 5
     task_only = copy.deepcopy(model)
@@ -152,7 +151,7 @@ def test_rear_bn_stats_front_keeps_the_rear_pass_out_of_the_running_statistics(s
     elf_losses(
         task_only,
         adapters,
-        StudentJob("resnet18_bn", "task", 0),
+        Cell("resnet18_bn", "task", 0),
         images,
         teacher,
         labels,
@@ -169,12 +168,12 @@ def test_rear_bn_stats_front_keeps_the_rear_pass_out_of_the_running_statistics(s
 def test_vector_front_scale_weights_only_fronts_without_a_spatial_stage(name, toy_npz):
     """The MLP's rule (students.vector_front_scale): a front that ends in a vector has its lambda_front scaled, a
     feature map keeps it."""
-    from elfdd.pipeline.stages.cells import front_shape
-    from elfdd.pipeline.students import front_scale_of
+    from elfdd.pipeline.students import pairing_table
 
     config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", f"students.archs=[{name}]"])
     job = reference_job(config, name, "front_rear_task", 0)
+    plan = pairing_table(config)[name]
     shape = create_model(name, 1, 4, 28).feature_shape((1, 28, 28), job.split)
-    assert front_shape(config, job) == tuple(shape)
-    assert front_scale_of(shape, config.students) == (0.1 if len(shape) == 1 else 1.0)
+    assert plan.anatomy.front_shape(job.split) == tuple(shape)
+    assert plan.front_scale(job.split, config.students) == (0.1 if len(shape) == 1 else 1.0)
     assert len(shape) == 1 or name != "mlp"

@@ -28,7 +28,7 @@ class RunConfig(Strict):
     data: DataConfig = DataConfig()
     distill: DistillConfig = DistillConfig()
     # One teacher (``teacher``) or several (``teachers``, e.g. a 128- and a 512-wide ConvNet): all are trained,
-    # checkpointed and extracted into the same store; each student is paired with one (pipeline/pairing.py).
+    # checkpointed and extracted into the same store; each student is paired with one (pipeline/students/pairing.py).
     teacher: TeacherConfig | None = None
     teachers: list[TeacherConfig] | None = None
     extract: ExtractConfig = ExtractConfig()

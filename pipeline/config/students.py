@@ -24,7 +24,7 @@ class StudentsConfig(Strict):
     lr: float = Field(default=0.01, gt=0)
     # A learning rate per architecture where ``lr`` does not suit it (e.g. {alexnet: 0.005}).
     arch_lr: dict[str, Annotated[float, Field(gt=0)]] = {}
-    # The teacher (by id) each architecture learns from; the others are paired by shape (pipeline/pairing.py).
+    # The teacher (by id) each architecture learns from; the others are paired by shape (pipeline/students/pairing.py).
     teacher: dict[str, Name] = {}
     split: dict[str, Name] = {}  # the split point per architecture where the pairing rule's does not suit it
     # What the rear loss feeds the student's rear: match_front ends the teacher->student adapter in a ReLU where the
@@ -53,7 +53,7 @@ class StudentsConfig(Strict):
     # Replay draws among the store's first max_views views (view 0 is the clean image); null: all of them.
     max_views: int | None = Field(default=None, ge=1)
     # Train cells of one architecture that differ only in seed, lambda, teacher epoch or view policy as one batched
-    # model (pipeline/batched.py): auto where bench/perf.py measured it faster (BATCHED_BY_DEFAULT), true for every
+    # model (pipeline/students/batched.py): auto where bench/perf.py measured it faster (BATCHED_BY_DEFAULT), true for every
     # architecture without batch norm or dropout, false for one cell at a time. max_group caps the cells per model.
     batching: Literal["auto"] | bool = "auto"
     max_group: int = Field(default=16, ge=1)

@@ -1,5 +1,5 @@
 """The config section of one teacher (``teacher`` or each entry of ``teachers``): trained on the run's data or
-imported (pipeline/teacher_import.py)."""
+imported (pipeline/teachers/imported.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class TeacherConfig(Strict):
     dsa: bool = True
     # train: on the run's data; checkpoint: one state_dict file per checkpoint_epochs entry (default epochs
     # 1..len(paths)); mtt_buffer: an MTT expert buffer (paths: the one replay_buffer_N.pt), checkpoint_epochs are
-    # indices into its trajectory number ``trajectory`` (0: the initial weights). See pipeline/teacher_import.py.
+    # indices into its trajectory number ``trajectory`` (0: the initial weights). See pipeline/teachers/imported.py.
     source: Literal["train", "checkpoint", "mtt_buffer"] = "train"
     paths: list[str] = []
     trajectory: int = Field(default=0, ge=0)

@@ -108,7 +108,7 @@ def _matching(loop: Callable[[Distillation], dict]) -> Callable[[MethodContext],
 
 def _mtt(ctx: MethodContext) -> tuple[dict, ImageUpdate]:
     """Trajectory matching: expert trajectories recorded once under ``experts_dir``; a learned student step size."""
-    from ..experts import load_trajectories, record_experts
+    from ..teachers.experts import load_trajectories, record_experts
 
     if ctx.experts_dir is None:
         raise BadInput("distill.method mtt needs a folder for its expert trajectories")

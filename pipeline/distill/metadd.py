@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from ...core.errors import BadInput
 from ...models import SplitNet, create_model
 from ..data import DataSplits
-from ..teacher import train_epoch
+from ..teachers.train import train_epoch
 from ..training import evaluate, log
 
 if TYPE_CHECKING:  # config types only in annotations: the config imports this registry

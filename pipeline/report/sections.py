@@ -27,7 +27,7 @@ def reference_text(value: Any) -> str:
 
 
 def pairing_section(results: dict[str, Any]) -> list[str]:
-    """Which teacher and split each student learned from (pipeline/pairing.py), and whether adapters were needed."""
+    """Which teacher and split each student learned from (pipeline/students/pairing.py), and whether adapters were needed."""
     seen: dict[tuple, None] = {}
     for run in results["runs"]:
         if run.get("teacher_id") is not None:
@@ -50,7 +50,7 @@ def pairing_section(results: dict[str, Any]) -> list[str]:
         "",
         "Each student learns from the teacher whose feature has exactly the shape of one of its split points (its "
         "default split first); else one of the same spatial size (1x1 adapters), else through learned adapters "
-        "(pipeline/pairing.py). Rear ReLU: the teacher feature reaches the student's rear through a ReLU, as its own "
+        "(pipeline/students/pairing.py). Rear ReLU: the teacher feature reaches the student's rear through a ReLU, as its own "
         "front's output does.",
         "",
         *markdown_table(["student", "teacher", "split", "adapters", "rear ReLU"], rows),

@@ -1,103 +1,117 @@
-"""The pipeline stages over a run directory (layout in docs/design.md); the Prefect flows wrap exactly these.
+"""The pipeline's stages, composed: the entry points the flows, the CLI and bench call, each on one :class:`Run`.
 
-run           Run: RunDir (the layout), the config, the data and runtime resolved once
-stage         the Stage protocol (key, output, build) and build_stage, which keeps work whose inputs' key is unchanged
-keys          stage markers and cell records keyed by the sha256 of their inputs
-store_stages  the stages Distill -> Teacher (one per teacher) -> Extract: the store the students read
-extraction    what an extraction reads (the set, every teacher) and where it writes
-grid          the student cells of a config, each paired with its teacher
-cells         the stage StudentCell: one student, its store checked against the run, its key, its training
-groups        the cells of a grid that train together as one batched model, and the stage of one such group
-report_stage  results.json, report.md and plots from the cells (not keyed: rebuilt every time)
+    distill/stage.py    Distill: the synthetic set
+    teachers/stage.py   Teacher: one per configured teacher, its checkpoints
+    extract/stage.py    Extract: every teacher's features in the run's one store
+    students/           the grid, the pairing table, one cell (CellStage) or one batched group, their records
+    report/stage.py     results.json, report.md, plots (not keyed: rebuilt every time)
+    integrity.py        a finished run checked against its recorded digests (elfdd verify)
 
-The stage_* functions are the entry points the flows, the CLI and bench call: each builds its Stage on a Run.
+Every stage is kept while its inputs' key is unchanged (run/stage.py: build_stage); ``stage_store`` runs the three
+stages before the students one after the other.
 """
 
-from .cells import (
-    StudentCell,
-    cell_key,
-    open_cell_datasets,
-    open_student_dataset,
-    pending_cells,
-    stage_student,
-    student_config,
-    student_store,
+from __future__ import annotations
+
+import time
+
+from ..distill.stage import Distill, stage_distill
+from ..extract import (
+    Extract,
+    MapEpochs,
+    extract_run_store,
+    extraction_inputs,
+    stage_extract,
+    stage_extract_epoch,
+    teacher_source,
 )
-from .extraction import extract_run_store, extraction_inputs, stage_extract_epoch, teacher_source
-from .grid import feature_cell, feature_sources, grid, pair, reference_cell
-from .groups import cell_groups, stage_student_group
-from .keys import cell_finished, finished, mark_finished, stage_key
-from .report_stage import diverged_runs, stage_report, summary_line
-from .run import (
+from ..report.stage import diverged_runs, stage_report, summary_line
+from ..run import (
+    KeyedStage,
     Run,
     RunDir,
+    Stage,
+    build_stage,
     data_fingerprint,
     data_for,
+    finished,
+    mark_finished,
+    open_run,
     prepare_run,
     read_run_config,
     recorded_checkpoints,
     runtime,
     save_zca,
+    stage_key,
 )
-from .stage import KeyedStage, Stage, build_stage
-from .store_fit import check_store_fits
-from .store_stages import (
-    Distill,
-    Extract,
-    MapEpochs,
-    Teacher,
-    stage_distill,
-    stage_extract,
-    stage_store,
-    stage_teacher,
+from ..students import (
+    Cell,
+    cell_groups,
+    cell_key,
+    feature_cell,
+    grid,
+    open_student_dataset,
+    pending_cells,
+    reference_cell,
+    stage_cell,
+    stage_cell_group,
 )
+from ..teachers import Teacher, stage_teacher
+from .integrity import run_problems
+
+
+def stage_store(run: Run) -> dict[str, float]:
+    """Distill, teacher and extract one after the other in this process (each kept when its inputs are unchanged):
+    what a study needs before its students. Returns the seconds each stage took."""
+    seconds = {}
+    for name, stage in (("distill", stage_distill), ("teacher", stage_teacher), ("extract", stage_extract)):
+        started = time.perf_counter()
+        stage(run)
+        seconds[name] = time.perf_counter() - started
+    return seconds
+
 
 __all__ = [
+    "Cell",
     "Distill",
     "Extract",
     "KeyedStage",
+    "MapEpochs",
     "Run",
+    "RunDir",
     "Stage",
-    "StudentCell",
     "Teacher",
     "build_stage",
-    "MapEpochs",
-    "RunDir",
-    "cell_finished",
     "cell_groups",
     "cell_key",
-    "check_store_fits",
     "data_fingerprint",
     "data_for",
     "diverged_runs",
+    "summary_line",
     "extract_run_store",
     "extraction_inputs",
     "feature_cell",
-    "feature_sources",
     "finished",
     "grid",
     "mark_finished",
-    "open_cell_datasets",
+    "open_run",
     "open_student_dataset",
-    "pair",
     "pending_cells",
     "prepare_run",
     "read_run_config",
     "recorded_checkpoints",
     "reference_cell",
+    "run_problems",
     "runtime",
     "save_zca",
+    "stage_cell",
+    "stage_cell_group",
     "stage_distill",
     "stage_extract",
     "stage_extract_epoch",
     "stage_key",
     "stage_report",
-    "stage_student",
-    "stage_student_group",
     "stage_store",
     "stage_teacher",
-    "student_config",
-    "student_store",
-    "summary_line",
     "teacher_source",
 ]

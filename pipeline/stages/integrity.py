@@ -4,36 +4,12 @@ sha256), each teacher's checkpoints (their manifest), the store (elfdd verify's 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ...core.errors import BadInput
-from ...core.io import load_json, sha256_file
 from ...store.verify import verify_store
-from ..records import read_record
-from ..synthetic import load_synthetic
-from .run import RunDir, recorded_checkpoints
-
-
-def synthetic_problems(path: Path) -> list[str]:
-    try:
-        load_synthetic(path)  # checks the set against its recorded sha256
-    except BadInput as exc:
-        return [str(exc)]
-    return []
-
-
-def checkpoint_problems(folder: Path) -> list[str]:
-    """Each checkpoint of a teacher folder that is missing or no longer has the sha256 of its manifest."""
-    manifest = folder / "manifest.json"
-    try:
-        entries = load_json(manifest, "teacher manifest")["checkpoints"]
-        return [
-            f"checkpoint {folder / e['file']} is missing or does not match the sha256 in its manifest"
-            for e in entries
-            if not (folder / e["file"]).is_file() or sha256_file(folder / e["file"]) != e["sha256"]
-        ]
-    except (BadInput, KeyError, TypeError) as exc:
-        return [f"teacher manifest {manifest} is damaged: {exc}"]
+from ..run import RunDir, recorded_checkpoints
+from ..students import read_record
+from ..synthetic import synthetic_problems
+from ..teachers import checkpoint_problems
 
 
 def run_problems(run: RunDir) -> list[str]:

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..core.errors import BadInput, write_errors_refused
+from ...core.errors import BadInput, write_errors_refused
 
 _held: dict[Path, list[int]] = {}  # lock file -> [fd, depth], for re-entry from the same process
 
@@ -95,7 +95,7 @@ def _restore(root: Path, config: Path, before: bytes | None, created: bool) -> N
 
 
 def _put_back(root: Path, config: Path, before: bytes | None, created: bool) -> None:
-    from ..core.io import atomic_write_bytes
+    from ...core.io import atomic_write_bytes
 
     if before is not None:
         if not config.exists() or config.read_bytes() != before:

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.nn import functional as F
 
-from ..core.errors import BadInput, NumericalFault
-from ..core.io import atomic_torch_save, atomic_write_json, load_failure, load_json, sha256_file
-from ..models import SplitNet, create_model
-from . import augment
-from .data import DataSplits
-from .resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
-from .training import NonFiniteWatch, autocast, evaluate, log, seed_everything, sgd_with_half_decay
+from ...core.errors import BadInput, NumericalFault
+from ...core.io import atomic_torch_save, atomic_write_json, load_failure, load_json, sha256_file
+from ...models import SplitNet, create_model
+from .. import augment
+from ..data import DataSplits
+from ..resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
+from ..training import NonFiniteWatch, autocast, evaluate, log, seed_everything, sgd_with_half_decay
 
 if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
-    from .config import TeacherConfig
+    from ..config import TeacherConfig
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -212,3 +212,17 @@ def teacher_at(
     state, digest = load_checkpoint(teacher_dir, manifest, epoch)
     model.load_state_dict(state)
     return model.eval(), digest
+
+
+def checkpoint_problems(folder: Path) -> list[str]:
+    """Each checkpoint of a teacher folder that is missing or no longer has the sha256 of its manifest."""
+    manifest = folder / "manifest.json"
+    try:
+        entries = load_json(manifest, "teacher manifest")["checkpoints"]
+        return [
+            f"checkpoint {folder / e['file']} is missing or does not match the sha256 in its manifest"
+            for e in entries
+            if not (folder / e["file"]).is_file() or sha256_file(folder / e["file"]) != e["sha256"]
+        ]
+    except (BadInput, KeyError, TypeError) as exc:
+        return [f"teacher manifest {manifest} is damaged: {exc}"]

@@ -18,7 +18,6 @@ from ...core.io import (
 from ...store import location
 from ..config import RunConfig, dump_config, load_config
 from ..data import DataSplits, load_data
-from ..jobs import StudentJob
 from ..resume import ResumePoint
 from ..training import configure_threads, resolve_device, resolve_precision
 
@@ -57,8 +56,9 @@ class RunDir:
     def students(self) -> Path:
         return self.root / "students"
 
-    def student_run(self, job: StudentJob) -> Path:
-        return self.students / f"{job.name}.json"
+    def record_of(self, cell: str) -> Path:
+        """``students/<cell>.json``: the record of the grid cell named ``cell``."""
+        return self.students / f"{cell}.json"
 
     def resume_point(self, name: str) -> Path:
         """``resume/<name>.pt``: the training state a killed stage continues from (removed when it finishes)."""
@@ -119,16 +119,21 @@ class Run:
         return ResumePoint(self.dir.resume_point(stage), key)
 
 
-def prepare_run(out: Path, config: RunConfig) -> RunDir:
-    """Create the run directory (config already validated) and write its resolved config."""
-    run = RunDir(Path(out))
-    run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.config, dump_config(config))
-    return run
+def prepare_run(out: Path | str, config: RunConfig) -> Run:
+    """Create the run directory (config already validated), write its resolved config and return the run."""
+    layout = RunDir(Path(out))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(layout.config, dump_config(config))
+    return Run(layout, config)
 
 
-def read_run_config(out: Path) -> RunConfig:
+def read_run_config(out: Path | str) -> RunConfig:
     return load_config(RunDir(Path(out)).config)
+
+
+def open_run(out: Path | str) -> Run:
+    """The run in directory ``out`` with its own config.yaml."""
+    return Run(Path(out), read_run_config(out))
 
 
 @functools.lru_cache(maxsize=2)

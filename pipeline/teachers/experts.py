@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core.errors import BadInput
-from ..core.io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
-from ..core.keyed import holds_key
-from ..models import create_model
-from .data import DataSplits
-from .resume import ResumePoint
-from .teacher import train_epoch
-from .training import evaluate, log
+from ...core.errors import BadInput
+from ...core.io import atomic_torch_save, atomic_write_json, json_sha256, load_json, sha256_file
+from ...core.keyed import holds_key
+from ...models import create_model
+from ..data import DataSplits
+from ..resume import ResumePoint
+from ..training import evaluate, log
+from .train import train_epoch
 
 if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
-    from .config import DistillConfig
+    from ..config import DistillConfig
 
 
 def expert_key(cfg: DistillConfig, data: DataSplits, seed: int) -> str:

@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from ..core.errors import BadInput
-from ..core.io import atomic_torch_save, atomic_write_json, sha256_file
-from .config import TeacherConfig
-from .data import DataSplits
-from .formats.registry import load_tensors
-from .teacher import build_teacher, checkpoint_name
-from .training import evaluate, log
+from ...core.errors import BadInput
+from ...core.io import atomic_torch_save, atomic_write_json, sha256_file
+from ..config import TeacherConfig
+from ..data import DataSplits
+from ..formats.registry import load_tensors
+from ..training import evaluate, log
+from .train import build_teacher, checkpoint_name
 
 _WRAPPERS = ("state_dict", "model", "net", "model_state_dict")
 

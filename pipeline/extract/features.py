@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
-from ..models import forward_with_features
-from ..store import writer
-from . import augment
-from .config import ExtractConfig, TeacherConfig
-from .synthetic import SyntheticSet
-from .teacher import teacher_at
-from .training import inference_batch, log
+from ... import __version__
+from ...models import forward_with_features
+from ...store import writer
+from .. import augment
+from ..config import ExtractConfig, TeacherConfig
+from ..synthetic import SyntheticSet
+from ..teachers.train import teacher_at
+from ..training import inference_batch, log
 
 
 @torch.inference_mode()

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..core.errors import BadInput
-from ..core.io import load_json
+from ...core.errors import BadInput
+from ...core.io import load_json
 
 
 class Diverged(BaseModel):
@@ -31,7 +31,9 @@ class CellRecord(BaseModel):
     """One trained cell. Feature fields (teacher_id ... rear_relu) are None for a baseline; ``test_acc`` is None for
     a cell that diverged."""
 
-    model_config = ConfigDict(extra="allow")  # the student stage adds its ``job`` and ``cache_key``
+    model_config = ConfigDict(
+        extra="allow"
+    )  # the student stage adds its ``axes`` (the grid cell) and ``cache_key``
 
     cell: str
     student: str
@@ -55,9 +57,7 @@ class CellRecord(BaseModel):
     train_seconds: float  # a batched group's training time shared evenly among its cells
     # the last step's loss terms (each weighted by its lambda) at every logged epoch: [{epoch, task, front, ...}]
     loss_curve: list[dict[str, int | float]] = []
-    group_size: int = (
-        1  # the cells trained together as one batched model (pipeline/batched.py), itself included
-    )
+    group_size: int = 1  # the cells trained together as one batched model (batched.py), itself included
     cache_key: str | None = None
 
 

@@ -1,0 +1,70 @@
+"""The report stage: the cells' records into results.json, report.md and plots; the CLI's summary of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ... import __version__
+from ...core.errors import BadInput
+from ...core.io import (
+    atomic_write_json,
+    atomic_write_text,
+)
+from ..run import Run, RunDir
+from ..students import CellInputs, grid, read_record, reference_cell, student_store
+from ..synthetic import SyntheticSet
+from . import arm, at_reference, build_results, render_markdown, summary_value, write_plots
+
+
+def stage_report(run: Run) -> Path:
+    """Collect this config's cell records into results.json, report.md and plots/accuracy.png."""
+    run = run.configured()
+    cells = grid(run.config)
+    for cell in cells:
+        if not run.dir.record_of(cell.name).exists():
+            raise BadInput(f"student run {cell.name}.json is missing; run the students stage first")
+    inputs = CellInputs(run, cells)
+    runs: list[dict[str, Any]] = []
+    for cell in cells:
+        path = run.dir.record_of(cell.name)
+        record = read_record(path)
+        if record.get("cache_key") != inputs.stage(cell).key(run):
+            raise BadInput(
+                f"student run {path.name} was trained with another config or store; run the students stage again"
+            )
+        runs.append(record)
+    results = build_results(
+        __version__,
+        run.config.model_dump(mode="json"),
+        _synthetic_meta(run, inputs.synthetic),
+        runs,
+        reference_cell(run.config),
+        [d.provenance for d in inputs.datasets.values()],
+    )
+    atomic_write_json(run.dir.results, results)
+    plots = write_plots(results, run.dir.plots)
+    atomic_write_text(run.dir.report, render_markdown(results, plots))
+    return run.dir.report
+
+
+def _synthetic_meta(run: Run, synthetic: SyntheticSet | None) -> dict[str, Any]:
+    if synthetic is not None:
+        return {"method": synthetic.method, "ipc": synthetic.ipc, "sha256": synthetic.sha256}
+    from ...store.reader import FeatureStore
+
+    config = run.config
+    meta = FeatureStore(student_store(run)).meta
+    return {"method": config.distill.method, "ipc": config.distill.ipc, "sha256": meta["synthetic_sha256"]}
+
+
+def summary_line(run: RunDir) -> str:
+    results = json.loads(run.results.read_text())
+    cells = [s for s in results["summary"] if at_reference(s, results["reference"], ("view_policy",))]
+    return ", ".join(f"{s['student']}/{arm(s)} {summary_value(s)}" for s in cells)
+
+
+def diverged_runs(run: RunDir) -> list[dict[str, Any]]:
+    """The runs of results.json recorded as diverged (``students.on_diverge: record``)."""
+    return [r for r in json.loads(run.results.read_text())["runs"] if r.get("status") == "diverged"]
