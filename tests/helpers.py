@@ -96,11 +96,11 @@ def staged_run(toy_npz: Path, folder: Path, overrides: list[str]):
 def reference_job(config, student: str, loss_mode: str, seed: int, view_policy: str | None = None):
     """The grid cell of ``student`` under ``loss_mode`` with every feature axis at its reference value (its paired
     teacher at that teacher's reference epoch and layer): the one cell a test trains."""
-    from elfdd.pipeline.students import make_cell, pairing_table, reference_cell
+    from elfdd.pipeline.students import make_cell, reference_cell, student_plan
 
     ref = reference_cell(config)
     layer = config.student_layer
-    pairing = pairing_table(config)[student].pairings[layer]
+    pairing = student_plan(config, student).pairings[layer]
     teacher = config.teacher_config(pairing.teacher)
     return make_cell(
         student,

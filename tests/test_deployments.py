@@ -1,11 +1,13 @@
 """Deployments on a real Prefect server (127.0.0.1, temporary PREFECT_HOME): `prefect deploy` from prefect.yaml, a
-process worker running a tiny elf-pipeline deployment with parameters, and `elfdd serve` serving every flow."""
+process worker running a tiny elf-pipeline deployment with parameters, `elfdd serve` serving every flow, and each
+deployment's run form in the Prefect UI as headless Chromium renders it."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,15 +41,16 @@ def _free_port() -> int:
 class Server:
     """A `prefect server start` process and the environment that points commands at it."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, ui: bool = False):
         port = _free_port()
-        self.api = f"http://127.0.0.1:{port}/api"
+        self.ui = f"http://127.0.0.1:{port}"
+        self.api = f"{self.ui}/api"
         self.env = {
             **os.environ,
             "PREFECT_HOME": str(home),
             "PREFECT_API_URL": self.api,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
             "DO_NOT_TRACK": "1",
             "ELFDD_ROOT": str(ROOT),
         }
@@ -179,3 +182,47 @@ def test_elfdd_serve_runs_a_deployment(server, toy_npz, tmp_path):
     finally:
         serving.terminate()
         serving.wait(30)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _rendered(url: str) -> str:
+    """The DOM of ``url`` after the UI's scripts ran (headless Chromium, 30 s of virtual time)."""
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return done.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium; .ci/run installs it)")
+def test_every_run_form_shows_every_parameter_with_its_description(tmp_path):
+    """The form a user fills in the Prefect UI to run a deployment (``/deployments/deployment/<id>/run``) shows
+    each of the flow's parameters with the description its signature gives it."""
+    ui = Server(tmp_path, ui=True)
+    try:
+        ui.prefect("work-pool", "create", "elfdd", "--type", "process")
+        ui.prefect("--no-prompt", "deploy", "--all")
+        deployments = ui.post("/deployments/filter", {})
+        assert sorted(d["name"] for d in deployments) == sorted(FLOW_NAMES)
+        for deployment in deployments:
+            fields = deployment["parameter_openapi_schema"]["properties"]
+            dom = _rendered(f"{ui.ui}/deployments/deployment/{deployment['id']}/run")
+            for name, field in fields.items():
+                assert field.get("description"), f"{deployment['name']}: parameter {name} has no description"
+                assert field["description"] in dom, (
+                    f"{deployment['name']}: {name}'s description is not on its form"
+                )
+    finally:
+        ui.stop()

@@ -220,7 +220,7 @@ def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_
     plain = config.model_copy(deep=True)
     plain.data.zca = False
     with pytest.raises(BadInput, match="another input space"):
-        stages.open_student_dataset(run, plain)
+        stages.open_student_dataset(stages.Run(run.dir, plain))
 
 
 def test_students_train_with_the_lr_mtt_learned_when_asked(toy_npz, tmp_path):

@@ -123,7 +123,7 @@ def test_training_reads_no_value_back_per_step(run_and_config, monkeypatch):
     read the same number of values; a per-step finiteness check would add 3+ reads per step."""
     run, config = run_and_config
     monkeypatch.setattr(students_module, "evaluate", lambda *a, **k: 0.5)  # training only
-    dataset = stages.open_student_dataset(run, config)
+    dataset = stages.open_student_dataset(run)
     data = stages.data_for(config)
     job = reference_job(config, "mlp", "front_rear_task", 0)
     reads = {}

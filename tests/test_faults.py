@@ -65,11 +65,11 @@ def test_a_refused_command_leaves_config_yaml_byte_identical(toy_npz, tmp_path, 
 
     run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "students.archs=[mlp]"])
     assert cli.main(["students", str(run.dir.root)]) == 0
-    before = run.config.read_bytes()
+    before = run.dir.config.read_bytes()
     capsys.readouterr()
     assert cli.main(["students", str(run.dir.root), "--set", "students.store=/typo.zarr"]) == 2
     assert "feature store not found" in capsys.readouterr().err
-    assert run.config.read_bytes() == before
+    assert run.dir.config.read_bytes() == before
     assert cli.main(["report", str(run.dir.root)]) == 0  # still works after the refusal
 
 

@@ -23,7 +23,7 @@ def _forget_the_machine(monkeypatch, folder) -> None:
     monkeypatch.setattr("elfdd.pipeline.training.CPU_INFERENCE_BATCH", None)
     inference._per_machine.cache_clear()
     anatomy_module.cache_clear()
-    pairing_module._pairing_table.cache_clear()
+    pairing_module._student_plan.cache_clear()
 
 
 def _stages_and_one_cell(toy_npz, folder) -> tuple[str, list[str], dict]:
@@ -51,7 +51,7 @@ def test_a_first_run_gives_the_bytes_of_a_later_run(toy_npz, tmp_path, monkeypat
     assert (tmp_path / "cache" / "elfdd" / "inference_batch.json").exists()
     inference._per_machine.cache_clear()  # a later process on the same machine: reads the kept measurement
     anatomy_module.cache_clear()
-    pairing_module._pairing_table.cache_clear()
+    pairing_module._student_plan.cache_clear()
     later = _stages_and_one_cell(toy_npz, tmp_path / "later")
     assert first == later
 

@@ -183,7 +183,7 @@ def test_a_grid_builds_each_model_once_and_loads_no_data_for_a_shape(toy_npz, tm
         monkeypatch.setattr(module, "load_data", counted_load)
     monkeypatch.setattr("elfdd.pipeline.training.CPU_INFERENCE_BATCH", 64)  # no machine probe in the count
     anatomy.cache_clear()
-    pairing._pairing_table.cache_clear()
+    pairing._student_plan.cache_clear()
     run_module._cached_data.cache_clear()
     run_module._data_sha256.cache_clear()
 

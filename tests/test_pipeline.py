@@ -115,7 +115,7 @@ def test_report_from_student_runs(tiny_run):
         stages.stage_cell(run, reference_job(config, "mlp", mode, 0))
     config = config.model_copy(deep=True)
     config.students.archs = ["mlp"]
-    stages.stage_report(run)
+    stages.stage_report(stages.Run(run.dir, config))
     results = json.loads(run.dir.results.read_text())
     assert {r["mode"] for r in results["runs"]} == {"baseline", "elf"}
     assert {"student", "mode", "mean", "std", "n"} <= set(results["summary"][0])
@@ -145,4 +145,4 @@ def test_students_refuse_features_of_another_checkpoint(tiny_run, tmp_path):
     other_config = config.model_copy(deep=True)
     other_config.students.store = str(copy)
     with pytest.raises(BadInput, match="another checkpoint"):
-        stages.open_student_dataset(run, other_config)
+        stages.open_student_dataset(stages.Run(run.dir, other_config))

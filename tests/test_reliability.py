@@ -41,13 +41,13 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(run_and_config
     from elfdd.flows import cli
 
     run, _ = run_and_config
-    before = run.config.read_text()
+    before = run.dir.config.read_text()
     holder = _holder(run.dir.root)
     try:
         assert cli.main(["students", str(run.dir.root), "--set", "students.epochs=3"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"in use by another elfdd process (pid {holder.pid})" in err[0]
-        assert run.config.read_text() == before and not run.dir.students.exists()
+        assert run.dir.config.read_text() == before and not run.dir.students.exists()
     finally:
         holder.send_signal(signal.SIGKILL)  # a dead holder leaves no stale lock
         holder.wait()

@@ -58,17 +58,17 @@ def test_students_train_from_a_store_on_another_url(toy_npz, tmp_path):
 
     run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "students.archs=[convnet]"])
     url = _memory_url()
-    stages.extract_run_store(run, config, url)
+    stages.extract_run_store(run, url)
     assert verify_store(url) == []
     job = reference_job(config, "convnet", "front_rear_task", 0)
     local = json.loads(stages.stage_cell(run, job).read_text())
     remote_config = config.model_copy(deep=True)
     remote_config.students.store = url
     other = stages.prepare_run(tmp_path / "other", remote_config)
-    remote = json.loads(stages.stage_cell(stages.Run(other.dir, remote_config), job).read_text())
+    remote = json.loads(stages.stage_cell(other, job).read_text())
     assert remote["test_acc"] == local["test_acc"]  # the same features, read through fsspec
     for cell in stages.grid(remote_config):
-        stages.stage_cell(stages.Run(other.dir, remote_config), cell)
+        stages.stage_cell(other, cell)
     report_flow(f"file://{other.dir.root}")
     assert (
         json.loads(other.dir.results.read_text())["stores"][0]["synthetic_sha256"]

@@ -165,11 +165,11 @@ def test_students_read_their_paired_teacher(two_teacher_run):
 
 def test_explicit_pairing_and_an_unknown_teacher(two_teacher_run, toy_npz):
     run, config = two_teacher_run
-    explicit = load_config(run.config, ["students.teacher={convnet_w64: narrow}"])
+    explicit = load_config(run.dir.config, ["students.teacher={convnet_w64: narrow}"])
     job = reference_job(explicit, "convnet_w64", "front_rear_task", 0)
     assert (job.teacher, job.split) == ("narrow", "block3")  # 64x4x4 onto 32x4x4: 1x1 adapters
     with pytest.raises(BadInput, match="not configured"):
-        load_config(run.config, ["students.teacher={mlp: nobody}"])
+        load_config(run.dir.config, ["students.teacher={mlp: nobody}"])
 
 
 def test_teacher_and_teachers_together_is_a_one_line_error(tmp_path, capsys):
@@ -252,10 +252,10 @@ def test_per_image_view_ops_differ_within_a_view_and_replay_exactly(two_teacher_
 
 def test_split_override_and_a_bad_split(two_teacher_run):
     run, config = two_teacher_run
-    moved = load_config(run.config, ["students.split={convnet_w32: block2}"])
+    moved = load_config(run.dir.config, ["students.split={convnet_w32: block2}"])
     job = reference_job(moved, "convnet_w32", "front_rear_task", 0)
     assert job.split == "block2"
-    bad = load_config(run.config, ["students.split={convnet_w32: fc9}"])
+    bad = load_config(run.dir.config, ["students.split={convnet_w32: fc9}"])
     with pytest.raises(BadInput, match="no split point"):
         stages.grid(bad)
 
@@ -269,7 +269,8 @@ def test_a_student_job_without_a_teacher_reads_the_primary(two_teacher_run):
 def test_max_views_and_the_linear_rear_path(two_teacher_run):
     run, config = two_teacher_run
     changed = load_config(
-        run.config, ["students.view_policies=[replay]", "students.max_views=2", "students.rear_path=linear"]
+        run.dir.config,
+        ["students.view_policies=[replay]", "students.max_views=2", "students.rear_path=linear"],
     )
     job = reference_job(changed, "convnet_w32", "front_rear_task", 0)
     record = json.loads(stages.stage_cell(stages.Run(run.dir, changed), job).read_text())

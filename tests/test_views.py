@@ -95,6 +95,7 @@ def test_replay_and_clean_students_side_by_side_in_the_report(replay_run):
     run, config, _ = replay_run
     config = config.model_copy(deep=True)
     config.students.archs = ["mlp"]
+    run = stages.Run(run.dir, config)
     jobs = stages.grid(config)
     assert [j.view_policy for j in jobs] == [None, "clean", "replay"]
     for job in jobs:

@@ -24,7 +24,7 @@ from .cell import (
     students_config,
 )
 from .grid import Cell, feature_cell, feature_sources, grid, make_cell, reference_cell
-from .pairing import Pairing, StudentPlan, pair_student, pairing_table
+from .pairing import Pairing, StudentPlan, pair_student, pairing_table, student_plan
 from .record import RUN_KEYS, CellRecord, read_record
 from .train import CellSetup, StudentContext, elf_losses, setup_cell, train_cell, train_cells
 
@@ -58,6 +58,7 @@ __all__ = [
     "stage_cell",
     "stage_cell_group",
     "student_store",
+    "student_plan",
     "students_config",
     "train_cell",
     "train_cells",

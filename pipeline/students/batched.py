@@ -23,7 +23,7 @@ from ..run import Run
 from ..training import resolve_device
 from .cell import CellInputs, online_teacher
 from .grid import Cell, feature_cell
-from .pairing import StudentPlan, pairing_table
+from .pairing import StudentPlan, student_plan
 from .train import CellSetup, StudentContext, elf_losses, setup_cell, train_cells
 
 # Where ``students.batching: auto`` batches, per device type (None: every batchable architecture): only where
@@ -181,10 +181,11 @@ def cell_groups(config: RunConfig, cells: list[Cell]) -> list[list[Cell]]:
     other cell alone."""
     students = config.students
     device = resolve_device(config.device)
-    table = pairing_table(config)
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
-        together = students.batching is not False and batchable(table[cell.student].anatomy.kinds)
+        together = students.batching is not False and batchable(
+            student_plan(config, cell.student).anatomy.kinds
+        )
         if students.batching == "auto":
             together = together and batches_by_default(cell.student, device)
         key = group_key(cell) if together else ("alone", cell)

@@ -18,7 +18,7 @@ from ..synthetic import SyntheticSet, load_synthetic
 from ..teachers import load_manifest, teacher_at
 from ..training import log
 from .grid import Cell, feature_cell
-from .pairing import StudentPlan, pairing_table
+from .pairing import StudentPlan, student_plan
 from .train import StudentContext, train_cell
 
 
@@ -98,13 +98,13 @@ def cell_training(cell: Cell, students: StudentsConfig, plan: StudentPlan) -> di
 
 class CellInputs:
     """What the cells of one stage call read, each once: the synthetic set (for its digest and MTT's learned lr), the
-    students config, the pairing table and one store reader per (teacher, epoch, layer), checked against the run."""
+    students config and one store reader per (teacher, epoch, layer), checked against the run; each cell's row of
+    the pairing table."""
 
     def __init__(self, run: Run, cells: list[Cell]):
         self.run = run
         self.synthetic = load_synthetic(run.dir.synthetic) if run.dir.synthetic.exists() else None
         self.students = students_config(run.config, self.synthetic)
-        self.table = pairing_table(run.config)
         wheres = dict.fromkeys(feature_cell(run.config, cell) for cell in cells)
         self.datasets = {
             where: open_student_dataset(run, *where, synthetic=self.synthetic) for where in wheres
@@ -112,7 +112,10 @@ class CellInputs:
 
     def stage(self, cell: Cell) -> CellStage:
         return CellStage(
-            cell, self.datasets[feature_cell(self.run.config, cell)], self.students, self.table[cell.student]
+            cell,
+            self.datasets[feature_cell(self.run.config, cell)],
+            self.students,
+            student_plan(self.run.config, cell.student),
         )
 
     def context(self, run: Run) -> StudentContext:
@@ -201,11 +204,12 @@ def check_store_fits(run: Run, dataset: FeatureDataset, synthetic: SyntheticSet 
     run's own (the last two where the run has them: a shared store may serve a run without its own teachers). The
     store's own integrity (layout, complete markers, checksums) is the reader's and verify's."""
     store = FeatureStore(dataset.path)
-    meta, config, data = store.meta, run.config, run.data
+    meta, config = store.meta, run.config
     if meta["dataset"] != config.data.name:
         raise BadInput(
             f"store {dataset.path} holds features of dataset {meta['dataset']!r}, the config asks for {config.data.name!r}"
         )
+    data = run.data
     stored_zca = meta["normalization"].get("zca_sha256")
     run_zca = data.normalization().get("zca_sha256")
     if stored_zca != run_zca:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..losses import LOSS_TERMS
-from .pairing import pairing_table
+from .pairing import student_plan
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -123,7 +123,7 @@ def feature_sources(config: RunConfig, arch: str) -> list[tuple[str, int, str, s
     """(teacher id, epoch, layer, split) of every feature cell of ``arch``: per layer of the grid, the teacher and
     split of its pairing, at each of that teacher's grid epochs."""
     sources = []
-    for layer, pairing in pairing_table(config)[arch].pairings.items():
+    for layer, pairing in student_plan(config, arch).pairings.items():
         teacher = config.teacher_config(pairing.teacher)
         sources += [(teacher.id, e, layer, pairing.split) for e in config.student_epochs_of(teacher)]
     return sources

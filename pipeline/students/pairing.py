@@ -97,15 +97,20 @@ class StudentPlan:
 def pairing_table(config: RunConfig) -> dict[str, StudentPlan]:
     """Every student architecture of the config -> its :class:`StudentPlan`: each architecture (student or teacher)
     probed once, the dataset's shape read from its headers (pipeline/data.data_shape), not by loading it."""
-    return _pairing_table(config.model_dump_json())
+    return {arch: student_plan(config, arch) for arch in config.students.archs}
 
 
-@functools.lru_cache(maxsize=8)
-def _pairing_table(config_json: str) -> dict[str, StudentPlan]:
+def student_plan(config: RunConfig, arch: str) -> StudentPlan:
+    """The row of ``arch`` (a student of the config, or any registered architecture the caller trains as one),
+    computed once per (config, architecture)."""
+    return _student_plan(config.model_dump_json(), arch)
+
+
+@functools.lru_cache(maxsize=64)
+def _student_plan(config_json: str, arch: str) -> StudentPlan:
     from ..config import RunConfig
 
-    config = RunConfig.model_validate_json(config_json)
-    return {arch: _plan(config, arch) for arch in config.students.archs}
+    return _plan(RunConfig.model_validate_json(config_json), arch)
 
 
 def _plan(config: RunConfig, arch: str) -> StudentPlan:
