@@ -58,6 +58,13 @@ SETS: dict[str, tuple[list[str], float | None, str]] = {
         None,
         "the MTT paper has no Fashion-MNIST",
     ),
+    # The yardstick (DD-Ranking): class-balanced random real images, the study's seed; nothing learned.
+    "random_ipc1": (["distill.method=random", "distill.ipc=1"], None, "a random subset: no published figure"),
+    "random_ipc10": (
+        ["distill.method=random", "distill.ipc=10"],
+        None,
+        "a random subset: no published figure",
+    ),
 }
 
 
@@ -101,11 +108,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = out / "sets.json"
-    done = json.loads(record.read_text()) if record.exists() else {}
     for name in names:
         overrides, reference, source = SETS[name]
         print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} set {name}: {' '.join(overrides)}", flush=True)
         result = distil(out, name, [*overrides, f"threads={args.threads}"], args.config)
+        done = (
+            json.loads(record.read_text()) if record.exists() else {}
+        )  # read again: another invocation may add sets
         done[name] = {**result, "reference_convnet_acc": reference, "reference": source, "machine": machine()}
         record.write_text(json.dumps(done, indent=1) + "\n")
         print(f"# set {name}: done ({result['distill_seconds_recorded']} s of distillation)", flush=True)

@@ -250,3 +250,24 @@ def test_students_train_with_the_lr_mtt_learned_when_asked(toy_npz, tmp_path):
         record["lr"] == pytest.approx(syn_lr)
         and (run.dir.root / "experts" / "convnet" / "manifest.json").exists()
     )
+
+
+def test_the_random_subset_is_class_balanced_real_images_drawn_with_the_seed(toy_npz):
+    """distill.method random: ``ipc`` training images of every class, exactly (nothing learned), chosen by the
+    seed; another seed draws another subset, and a noise initialisation is refused."""
+    from elfdd.core.errors import BadInput
+
+    config = load_config(
+        None, ["data.name=npz", f"data.path={toy_npz}", "distill.method=random", "distill.ipc=3"]
+    )
+    data = load_data(config.data)
+    sets = [distill(data, config.distill, torch.device("cpu"), "fp32", seed)[0] for seed in (0, 0, 1)]
+    first, again, other = sets
+    assert torch.equal(first.images, again.images) and not torch.equal(first.images, other.images)
+    assert first.labels.bincount().tolist() == [3] * data.num_classes
+    for image, label in zip(first.images, first.labels, strict=True):
+        matches = (data.x_train == image).flatten(1).all(1)
+        assert matches.any() and bool((data.y_train[matches] == label).all())
+    noise = config.distill.model_copy(update={"init": "noise"})
+    with pytest.raises(BadInput, match="needs distill.init real"):
+        distill(data, noise, torch.device("cpu"), "fp32", 0)

@@ -97,7 +97,10 @@ class SourceConfig(Strict):
 
 
 class DistillConfig(Strict):
-    method: str = "dm"  # a name of pipeline.distill.register_method: dm, dsa (gradient matching), mtt, file
+    method: str = (
+        "dm"  # a name of pipeline.distill.register_method: dm, dsa (gradient matching), mtt, random (the
+    )
+    # class-balanced random real subset: the yardstick), file
     arch: str = "convnet"
     arch_kwargs: dict[str, Any] = {}
     ipc: int = Field(default=10, gt=0)

@@ -123,10 +123,20 @@ def _mtt(ctx: MethodContext) -> tuple[dict, ImageUpdate]:
     return extra, update
 
 
+def _random_subset(ctx: MethodContext) -> tuple[dict, ImageUpdate]:
+    """The yardstick every set is measured against (DD-Ranking's random subset): ``ipc`` real training images per
+    class, drawn class-balanced with the run's seed (the ``real`` initialisation every method starts from), nothing
+    learned."""
+    if ctx.cfg.init != "real":
+        raise BadInput("distill.method random draws real training images: it needs distill.init real")
+    return {"selection": "class-balanced random real images"}, ImageUpdate(ctx.images, ctx.cfg, "random")
+
+
 # The reference image learning rates: DM 1 (CIFAR), DSA 0.1, MTT 100-1000 (the DM, DSA and MTT papers' code).
 register_method("dm", _matching(distill_dm), lr_img=1.0)
 register_method("dsa", _matching(distill_gm), lr_img=0.1)
 register_method("mtt", _mtt, lr_img=100.0)
+register_method("random", _random_subset, lr_img=0.0)
 
 
 def _from_file(data: DataSplits, cfg: DistillConfig) -> SyntheticSet:
