@@ -199,3 +199,26 @@ def test_a_grid_builds_each_model_once_and_loads_no_data_for_a_shape(toy_npz, tm
         stages.stage_cell_group(run, group)
     assert len(cells) == 2 * len(archs) and len(built) == probes + len(cells), built
     assert loads == ["load"]  # the test split, once for every cell
+
+
+def test_a_cell_is_reached_through_four_modules(toy_npz, tmp_path):
+    """From ``students.archs`` to a trained cell and its record: the student package's code that runs lives in four
+    of its modules (grid, pairing, cell, train), besides the model registry's."""
+    import sys
+
+    run, config = staged_run(toy_npz, tmp_path / "run", [*TINY_RUN, "students.archs=[mlp]"])
+    crossed: set[str] = set()
+
+    def calls(frame, event, arg):
+        if event == "call":
+            module = frame.f_globals.get("__name__", "")
+            if module.startswith("elfdd.pipeline.students."):
+                crossed.add(module.rsplit(".", 1)[1])
+
+    sys.setprofile(calls)
+    try:
+        cell = next(c for c in stages.grid(config) if c.uses_features)
+        stages.stage_cell(run, cell)
+    finally:
+        sys.setprofile(None)
+    assert crossed == {"grid", "pairing", "cell", "train"}, crossed

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..students.record import RUN_KEYS
+from ..students import RUN_KEYS
 
 # The grid axes of a run besides the student and the seed (None where the loss mode does not use the axis).
 AXES = (

@@ -4,10 +4,11 @@
     pairing.py   the pairing table: each architecture probed once (models.Anatomy), paired with a teacher and a
                  split per layer; the front-scale rule
     cell.py      one cell as a stage (CellStage): the store it reads, checked against the run; its cache key
-    train.py     a cell's setup, its loss terms (elf_losses) and the one epoch loop (train_cells)
+    train.py     a cell's setup, its loss terms (elf_losses), the one epoch loop (train_cells) and the typed record
+                 it writes (CellRecord, ``students/<cell>.json``)
 
-and beside them: batched.py (cells of one architecture trained as one vmapped model; which cells group; the stage of
-one group) and record.py (the typed record each cell writes, ``students/<cell>.json``).
+and beside them batched.py: cells of one architecture trained as one vmapped model, which cells group, the stage of
+one group.
 """
 
 from .batched import batchable, cell_groups, stage_cell_group, train_group
@@ -25,8 +26,17 @@ from .cell import (
 )
 from .grid import Cell, feature_cell, feature_sources, grid, make_cell, reference_cell
 from .pairing import Pairing, StudentPlan, pair_student, pairing_table, student_plan
-from .record import RUN_KEYS, CellRecord, read_record
-from .train import CellSetup, StudentContext, elf_losses, setup_cell, train_cell, train_cells
+from .train import (
+    RUN_KEYS,
+    CellRecord,
+    CellSetup,
+    StudentContext,
+    elf_losses,
+    read_record,
+    setup_cell,
+    train_cell,
+    train_cells,
+)
 
 __all__ = [
     "RUN_KEYS",
