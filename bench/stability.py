@@ -101,7 +101,7 @@ def main() -> None:
     base, _ = build_store(out / "base", args.config, [f"precision={args.precision}"])
     done: list[stages.Run] = []
     for label, overrides in arms:
-        done.append(train_stability_arm(out, base.store, label, overrides, args, done))
+        done.append(train_stability_arm(out, base.dir.store, label, overrides, args, done))
     for (label, _), run in zip(arms, done, strict=True):
         summarize_arm(run, label, args.precision)
 

@@ -133,18 +133,18 @@ def test_a_killed_batched_group_resumes(toy_npz, tmp_path):
     ]
     runs = {name: staged_run(toy_npz, tmp_path / name, grid)[0] for name in ("whole", "killed")}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", CHILD, str(runs["whole"].root)], check=True, env=env)
+    subprocess.run([sys.executable, "-c", CHILD, str(runs["whole"].dir.root)], check=True, env=env)
     killed = runs["killed"]
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(killed.root)], env=env)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(killed.dir.root)], env=env)
     deadline = time.monotonic() + 120
-    while len(list(killed.students.glob("mlp__*.json"))) < 3:
+    while len(list(killed.dir.students.glob("mlp__*.json"))) < 3:
         assert child.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    kept = {p: p.stat().st_mtime_ns for p in killed.students.glob("*.json")}
+    kept = {p: p.stat().st_mtime_ns for p in killed.dir.students.glob("*.json")}
     assert len(kept) == 3, "the kill landed outside the ConvNet group"
-    subprocess.run([sys.executable, "-c", CHILD, str(killed.root)], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-c", CHILD, str(killed.dir.root)], check=True, env=env, capture_output=True)
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
     def records(run):
@@ -155,4 +155,4 @@ def test_a_killed_batched_group_resumes(toy_npz, tmp_path):
     for name, record in whole.items():
         assert resumed[name]["test_acc"] == record["test_acc"] and resumed[name]["group_size"] == 3
         assert resumed[name]["loss_curve"] == record["loss_curve"]
-    assert not list(killed.root.rglob("*.tmp"))
+    assert not list(killed.dir.root.rglob("*.tmp"))

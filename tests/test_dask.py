@@ -54,15 +54,15 @@ def _results(run) -> dict:
 def test_grid_on_dask_matches_in_process(toy_npz, tmp_path, cluster):
     here, config = staged_run(toy_npz, tmp_path / "here", GRID)
     there = tmp_path / "there"
-    shutil.copytree(here.root, there)
+    shutil.copytree(here.dir.root, there)
     try:
-        students_flow(str(here.root))
+        students_flow(str(here.dir.root))
         extract_flow(str(there), force=True, dask_address=cluster.scheduler_address)
         students_flow(str(there), dask_address=cluster.scheduler_address)
     finally:
         torch.set_num_threads(2)  # threads=1 in the config set it for this test process
-    assert _features(there / "store.zarr", config) == _features(here.store, config)
-    assert len(json.loads(here.results.read_text())["runs"]) == 2 * 2 * 2
+    assert _features(there / "store.zarr", config) == _features(here.dir.store, config)
+    assert len(json.loads(here.dir.results.read_text())["runs"]) == 2 * 2 * 2
     assert _results(type(here)(there)) == _results(here)
 
 
@@ -78,9 +78,9 @@ def test_local_pool_trains_the_grid_side_by_side(toy_npz, tmp_path, caplog):
     the in-process run), with the in-process run's results; a re-run with every cell finished starts no pool."""
     here, config = staged_run(toy_npz, tmp_path / "here", GRID)
     there = tmp_path / "there"
-    shutil.copytree(here.root, there)
+    shutil.copytree(here.dir.root, there)
     try:
-        students_flow(str(here.root))
+        students_flow(str(here.dir.root))
         caplog.clear()
         with caplog.at_level("INFO", logger="elfdd"):
             students_flow(str(there), config=config.model_copy(update={"workers": 2}))
