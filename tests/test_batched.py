@@ -144,7 +144,9 @@ def test_a_killed_batched_group_resumes(toy_npz, tmp_path):
     child.wait()
     kept = {p: p.stat().st_mtime_ns for p in killed.dir.students.glob("*.json")}
     assert len(kept) == 3, "the kill landed outside the ConvNet group"
-    subprocess.run([sys.executable, "-c", CHILD, str(killed.dir.root)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(killed.dir.root)], check=True, env=env, capture_output=True
+    )
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
     def records(run):
