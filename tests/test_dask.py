@@ -11,6 +11,7 @@ import torch
 from elfdd.core.errors import BadInput
 from elfdd.core.io import content_sha256
 from elfdd.flows.flows import extract_flow, students_flow
+from elfdd.pipeline import stages
 from elfdd.store.reader import FeatureStore
 from helpers import TINY_RUN, staged_run
 
@@ -63,7 +64,7 @@ def test_grid_on_dask_matches_in_process(toy_npz, tmp_path, cluster):
         torch.set_num_threads(2)  # threads=1 in the config set it for this test process
     assert _features(there / "store.zarr", config) == _features(here.dir.store, config)
     assert len(json.loads(here.dir.results.read_text())["runs"]) == 2 * 2 * 2
-    assert _results(type(here)(there)) == _results(here)
+    assert _results(stages.open_run(there)) == _results(here)
 
 
 def test_unreachable_scheduler_is_bad_input():
@@ -85,7 +86,7 @@ def test_local_pool_trains_the_grid_side_by_side(toy_npz, tmp_path, caplog):
         with caplog.at_level("INFO", logger="elfdd"):
             students_flow(str(there), config=config.model_copy(update={"workers": 2}))
         assert "training on 2 local worker processes, 1 torch threads each" in caplog.text
-        pooled, in_process = _results(type(here)(there)), _results(here)
+        pooled, in_process = _results(stages.open_run(there)), _results(here)
         assert pooled["config"].pop("workers") == 2 and in_process["config"].pop("workers") == 1
         assert pooled == in_process
         caplog.clear()
