@@ -54,13 +54,18 @@ def train_arm(
     sets = [*overrides, "students.on_diverge=record", f"students.store={store.resolve()}"]
     config = load_config(config_path, sets)
     run = stages.prepare_run(run_dir, config)
-    jobs = stages.grid(config)
-    reuse_baselines(run, config, jobs, done)
+    reuse_baselines(run, config, stages.grid(config), done)
+    train_grid(run, label)
+    return run
+
+
+def train_grid(run: stages.Run, label: str) -> None:
+    """Every cell of the run's grid (finished ones kept), a line as each ends, then the run's report."""
+    cells = stages.grid(run.config)
     started = time.perf_counter()
-    for i, job in enumerate(jobs, 1):
-        record = json.loads(stages.stage_cell(run, job).read_text())
+    for i, cell in enumerate(cells, 1):
+        record = json.loads(stages.stage_cell(run, cell).read_text())
         outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
-        print(f"# {label} {i}/{len(jobs)} {job.name}: {outcome}", flush=True)
+        print(f"# {label} {i}/{len(cells)} {cell.name}: {outcome}", flush=True)
     stages.stage_report(run)
     print(f"# {label}: students {time.perf_counter() - started:.0f} s", flush=True)
-    return run

@@ -23,6 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
+from arms import train_grid
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.report import baselines, gain_text, markdown_table, mean_accuracy, paired_gain
@@ -62,14 +63,7 @@ def evaluate_set(name: str, sets: Path, out: Path, config_path: str, extra: list
         shutil.copy2(source, run.dir.synthetic)
     stages.stage_teacher(run)
     stages.stage_extract(run)
-    cells = stages.grid(config)
-    started = time.perf_counter()
-    for i, cell in enumerate(cells, 1):
-        record = json.loads(stages.stage_cell(run, cell).read_text())
-        outcome = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
-        print(f"# {name} {i}/{len(cells)} {cell.name}: {outcome}", flush=True)
-    stages.stage_report(run)
-    print(f"# {name}: students {time.perf_counter() - started:.0f} s", flush=True)
+    train_grid(run, name)
     return run.dir.results
 
 
