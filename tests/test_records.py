@@ -7,6 +7,7 @@ import json
 import pytest
 from elfdd.core.errors import BadInput
 from elfdd.pipeline.report import build_results
+from elfdd.pipeline.report.sections import gap_section
 from elfdd.pipeline.students import RUN_KEYS, CellRecord, read_record
 
 RECORD = {
@@ -45,3 +46,45 @@ def test_a_damaged_record_is_bad_input_naming_file_and_field(tmp_path, field, va
 
 def test_run_keys_are_the_record_s_fields():
     assert tuple(CellRecord.model_fields) == RUN_KEYS and "test_acc" in RUN_KEYS and "job" not in RUN_KEYS
+
+
+def _run(student: str, mode: str, seed: int, acc: float) -> dict:
+    loss = "task" if mode == "baseline" else "front_rear_task"
+    policy = None if mode == "baseline" else "replay"
+    return {
+        **RECORD,
+        "status": "ok",
+        "cell": f"{student}_{mode}_{seed}",
+        "student": student,
+        "mode": mode,
+        "seed": seed,
+        "test_acc": acc,
+        "view_policy": policy,
+        "loss": {**RECORD["loss"], "mode": loss},
+    }
+
+
+def test_the_architecture_gap_is_the_distillation_architecture_s_baseline_minus_the_student_paired_by_seed():
+    runs = [
+        _run("convnet", "baseline", 0, 0.80),
+        _run("convnet", "baseline", 1, 0.70),
+        _run("vgg11", "baseline", 0, 0.60),
+        _run("vgg11", "baseline", 1, 0.60),
+        _run("vgg11", "elf", 0, 0.75),
+        _run("vgg11", "elf", 1, 0.75),
+        _run("mlp", "elf", 2, 0.50),  # no convnet baseline at seed 2: not paired
+    ]
+    reference = {"view_policy": "replay"}
+    results = build_results("v", {"distill": {"arch": "convnet"}}, {}, runs, reference)
+    gaps = {(g["student"], g["arm"]): g for g in results["scores"]["architecture_gap"]}
+    assert set(gaps) == {("convnet", "baseline"), ("vgg11", "baseline"), ("vgg11", "elf (replay)")}
+    assert gaps[("convnet", "baseline")]["mean"] == 0.0
+    assert (
+        gaps[("vgg11", "baseline")]["mean"] == pytest.approx(0.15) and gaps[("vgg11", "baseline")]["n"] == 2
+    )
+    elf = gaps[("vgg11", "elf (replay)")]
+    assert elf["mean"] == pytest.approx(0.0) and elf["std"] == pytest.approx(0.05)  # +0.05 and -0.05
+    section = "\n".join(gap_section(results))
+    assert (
+        "## Architecture gap" in section and "| vgg11 | +15.00 ± 5.00 (n=2) | +0.00 ± 5.00 (n=2) |" in section
+    )

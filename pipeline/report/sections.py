@@ -26,6 +26,33 @@ def reference_text(value: Any) -> str:
     return values.pop() if len(values) == 1 else ", ".join(f"{v} ({k})" for k, v in value.items())
 
 
+def gap_section(results: dict[str, Any]) -> list[str]:
+    """The architecture gap per student and arm (results.json ``scores.architecture_gap``)."""
+    gaps = results.get("scores", {}).get("architecture_gap", [])
+    if not gaps:
+        return []
+    arms = list(dict.fromkeys(g["arm"] for g in gaps))
+    table = {(g["student"], g["arm"]): g for g in gaps}
+    rows = [
+        [student, *(_gap_text(table[(student, a)]) if (student, a) in table else "–" for a in arms)]
+        for student in dict.fromkeys(g["student"] for g in gaps)
+    ]
+    return [
+        "",
+        "## Architecture gap",
+        "",
+        f"Points by which each student stays below the distillation architecture ({results['config']['distill']['arch']}"
+        "'s baseline), paired by seed: 0 or below, the set no longer favours the architecture it was distilled with.",
+        "",
+        *markdown_table(["student", *arms], rows),
+    ]
+
+
+def _gap_text(gap: dict[str, Any]) -> str:
+    spread = f" ± {100 * gap['std']:.2f}" if gap["n"] > 1 else ""
+    return f"{100 * gap['mean']:+.2f}{spread} (n={gap['n']})"
+
+
 def pairing_section(results: dict[str, Any]) -> list[str]:
     """Which teacher and split each student learned from (pipeline/students/pairing.py), and whether adapters were needed."""
     seen: dict[tuple, None] = {}
