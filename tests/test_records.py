@@ -88,3 +88,18 @@ def test_the_architecture_gap_is_the_distillation_architecture_s_baseline_minus_
     assert (
         "## Architecture gap" in section and "| vgg11 | +15.00 ± 5.00 (n=2) | +0.00 ± 5.00 (n=2) |" in section
     )
+
+
+def test_the_report_plots_the_architecture_gap(tmp_path):
+    from elfdd.pipeline.report.plots import write_plots
+
+    runs = [
+        _run(student, "baseline", seed, acc)
+        for student, acc in (("convnet", 0.8), ("vgg11", 0.7))
+        for seed in (0, 1)
+    ]
+    reference = {"view_policy": None}
+    results = build_results("v", {"distill": {"arch": "convnet"}}, {}, runs, reference)
+    written = write_plots(results, tmp_path)
+    assert written["architecture_gap"] == "architecture_gap.png"
+    assert (tmp_path / "architecture_gap.png").stat().st_size > 5000

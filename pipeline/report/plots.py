@@ -129,6 +129,11 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
 
         _figure(folder / "lambda_grid.png", heatmap, (5, 4))
         written["lambda_grid"] = "lambda_grid.png"
+    gaps = results.get("scores", {}).get("architecture_gap", [])
+    if gaps:
+        size = (3 + 2.2 * len({g["arm"] for g in gaps}), 1.2 + 0.5 * len({g["student"] for g in gaps}))
+        _figure(folder / "architecture_gap.png", lambda ax: _gap_map(ax, gaps), size)
+        written["architecture_gap"] = "architecture_gap.png"
     for axis in ("teacher_epoch", "layer", "feature_loss", "view_policy"):
         study = axis_study(results, axis)
         if not study:
@@ -149,3 +154,22 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
         _figure(folder / f"{axis}.png", lines, (5, 3.6))
         written[axis] = f"{axis}.png"
     return written
+
+
+def _gap_map(ax, gaps: list[dict[str, Any]]) -> None:
+    """Students x arms coloured by the architecture gap (points; green: at or above the distillation
+    architecture), each cell with its number."""
+    students = list(dict.fromkeys(g["student"] for g in gaps))
+    arms = list(dict.fromkeys(g["arm"] for g in gaps))
+    table = {(g["student"], g["arm"]): 100 * g["mean"] for g in gaps}
+    values = np.array([[table.get((s, a), np.nan) for a in arms] for s in students])
+    limit = max(1.0, float(np.nanmax(np.abs(values))))
+    image = ax.imshow(values, cmap="RdYlGn_r", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(len(arms)), arms, fontsize=8)
+    ax.set_yticks(range(len(students)), students, fontsize=8)
+    for i in range(len(students)):
+        for j in range(len(arms)):
+            if not np.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:+.1f}", ha="center", va="center", fontsize=8)
+    ax.figure.colorbar(image, ax=ax, label="gap (points)")
+    ax.set_title("Architecture gap: distillation architecture's baseline minus the student")

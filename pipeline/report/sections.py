@@ -45,6 +45,8 @@ def gap_section(results: dict[str, Any]) -> list[str]:
         "'s baseline), paired by seed: 0 or below, the set no longer favours the architecture it was distilled with.",
         "",
         *markdown_table(["student", *arms], rows),
+        "",
+        "![architecture gap](plots/architecture_gap.png)",
     ]
 
 
