@@ -23,6 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 from arms import train_grid
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
@@ -67,6 +68,26 @@ def evaluate_set(name: str, sets: Path, out: Path, config_path: str, extra: list
     return run.dir.results
 
 
+def improvement_over_random(
+    runs: list[dict], yardstick: dict, student: str, mode: str
+) -> tuple[float, float, int]:
+    """DD-Ranking's IOR (ddranking/metrics/hard_label.py, ``compute_metrics``: ``ior = syn_acc - random_acc`` per
+    evaluation, then mean and np.std over the evaluations): here per seed, the set's accuracy minus the accuracy of
+    the random real subset of the same IPC (bench/sets.py ``random_ipc<N>``) trained under the same student, arm and
+    seed. DD-Ranking scores a run by its best accuracy over the last 20 % of epochs; elfdd by its final one."""
+    random_acc = {
+        r["seed"]: r["test_acc"]
+        for r in yardstick["runs"]
+        if r["student"] == student and r["mode"] == mode and r["test_acc"] is not None
+    }
+    ior = [
+        r["test_acc"] - random_acc[r["seed"]]
+        for r in runs
+        if r["test_acc"] is not None and r["seed"] in random_acc
+    ]
+    return (float(np.mean(ior)), float(np.std(ior)), len(ior)) if ior else (float("nan"), 0.0, 0)
+
+
 def accuracy(runs: list[dict]) -> str:
     held = mean_accuracy(runs)
     return "–" if held is None else f"{100 * held[0]:.2f} ± {100 * held[1]:.2f} (n={len(runs)})"
@@ -80,20 +101,29 @@ def render(out: Path, docs: Path) -> None:
         "",
         "Rendered by `bench/methods.py` from `bench/methods/<set>/results.json` (every set evaluated by the same "
         "students from the study's two teachers; 300 epochs, 3 seeds, the full test set unless a row says "
-        "otherwise). Gains are paired by seed (ELF minus baseline).",
+        "otherwise). Gains are paired by seed (ELF minus baseline). IOR (DD-Ranking's improvement over random): the "
+        "set minus the random real subset of the same IPC under the same student, arm and seed (points).",
         "",
     ]
     summary = []
     for name, results in finished.items():
         runs, paired = results["runs"], baselines(results)
+        yardstick = finished.get(f"random_ipc{results['synthetic']['ipc']}")
         epochs = sorted({r["epochs"] for r in runs})
         rows = []
         for student in dict.fromkeys(r["student"] for r in runs):
             base = [r for r in runs if r["student"] == student and r["mode"] == "baseline"]
             elf = [r for r in runs if r["student"] == student and r["mode"] == "elf"]
-            rows.append([student, accuracy(base), accuracy(elf), gain_text(paired_gain(elf, paired))])
+            ior = [
+                gain_text(improvement_over_random(cells, yardstick, student, mode))
+                if yardstick is not None and yardstick is not results
+                else "–"
+                for mode, cells in (("baseline", base), ("elf", elf))
+            ]
+            rows.append([student, accuracy(base), accuracy(elf), gain_text(paired_gain(elf, paired)), *ior])
         lines += [f"## {name} (students {', '.join(map(str, epochs))} epochs)", ""]
-        lines += markdown_table(["student", "baseline %", "ELF %", "paired gain (points)"], rows)
+        header = ["student", "baseline %", "ELF %", "ELF gain (points)", "IOR baseline", "IOR ELF"]
+        lines += markdown_table(header, rows)
         lines.append("")
         summary.append([name, *(row[3] for row in rows)])
     if summary:
