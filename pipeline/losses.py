@@ -17,9 +17,21 @@ LOSS_TERMS: dict[str, tuple[str, ...]] = {
     "front_task": ("front", "task"),
     "rear_task": ("rear", "task"),
     "front_rear": ("front", "rear"),
+    # soft labels: the teacher's cached logits of the very view the student sees (logit_loss)
+    "logit": ("logit",),
+    "logit_task": ("logit", "task"),
+    "front_rear_logit_task": ("front", "rear", "logit", "task"),
 }
-# The name a loss mode has in results.json / the report.
-RESULT_MODE = {"task": "baseline", "front_rear_task": "elf"}
+# The terms that read the teacher's outputs from the store (or from the online teacher).
+TEACHER_TERMS = frozenset({"front", "rear", "logit"})
+# The name a loss mode has in results.json / the report: soft labels alone as SRe2L/RDED evaluate (logit), soft
+# labels plus the task loss (kd), ELF with soft labels (elf_kd).
+RESULT_MODE = {
+    "task": "baseline",
+    "front_rear_task": "elf",
+    "logit_task": "kd",
+    "front_rear_logit_task": "elf_kd",
+}
 
 
 def result_mode(loss_mode: str) -> str:
@@ -44,6 +56,14 @@ def feature_loss(
 ) -> torch.Tensor:
     """Distance between the (adapted) student front output and the teacher feature, both (B, C, ...)."""
     return FEATURE_LOSSES[FEATURE_LOSSES.check(kind)](student, teacher, temperature)
+
+
+def logit_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft labels (Hinton et al. 2015): KL(softmax(teacher / T) || softmax(student / T)) per sample, mean over the
+    batch, times T^2 so the gradient scale does not shrink with T. Both (B, classes) logits."""
+    log_student = F.log_softmax(student.float() / temperature, dim=1)
+    target = F.softmax(teacher.float() / temperature, dim=1)
+    return F.kl_div(log_student, target, reduction="batchmean") * temperature**2
 
 
 def _soft_target_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

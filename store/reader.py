@@ -121,11 +121,13 @@ class FeatureStore:
                 )
 
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# (images, features, labels, view params), and the logits of the same views when read ``with_logits``
+Batch = tuple[torch.Tensor, ...]
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    """(image, feature of one view, label, that view's augmentation parameters) streamed from the store.
+    """(image, feature of one view, label, that view's augmentation parameters[, the teacher's logits of that view])
+    streamed from the store (the logits only when opened ``with_logits``).
 
     Reads whole chunks of samples (every view of them) and keeps decoded chunks in an LRU cache bounded in bytes,
     so stores larger than memory stream. The store is opened lazily in the process that reads, so DataLoader workers
@@ -134,7 +136,13 @@ class FeatureDataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, path: str | Path, teacher_id: str, epoch: int, layer: str, cache_bytes: int = 256 << 20
+        self,
+        path: str | Path,
+        teacher_id: str,
+        epoch: int,
+        layer: str,
+        cache_bytes: int = 256 << 20,
+        with_logits: bool = False,
     ):
         self.path, self.teacher_id, self.epoch, self.layer = (
             location.normalize(path),
@@ -142,7 +150,7 @@ class FeatureDataset(torch.utils.data.Dataset):
             epoch,
             layer,
         )
-        self.cache_bytes = cache_bytes
+        self.cache_bytes, self.with_logits = cache_bytes, with_logits
         store = FeatureStore(path)
         features = store.features(teacher_id, epoch, layer)
         self.length = features.shape[0]
@@ -158,6 +166,7 @@ class FeatureDataset(torch.utils.data.Dataset):
                 f"store {self.path}: {self.views} views of teacher {teacher_id} but no matching views/params"
             )
         self.num_params = params.shape[2] if params is not None else 0
+        self.num_classes = store.logits(teacher_id, epoch).shape[2]
         store.refuse_damaged_chunks(
             features,
             store.logits(teacher_id, epoch),
@@ -183,6 +192,7 @@ class FeatureDataset(torch.utils.data.Dataset):
             + self.views * int(np.prod(self.feature_shape)) * features.dtype.itemsize
             + self.label_dtype.itemsize * int(np.prod(self.label_shape))
             + 4 * self.views * self.num_params
+            + (4 * self.views * self.num_classes if with_logits else 0)
         )
         self.chunk_bytes = self.chunk * per_sample
         self._pid: int | None = None
@@ -212,6 +222,8 @@ class FeatureDataset(torch.utils.data.Dataset):
             params = store.view_params(self.teacher_id)
             if params is not None:
                 self._arrays["params"] = params
+            if self.with_logits:
+                self._arrays["logits"] = store.logits(self.teacher_id, self.epoch)
             self._cache.clear()
             self._pid = os.getpid()
 
@@ -245,8 +257,8 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def get_batch(self, indices: Sequence[int], views: Sequence[int] | None = None) -> Batch:
         """Images (B,C,H,W) float32, the features of the chosen views (B,...) float32, labels (B,) int64 (soft:
-        (B, classes) float32) and the
-        (B,P) augmentation parameters that produce each chosen view (zeros for view 0, the clean image)."""
+        (B, classes) float32), the (B,P) augmentation parameters that produce each chosen view (zeros for view 0,
+        the clean image) and, read ``with_logits``, the teacher's (B, classes) logits of those views."""
         samples = np.asarray(indices, dtype=np.int64)
         chosen = np.zeros(len(samples), np.int64) if views is None else np.asarray(views, dtype=np.int64)
         if len(samples) and (samples.min() < 0 or samples.max() >= self.length):
@@ -257,6 +269,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         features = np.empty((len(samples), *self.feature_shape), np.float32)
         labels = np.empty((len(samples), *self.label_shape), self.label_dtype)
         params = np.zeros((len(samples), self.num_params), np.float32)
+        logits = np.empty((len(samples), self.num_classes), np.float32) if self.with_logits else None
         chunk_of = samples // self.chunk
         for index in np.unique(chunk_of):
             rows = np.flatnonzero(chunk_of == index)
@@ -267,15 +280,17 @@ class FeatureDataset(torch.utils.data.Dataset):
             labels[rows] = chunk["labels"][offsets]
             if "params" in chunk:
                 params[rows] = chunk["params"][offsets, chosen[rows]]
-        return _batch(images, features, labels, params)
+            if logits is not None:
+                logits[rows] = chunk["logits"][offsets, chosen[rows]]
+        batch = _batch(images, features, labels, params)
+        return batch if logits is None else (*batch, torch.from_numpy(logits))
 
     def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> Batch:
         pairs = [(int(k), 0) if isinstance(k, int | np.integer) else k for k in keys]
         return self.get_batch([p[0] for p in pairs], [p[1] for p in pairs])
 
     def __getitem__(self, key: int | tuple[int, int]) -> Batch:
-        images, features, labels, params = self.__getitems__([key])
-        return images[0], features[0], labels[0], params[0]
+        return tuple(part[0] for part in self.__getitems__([key]))
 
 
 def _batch(images: np.ndarray, features: np.ndarray, labels: np.ndarray, params: np.ndarray) -> Batch:

@@ -16,7 +16,16 @@ if TYPE_CHECKING:
     from .teacher import TeacherConfig
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
-LossMode = Literal["task", "front_rear_task", "front_task", "rear_task", "front_rear"]
+LossMode = Literal[
+    "task",
+    "front_rear_task",
+    "front_task",
+    "rear_task",
+    "front_rear",
+    "logit",
+    "logit_task",
+    "front_rear_logit_task",
+]
 
 
 # clean: the feature of the un-augmented image (the reference); replay: the stored feature of exactly the augmented

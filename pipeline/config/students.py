@@ -44,6 +44,9 @@ class StudentsConfig(Strict):
     # Clip the L2 norm of the whole gradient (student and adapters) to this value each step; null: no clipping.
     grad_clip: float | None = Field(default=None, gt=0)
     feature_temperature: float = Field(default=1.0, gt=0)  # T of feature loss kl
+    # The soft-label term (loss modes logit, logit_task, front_rear_logit_task): its T and weight.
+    logit_temperature: float = Field(default=4.0, gt=0)
+    lambda_logit: float = Field(default=1.0, ge=0)
     # A cell whose loss becomes NaN/Inf: record it as diverged and go on (exit 3 once the report is written), or
     # fail the stage at once (exit 2).
     on_diverge: Literal["record", "fail"] = "record"

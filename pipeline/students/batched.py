@@ -24,7 +24,7 @@ from ..training import resolve_device
 from .cell import CellInputs, online_teacher
 from .grid import Cell, feature_cell
 from .pairing import StudentPlan, student_plan
-from .train import CellSetup, StudentContext, elf_losses, setup_cell, train_cells
+from .train import CellSetup, StudentContext, elf_losses, setup_cell, soft_labels, train_cells
 
 # Where ``students.batching: auto`` batches, per device type (None: every batchable architecture): only where
 # bench/perf.py measured batched over sequential below 1 (docs/benchmarks.md, "Batched cells": on the CPU a vmapped
@@ -55,13 +55,13 @@ def batches_by_default(arch: str, device: torch.device) -> bool:
 class _CellLosses(nn.Module):
     """One cell's loss terms as a module, so that ``functional_call`` can run it with any cell's parameters."""
 
-    def __init__(self, setup: CellSetup, temperature: float, rear_bn_stats: str):
+    def __init__(self, setup: CellSetup, cfg: StudentsConfig):
         super().__init__()
         self.model, self.adapters = setup.model, setup.adapters
-        self.cell, self.temperature, self.rear_bn_stats = setup.cell, temperature, rear_bn_stats
+        self.cell, self.cfg = setup.cell, cfg
         self.terms = LOSS_TERMS[setup.cell.loss_mode]
 
-    def forward(self, images, teacher, labels, lambdas) -> torch.Tensor:
+    def forward(self, images, teacher, labels, logits, lambdas) -> torch.Tensor:
         losses = elf_losses(
             self.model,
             self.adapters,
@@ -69,9 +69,10 @@ class _CellLosses(nn.Module):
             images,
             teacher,
             labels,
-            temperature=self.temperature,
+            temperature=self.cfg.feature_temperature,
             lambdas=(lambdas[0], lambdas[1]),
-            rear_bn_stats=self.rear_bn_stats,
+            rear_bn_stats=self.cfg.rear_bn_stats,
+            soft_labels=soft_labels(self.cell, logits, self.cfg),
         )
         return torch.stack([losses[t] for t in self.terms])
 
@@ -92,21 +93,21 @@ class Stacked:
     step, the gradient norm clipped per cell, and the trained parameters copied back into each cell's model."""
 
     def __init__(self, setups: list[CellSetup], cfg: StudentsConfig, device: torch.device):
-        self.modules = [_CellLosses(s, cfg.feature_temperature, cfg.rear_bn_stats).train() for s in setups]
+        self.modules = [_CellLosses(s, cfg).train() for s in setups]
         params, self.buffers = stack_module_state(self.modules)
         self.stacked = {name: p.detach().requires_grad_() for name, p in params.items()}
         self.params = list(self.stacked.values())
         base = copy.deepcopy(self.modules[0]).to("meta")
         self.lambdas = torch.tensor([[lam or 0.0 for lam in s.lambdas] for s in setups], device=device)
 
-        def cell_losses(p, b, images, teacher, labels, lam):
-            return functional_call(base, (p, b), (images, teacher, labels, lam))
+        def cell_losses(p, b, images, teacher, labels, logits, lam):
+            return functional_call(base, (p, b), (images, teacher, labels, logits, lam))
 
         self.batched = vmap(cell_losses)
 
     def losses(self, batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
-        images, teacher, labels = (torch.stack(part) for part in zip(*batches, strict=True))
-        return self.batched(self.stacked, self.buffers, images, teacher, labels, self.lambdas)
+        images, teacher, labels, logits = (torch.stack(part) for part in zip(*batches, strict=True))
+        return self.batched(self.stacked, self.buffers, images, teacher, labels, logits, self.lambdas)
 
     def clip(self, max_norm: float) -> None:
         clip_per_cell(self.params, max_norm)

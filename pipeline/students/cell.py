@@ -93,6 +93,8 @@ def cell_training(cell: Cell, students: StudentsConfig, plan: StudentPlan) -> di
         features = {"feature_temperature", "rear_path", "rear_bn_stats", "max_views"}
         training.update(students.model_dump(mode="json", include=features))
         training["front_scale"] = plan.front_scale(cell.split, students)
+    if cell.uses_logits:
+        training.update(students.model_dump(mode="json", include={"logit_temperature", "lambda_logit"}))
     return training
 
 
@@ -105,9 +107,15 @@ class CellInputs:
         self.run = run
         self.synthetic = load_synthetic(run.dir.synthetic) if run.dir.synthetic.exists() else None
         self.students = students_config(run.config, self.synthetic)
-        wheres = dict.fromkeys(feature_cell(run.config, cell) for cell in cells)
+        wheres: dict[
+            tuple[str, int, str], bool
+        ] = {}  # (teacher, epoch, layer) -> whether a cell reads its logits
+        for cell in cells:
+            where = feature_cell(run.config, cell)
+            wheres[where] = wheres.get(where, False) or cell.uses_logits
         self.datasets = {
-            where: open_student_dataset(run, *where, synthetic=self.synthetic) for where in wheres
+            where: open_student_dataset(run, *where, synthetic=self.synthetic, with_logits=logits)
+            for where, logits in wheres.items()
         }
 
     def stage(self, cell: Cell) -> CellStage:
@@ -180,6 +188,7 @@ def open_student_dataset(
     epoch: int | None = None,
     layer: str | None = None,
     synthetic: SyntheticSet | None = None,
+    with_logits: bool = False,
 ) -> FeatureDataset:
     """The store the students read (``teacher_id`` at ``epoch`` and ``layer``, default: the primary teacher's
     reference ones), checked once that it fits the run (:func:`check_store_fits`; ``synthetic``: the run's set,
@@ -191,6 +200,7 @@ def open_student_dataset(
         config.student_teacher_epoch if epoch is None else epoch,
         layer or config.student_layer,
         cache_bytes=config.students.cache_mb << 20,
+        with_logits=with_logits,
     )
     if synthetic is None and run.dir.synthetic.exists():
         synthetic = load_synthetic(run.dir.synthetic)

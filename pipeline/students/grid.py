@@ -8,7 +8,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..losses import LOSS_TERMS
+from ..losses import LOSS_TERMS, TEACHER_TERMS
 from .pairing import student_plan
 
 if TYPE_CHECKING:
@@ -58,9 +58,18 @@ class Cell:
     def uses_features(self) -> bool:
         return uses_features(self.loss_mode)
 
+    @property
+    def uses_logits(self) -> bool:
+        return uses_logits(self.loss_mode)
+
 
 def uses_features(loss_mode: str) -> bool:
-    return bool({"front", "rear"} & set(LOSS_TERMS[loss_mode]))
+    """Whether a loss mode reads what the teacher made of the synthetic set (features or logits)."""
+    return bool(TEACHER_TERMS & set(LOSS_TERMS[loss_mode]))
+
+
+def uses_logits(loss_mode: str) -> bool:
+    return "logit" in LOSS_TERMS[loss_mode]
 
 
 def make_cell(

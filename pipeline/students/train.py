@@ -30,7 +30,7 @@ from ...store.reader import FeatureDataset
 from ...store.stream import ChunkShuffleSampler, feature_loader
 from .. import augment
 from ..config import StudentsConfig
-from ..losses import LOSS_TERMS, feature_loss, result_mode
+from ..losses import LOSS_TERMS, feature_loss, logit_loss, result_mode
 from ..training import (
     NonFiniteWatch,
     Progress,
@@ -58,10 +58,12 @@ def student_view(
 
 
 @torch.no_grad()
-def online_features(teacher: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
-    """The teacher's feature at ``layer`` of exactly this batch (view policy online), in fp32 like the stored ones."""
+def online_outputs(teacher: nn.Module, images: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's feature at ``layer`` and its logits of exactly this batch (view policy online), in fp32 like
+    the stored ones."""
     teacher.eval()
-    return forward_with_features(teacher, images.float(), [layer])[1][layer].float()
+    logits, features = forward_with_features(teacher, images.float(), [layer])
+    return features[layer].float(), logits.float()
 
 
 def elf_losses(
@@ -75,18 +77,22 @@ def elf_losses(
     temperature: float,
     lambdas: tuple[Any, Any],
     rear_bn_stats: str,
+    soft_labels: tuple[torch.Tensor, float, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss terms of ``cell.loss_mode`` for one batch (each already weighted by its lambda), on the batch's device:
     task = CE(rear(front(x)), y), front = feature loss(front(x), teacher feature), rear = CE(rear(teacher feature), y).
     Soft labels (B, classes) make both CEs soft-target cross-entropy (F.cross_entropy with class probabilities).
     ``lambdas``: (lambda_front, lambda_rear) as the cell trains with them (its front scale applied: setup_cell;
     a batched group passes each cell's as tensors); ``rear_bn_stats`` "front": the rear term's pass leaves batch-norm
-    running statistics alone. Every setting comes from the caller: no second rule lives here."""
+    running statistics alone; ``soft_labels`` (the teacher's logits of these views, the term's temperature and
+    weight): logit = weight * logit_loss(rear(front(x)), teacher logits), for the modes with the soft-label term.
+    Every setting comes from the caller: no second rule lives here."""
     terms = LOSS_TERMS[cell.loss_mode]
     lambda_front, lambda_rear = lambdas
     split = cell.split or model.default_split
     h = model.front(images, split)
-    losses = {"task": F.cross_entropy(model.rear(h, split).float(), labels)}
+    student_logits = model.rear(h, split)
+    losses = {"task": F.cross_entropy(student_logits.float(), labels)}
     if "front" in terms:  # a feature cell: the grid gives it adapters, a feature loss and its lambdas
         assert adapters is not None and cell.feature_loss is not None and lambda_front is not None
         losses["front"] = lambda_front * feature_loss(
@@ -98,6 +104,10 @@ def elf_losses(
         with frozen:
             logits = model.rear(adapters["from_teacher"](teacher), split)
         losses["rear"] = lambda_rear * F.cross_entropy(logits.float(), labels)
+    if "logit" in terms:
+        assert soft_labels is not None  # a soft-label cell: its setup reads the teacher's logits
+        teacher_logits, logit_temperature, lambda_logit = soft_labels
+        losses["logit"] = lambda_logit * logit_loss(student_logits, teacher_logits, logit_temperature)
     return {t: losses[t] for t in terms}
 
 
@@ -150,13 +160,16 @@ class CellSetup:
         return [*self.model.parameters(), *adapters]
 
     def batch(self, raw, dsa: bool, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """(images, teacher feature, labels) of one step: ``raw`` from the store, on ``device``, in the cell's view."""
-        images, teacher, labels, view_params = raw
+        """(images, teacher feature, labels, teacher logits) of one step: ``raw`` from the store, on ``device``, in
+        the cell's view; the logits are (B, 0) for a cell without the soft-label term."""
+        images, teacher, labels, view_params, *stored = raw
         images, labels, teacher = images.to(device), labels.to(device), teacher.to(device)
+        logits = stored[0].to(device) if stored else torch.zeros(len(images), 0, device=device)
         images = student_view(images, view_params, self.policy, dsa, self.generator)
         if self.online_teacher is not None:
-            teacher = online_features(self.online_teacher, images, self.dataset.layer)
-        return images, teacher, labels
+            teacher, online_logits = online_outputs(self.online_teacher, images, self.dataset.layer)
+            logits = online_logits if self.cell.uses_logits else logits
+        return images, teacher, labels, logits
 
 
 def setup_cell(
@@ -236,6 +249,13 @@ class Steps(Protocol):
     def finish(self) -> None: ...
 
 
+def soft_labels(
+    cell: Cell, logits: torch.Tensor, cfg: StudentsConfig
+) -> tuple[torch.Tensor, float, float] | None:
+    """elf_losses' ``soft_labels`` for ``cell``: the teacher's logits with the config's temperature and weight."""
+    return (logits, cfg.logit_temperature, cfg.lambda_logit) if cell.uses_logits else None
+
+
 class OneCell:
     """The steps of a cell trained alone: its own model's loss terms, ``clip_grad_norm_``."""
 
@@ -246,7 +266,7 @@ class OneCell:
         setup.model.train()
 
     def losses(self, batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
-        (images, teacher, labels) = batches[0]
+        (images, teacher, labels, logits) = batches[0]
         losses = elf_losses(
             self.setup.model,
             self.setup.adapters,
@@ -257,6 +277,7 @@ class OneCell:
             temperature=self.cfg.feature_temperature,
             lambdas=self.setup.lambdas,
             rear_bn_stats=self.cfg.rear_bn_stats,
+            soft_labels=soft_labels(self.setup.cell, logits, self.cfg),
         )
         return torch.stack([losses[t] for t in self.terms])[None]
 
