@@ -271,3 +271,6 @@ def test_the_random_subset_is_class_balanced_real_images_drawn_with_the_seed(toy
     noise = config.distill.model_copy(update={"init": "noise"})
     with pytest.raises(BadInput, match="needs distill.init real"):
         distill(data, noise, torch.device("cpu"), "fp32", 0)
+    too_many = config.distill.model_copy(update={"ipc": 10_000})
+    with pytest.raises(BadInput, match="fewer than distill.ipc=10000"):
+        distill(data, too_many, torch.device("cpu"), "fp32", 0)

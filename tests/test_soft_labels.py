@@ -120,3 +120,48 @@ def test_soft_label_cells_trained_as_one_batched_model_equal_cells_trained_alone
         assert b["group_size"] == 2 and a["loss_curve"][-1].keys() >= {"logit", "front", "rear", "task"}
         for x, y in zip(a["loss_curve"], b["loss_curve"], strict=True):
             assert all(y[t] == pytest.approx(x[t], rel=1e-4, abs=1e-5) for t in x)
+
+
+def test_the_logit_loss_at_t1_is_a_hand_computed_kl():
+    """teacher logits (ln 3, 0) -> p = (3/4, 1/4); student (0, 0) -> q = (1/2, 1/2);
+    KL(p || q) = 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812..."""
+    teacher = torch.tensor([[np.log(3.0), 0.0]])
+    student = torch.zeros(1, 2)
+    assert logit_loss(student, teacher, 1.0).item() == pytest.approx(0.75 * np.log(1.5) + 0.25 * np.log(0.5))
+
+
+def test_online_soft_labels_are_the_teacher_s_forward_of_the_augmented_batch(soft_run, monkeypatch):
+    """Under view policy online a kd cell's teacher logits are the checkpoint's own logits of each step's images."""
+    from elfdd.pipeline.students import train
+    from elfdd.pipeline.students.cell import online_teacher
+    from elfdd.pipeline.students.grid import make_cell
+
+    run, config = soft_run
+    reference = reference_job(config, "convnet", "logit_task", 0)
+    cell = make_cell(
+        "convnet",
+        "logit_task",
+        0,
+        "online",
+        "ce",
+        1.0,
+        1.0,
+        reference.teacher_epoch,
+        reference.layer,
+        reference.teacher,
+        reference.split,
+    )
+    teacher = online_teacher(run.configured(), cell)
+    seen = []
+    real = train.elf_losses
+
+    def spy(model, adapters, cell, images, features, labels, **kwargs):
+        seen.append((images.detach().clone(), kwargs["soft_labels"][0].detach().clone()))
+        return real(model, adapters, cell, images, features, labels, **kwargs)
+
+    monkeypatch.setattr(train, "elf_losses", spy)
+    stages.stage_cell(run, cell, force=True)
+    assert seen
+    with torch.no_grad():
+        for images, logits in seen:
+            np.testing.assert_allclose(logits, teacher(images.float()), rtol=1e-5, atol=1e-5)
