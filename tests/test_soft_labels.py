@@ -165,3 +165,28 @@ def test_online_soft_labels_are_the_teacher_s_forward_of_the_augmented_batch(sof
     with torch.no_grad():
         for images, logits in seen:
             np.testing.assert_allclose(logits, teacher(images.float()), rtol=1e-5, atol=1e-5)
+
+
+def test_swapping_two_views_logits_changes_the_soft_label_loss(soft_run):
+    """The term reads the logits of the view it is given: the same images with another view's logits score
+    differently, and with their own view's logits as before."""
+    from elfdd.models import create_model
+    from elfdd.pipeline.students import elf_losses
+
+    run, config = soft_run
+    cell = reference_job(config, "convnet", "logit_task", 0)
+    dataset = stages.open_student_dataset(run, cell.teacher, cell.teacher_epoch, cell.layer, with_logits=True)
+    images, features, labels, _, own = dataset.get_batch([0, 1, 2], [1, 1, 1])
+    other = dataset.get_batch([0, 1, 2], [2, 2, 2])[4]
+    assert not torch.equal(own, other)
+    torch.manual_seed(0)
+    model = create_model("convnet", 1, 4, 28).eval()
+
+    def loss(logits):
+        settings = {"temperature": 1.0, "lambdas": (None, None), "rear_bn_stats": "front"}
+        terms = elf_losses(
+            model, None, cell, images, features, labels, **settings, soft_labels=(logits, 4.0, 1.0)
+        )
+        return terms["logit"].item()
+
+    assert loss(own) == loss(own.clone()) and loss(own) != pytest.approx(loss(other), rel=1e-3)
