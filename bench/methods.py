@@ -32,6 +32,21 @@ from elfdd.pipeline.synthetic import load_synthetic
 
 STUDY = Path("bench/study/store/checkpoints")
 STUDENTS = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
+# The study's own set (configs/study.yaml: DM IPC 10, 1000 iterations), taken from its store rather than distilled
+# again by bench/sets.py.
+STUDY_SET = "dm_ipc10"
+# The sets evaluated with the soft-label arms too (issue 35): kd (soft labels + task loss) and elf_kd (ELF + them).
+SOFT_LABEL_SETS = {"dm_ipc10", "mtt_ipc10"}
+SOFT_LABEL_MODES = "students.loss_modes=[task,front_rear_task,logit_task,front_rear_logit_task]"
+
+
+def set_source(name: str, sets: Path) -> tuple[Path, list[str], str]:
+    """A set's synthetic.pt, its distill overrides and its content sha256."""
+    if name == STUDY_SET:
+        path = STUDY.parent / "synthetic.pt"
+        return path, ["distill.ipc=10"], load_synthetic(path).sha256
+    recorded = json.loads((sets / "sets.json").read_text())[name]
+    return sets / name / "synthetic.pt", recorded["overrides"], recorded["sha256"]
 
 
 def teachers_override(study: Path) -> str:
@@ -49,18 +64,18 @@ def teachers_override(study: Path) -> str:
 
 def evaluate_set(name: str, sets: Path, out: Path, config_path: str, extra: list[str]) -> Path:
     """One set's store and cells (each kept when finished) and its report; returns its results.json."""
-    recorded = json.loads((sets / "sets.json").read_text())[name]
+    source, distilled, sha256 = set_source(name, sets)
     overrides = [
-        *recorded["overrides"],
+        *distilled,
         teachers_override(STUDY),
         f"students.archs=[{','.join(STUDENTS)}]",
         "extract.teacher_epochs=[5]",
+        *([SOFT_LABEL_MODES] if name in SOFT_LABEL_SETS else []),
         *extra,
     ]
     config = load_config(config_path, overrides)
     run = stages.prepare_run(out / name, config)
-    source = sets / name / "synthetic.pt"
-    if not run.dir.synthetic.exists() or load_synthetic(run.dir.synthetic).sha256 != recorded["sha256"]:
+    if not run.dir.synthetic.exists() or load_synthetic(run.dir.synthetic).sha256 != sha256:
         shutil.copy2(source, run.dir.synthetic)
     stages.stage_teacher(run)
     stages.stage_extract(run)

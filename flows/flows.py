@@ -114,6 +114,12 @@ def student_task(
     return [str(p) for p in stages.stage_cell_group(_run(run_dir, config), group, force=force)]
 
 
+@task(name="full-data", **RETRYING)
+def full_data_task(run_dir: str, config: RunConfig) -> dict[str, float]:
+    """Each student architecture trained on the whole training set, once per key (students.full_data)."""
+    return stages.stage_full_data(_run(run_dir, config))
+
+
 @task(name="report")
 def report_task(run_dir: str, config: RunConfig) -> str:
     """Write results.json, report.md and plots, and publish the summary table and the report as artifacts."""
@@ -200,9 +206,18 @@ def students_flow(
     force: bool = FORCE,
     dask_address: str | None = DASK_ADDRESS,
 ) -> str:
-    """Train every student cell of the grid from the store (this run's, or ``students.store``), then report."""
+    """Train every student cell of the grid from the store (this run's, or ``students.store``), then report. With
+    ``students.yardstick`` the random subset's run (``DIR/yardstick``) goes first, its stages as subflows; with
+    ``students.full_data`` each student's full-data reference is trained (or kept) before the report."""
     with opened_run(run_dir, config) as run:
         config = run.config
+        if config.students.yardstick:
+            yardstick = stages.yardstick_run(run)
+            sub_dir, sub_config = str(yardstick.dir.root), yardstick.config
+            distill_flow(sub_dir, sub_config, force)
+            teacher_flow(sub_dir, sub_config, force)
+            extract_flow(sub_dir, sub_config, force, dask_address)
+            students_flow(sub_dir, sub_config, force, dask_address)
         cells = stages.grid(config)
         pending = stages.pending_cells(run, cells)  # refuses a mismatched store before any training
         # a kept cell's task only reads its record (on_diverge: fail)
@@ -222,6 +237,8 @@ def students_flow(
             for group in groups
         ]
         run_tasks(student_task, calls, dask_address, progress="elfdd-students", pool=pool)
+        if config.students.full_data is not None:
+            full_data_task(run_dir, config)
         return report_task(run_dir, config)
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from elfdd.core.errors import BadInput
-from elfdd.pipeline.report import build_results
-from elfdd.pipeline.report.sections import gap_section
+from elfdd.pipeline.report import build_results, scores
+from elfdd.pipeline.report.sections import scores_section
 from elfdd.pipeline.students import RUN_KEYS, CellRecord, read_record
 
 RECORD = {
@@ -76,6 +76,7 @@ def test_the_architecture_gap_is_the_distillation_architecture_s_baseline_minus_
     ]
     reference = {"view_policy": "replay"}
     results = build_results("v", {"distill": {"arch": "convnet"}}, {}, runs, reference)
+    results["scores"] = scores(results)
     gaps = {(g["student"], g["arm"]): g for g in results["scores"]["architecture_gap"]}
     assert set(gaps) == {("convnet", "baseline"), ("vgg11", "baseline"), ("vgg11", "elf (replay)")}
     assert gaps[("convnet", "baseline")]["mean"] == 0.0
@@ -84,7 +85,7 @@ def test_the_architecture_gap_is_the_distillation_architecture_s_baseline_minus_
     )
     elf = gaps[("vgg11", "elf (replay)")]
     assert elf["mean"] == pytest.approx(0.0) and elf["std"] == pytest.approx(0.05)  # +0.05 and -0.05
-    section = "\n".join(gap_section(results))
+    section = "\n".join(scores_section(results))
     assert (
         "## Architecture gap" in section and "| vgg11 | +15.00 ± 5.00 (n=2) | +0.00 ± 5.00 (n=2) |" in section
     )
@@ -100,6 +101,7 @@ def test_the_report_plots_the_architecture_gap(tmp_path):
     ]
     reference = {"view_policy": None}
     results = build_results("v", {"distill": {"arch": "convnet"}}, {}, runs, reference)
+    results["scores"] = scores(results)
     written = write_plots(results, tmp_path)
     assert written["architecture_gap"] == "architecture_gap.png"
     assert (tmp_path / "architecture_gap.png").stat().st_size > 5000

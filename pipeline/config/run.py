@@ -57,6 +57,12 @@ class RunConfig(Strict):
             raise ValueError(f"students.teacher names teachers {unknown} that are not configured: {ids}")
         for teacher in pool:
             self._check_teacher(teacher)
+        if self.students.yardstick and self.students.store:
+            raise ValueError(
+                "students.yardstick needs this run's teachers; it cannot train from students.store"
+            )
+        if self.students.yardstick and self.distill.method == "random":
+            raise ValueError("students.yardstick: the set is itself a random subset (distill.method random)")
         if "replay" in self.students.view_policies and self.extract.views < 2 and not self.students.store:
             raise ValueError(
                 "students.view_policies has replay but extract.views is 1; set extract.views >= 2"

@@ -10,6 +10,19 @@ from pydantic import Field, field_validator
 from .base import Lambda, LossMode, Name, Strict, ViewPolicy, check_arch, listed
 
 
+class FullDataConfig(Strict):
+    """The full-data reference of every student architecture (DD-Ranking's full-data accuracy, for its HLR and LRS):
+    each trained once on the whole training set with the teachers' recipe (SGD, momentum 0.9, weight decay 5e-4,
+    lr x0.1 at half), kept in ``dir`` under a key of the data and this recipe, so that runs pointing at one folder
+    train each architecture once."""
+
+    epochs: int = Field(default=10, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    batch_size: int = Field(default=256, gt=0)
+    dsa: bool = True
+    dir: str | None = None  # default: DIR/full_data
+
+
 class StudentsConfig(Strict):
     archs: list[str] = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
     arch_kwargs: dict[str, dict[str, Any]] = {}
@@ -64,6 +77,12 @@ class StudentsConfig(Strict):
     cache_mb: int = Field(default=256, ge=1)  # decoded store chunks kept per reader
     store: str | None = None  # an existing store to train from; default: DIR/store.zarr
     lr_from_synthetic: bool = False  # train with the lr learned by MTT (saved with the synthetic set)
+    # The yardstick (DD-Ranking's IOR): random trains the same grid on a class-balanced random real subset of the
+    # set's IPC (its own run in DIR/yardstick/, from this run's teacher checkpoints); the report pairs the two.
+    yardstick: Literal["random"] | None = None
+    full_data: FullDataConfig | None = (
+        None  # HLR and LRS need each student's full-data accuracy (costly: opt-in)
+    )
 
     @field_validator("archs")
     @classmethod

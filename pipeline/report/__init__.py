@@ -2,6 +2,7 @@
 lambda_front x lambda_rear, teacher epoch, teacher layer, loss mode, view policy), each with a PNG.
 
     results   the schema of results.json, summaries and the analyses (arms, paired gains, convergence)
+    scores    the architecture gap and DD-Ranking's IOR, HLR and LRS
     tables    the markdown tables
     sections  the prose sections (teachers and pairing, loss modes, diverged runs, provenance)
     markdown  report.md in reading order
@@ -22,6 +23,7 @@ from .results import (
     paired_gain,
     summary_value,
 )
+from .scores import scores
 from .tables import figure1, gain_text, markdown_table
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "mean_accuracy",
     "paired_gain",
     "render_markdown",
+    "scores",
     "summary_value",
     "write_plots",
 ]

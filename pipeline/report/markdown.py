@@ -9,11 +9,11 @@ import numpy as np
 from .results import AXIS_TITLES
 from .sections import (
     diverged_section,
-    gap_section,
     loss_mode_section,
     pairing_section,
     provenance,
     reference_text,
+    scores_section,
     teachers_text,
 )
 from .tables import axis_study, cell_text, lambda_grid, main_table, markdown_table
@@ -67,7 +67,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         lines += markdown_table(["student", *map(str, values)], rows)
         if axis in plots:
             lines += ["", f"![{axis}](plots/{plots[axis]})"]
-    lines += gap_section(results)
+    lines += scores_section(results)
     lines += pairing_section(results)
     lines += ["", *loss_mode_section(results)]
     lines += diverged_section(results)

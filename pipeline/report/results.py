@@ -100,7 +100,7 @@ def build_results(
     stores: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``reference``: the grid's first value of every axis (the analyses vary one axis from it); ``stores``: the
-    provenance of every feature array the runs read."""
+    provenance of every feature array the runs read. The scores (report/scores.py) are added by the caller."""
     runs = [{k: run.get(k) for k in RUN_KEYS} for run in runs]
     results = {
         "elfdd_version": version,
@@ -111,30 +111,7 @@ def build_results(
         "runs": runs,
         "summary": summarize(runs),
     }
-    results["scores"] = {"architecture_gap": architecture_gaps(results)}
     return results
-
-
-def architecture_gaps(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per student and arm (at the reference cell), how far the student stays below the architecture the set was
-    distilled with: gap = (the distillation architecture's baseline accuracy) - (the student's accuracy under the
-    arm), paired by seed; mean and population std over the seeds where both trained (``n``). A gap of 0 or below:
-    the set no longer favours its distillation architecture (the ELF paper's "unfettered" evaluation). Empty when
-    the distillation architecture is not among the students."""
-    arch = results["config"].get("distill", {}).get("arch")
-    distilled_with = {seed: acc for (student, seed), acc in baselines(results).items() if student == arch}
-    gaps: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for run in results["runs"]:
-        if (
-            converged(run)
-            and run["seed"] in distilled_with
-            and at_reference(run, results["reference"], ("view_policy",))
-        ):
-            gaps[(run["student"], arm(run))].append(distilled_with[run["seed"]] - run["test_acc"])
-    return [
-        {"student": s, "arm": a, "mean": float(np.mean(g)), "std": float(np.std(g)), "n": len(g)}
-        for (s, a), g in gaps.items()
-    ]
 
 
 def at_reference(run: dict[str, Any], reference: dict[str, Any], free: tuple[str, ...] = ()) -> bool:

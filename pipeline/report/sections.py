@@ -26,33 +26,66 @@ def reference_text(value: Any) -> str:
     return values.pop() if len(values) == 1 else ", ".join(f"{v} ({k})" for k, v in value.items())
 
 
-def gap_section(results: dict[str, Any]) -> list[str]:
-    """The architecture gap per student and arm (results.json ``scores.architecture_gap``)."""
-    gaps = results.get("scores", {}).get("architecture_gap", [])
-    if not gaps:
-        return []
-    arms = list(dict.fromkeys(g["arm"] for g in gaps))
-    table = {(g["student"], g["arm"]): g for g in gaps}
-    rows = [
-        [student, *(_gap_text(table[(student, a)]) if (student, a) in table else "–" for a in arms)]
-        for student in dict.fromkeys(g["student"] for g in gaps)
-    ]
-    return [
-        "",
-        "## Architecture gap",
-        "",
-        f"Points by which each student stays below the distillation architecture ({results['config']['distill']['arch']}"
-        "'s baseline), paired by seed: 0 or below, the set no longer favours the architecture it was distilled with.",
-        "",
-        *markdown_table(["student", *arms], rows),
-        "",
-        "![architecture gap](plots/architecture_gap.png)",
-    ]
+SCORE_TEXT = {
+    "architecture_gap": (
+        "Architecture gap",
+        "Points by which each student stays below the distillation architecture ({arch}'s baseline), paired by "
+        "seed: 0 or below, the set no longer favours the architecture it was distilled with.",
+    ),
+    "ior": (
+        "Improvement over random (IOR)",
+        "Points the set gains over a class-balanced random real subset of the same IPC (`students.yardstick`), "
+        "under the same student, arm and seed (DD-Ranking's IOR).",
+    ),
+    "hlr": (
+        "Hard-label recovery (HLR)",
+        "Points the student trained on the set (hard labels) stays below the same architecture trained on the whole "
+        "training set (`students.full_data`; DD-Ranking's HLR: lower is better).",
+    ),
+    "lrs": (
+        "Label-robust score (LRS)",
+        "DD-Ranking's LRS from the arm's IOR and the student's HLR (weight 0.5), in [0, 1] (x100 here).",
+    ),
+}
 
 
-def _gap_text(gap: dict[str, Any]) -> str:
-    spread = f" ± {100 * gap['std']:.2f}" if gap["n"] > 1 else ""
-    return f"{100 * gap['mean']:+.2f}{spread} (n={gap['n']})"
+def scores_section(results: dict[str, Any]) -> list[str]:
+    """One table per score results.json carries (``scores``): students x arms."""
+    lines: list[str] = []
+    arch = results["config"].get("distill", {}).get("arch")
+    for name, (title, text) in SCORE_TEXT.items():
+        entries = results.get("scores", {}).get(name, [])
+        if not entries:
+            continue
+        arms = list(dict.fromkeys(e["arm"] for e in entries))
+        table = {(e["student"], e["arm"]): e for e in entries}
+        rows = [
+            [
+                student,
+                *(
+                    _score_text(table[(student, a)], name != "lrs") if (student, a) in table else "–"
+                    for a in arms
+                ),
+            ]
+            for student in dict.fromkeys(e["student"] for e in entries)
+        ]
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            text.format(arch=arch),
+            "",
+            *markdown_table(["student", *arms], rows),
+        ]
+        if name == "architecture_gap":
+            lines += ["", "![architecture gap](plots/architecture_gap.png)"]
+    return lines
+
+
+def _score_text(score: dict[str, Any], signed: bool = True) -> str:
+    spread = f" ± {100 * score['std']:.2f}" if score["n"] > 1 else ""
+    mean = f"{100 * score['mean']:+.2f}" if signed else f"{100 * score['mean']:.2f}"
+    return f"{mean}{spread} (n={score['n']})"
 
 
 def pairing_section(results: dict[str, Any]) -> list[str]:

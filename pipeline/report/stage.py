@@ -15,7 +15,8 @@ from ...core.io import (
 from ..run import Run, RunDir
 from ..students import CellInputs, grid, read_record, reference_cell, student_store
 from ..synthetic import SyntheticSet
-from . import arm, at_reference, build_results, render_markdown, summary_value, write_plots
+from ..teachers.full_data import full_data_accuracies
+from . import arm, at_reference, build_results, render_markdown, scores, summary_value, write_plots
 
 
 def stage_report(run: Run) -> Path:
@@ -43,6 +44,12 @@ def stage_report(run: Run) -> Path:
         reference_cell(run.config),
         [d.provenance for d in inputs.datasets.values()],
     )
+    yardstick = run.dir.yardstick / "results.json" if run.config.students.yardstick else None
+    if yardstick is not None and not yardstick.exists():
+        raise BadInput(f"the yardstick's results ({yardstick}) are missing; run the students stage first")
+    full_data = full_data_accuracies(run)
+    results["full_data"] = full_data or None
+    results["scores"] = scores(results, json.loads(yardstick.read_text()) if yardstick else None, full_data)
     atomic_write_json(run.dir.results, results)
     plots = write_plots(results, run.dir.plots)
     atomic_write_text(run.dir.report, render_markdown(results, plots))

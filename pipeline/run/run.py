@@ -80,6 +80,16 @@ class RunDir:
     def plots(self) -> Path:
         return self.root / "plots"
 
+    @property
+    def yardstick(self) -> Path:
+        """``yardstick/``: the run of the random-subset yardstick (``students.yardstick``)."""
+        return self.root / "yardstick"
+
+    @property
+    def full_data(self) -> Path:
+        """``full_data/``: the full-data references (``students.full_data``) unless their config names a folder."""
+        return self.root / "full_data"
+
 
 class Run:
     """One run as its stages see it: ``dir`` (the layout), ``config`` (validated), the runtime resolved once, the

@@ -5,6 +5,8 @@
     extract/stage.py    Extract: every teacher's features in the run's one store
     students/           the grid, the pairing table, one cell (CellStage) or one batched group, their records
     report/stage.py     results.json, report.md, plots (not keyed: rebuilt every time)
+    yardstick.py        the random-subset yardstick's run (students.yardstick), for IOR
+    teachers/full_data.py  the full-data references (students.full_data), for HLR and LRS
     integrity.py        a finished run checked against its recorded digests (elfdd verify)
 
 Every stage is kept while its inputs' key is unchanged (run/stage.py: build_stage); ``stage_store`` runs the three
@@ -57,7 +59,9 @@ from ..students import (
     stage_cell_group,
 )
 from ..teachers import Teacher, stage_teacher
+from ..teachers.full_data import stage_full_data
 from .integrity import run_problems
+from .yardstick import stage_yardstick, yardstick_config, yardstick_run
 
 
 def stage_store(run: Run) -> dict[str, float]:
@@ -109,9 +113,13 @@ __all__ = [
     "stage_distill",
     "stage_extract",
     "stage_extract_epoch",
+    "stage_full_data",
     "stage_key",
     "stage_report",
     "stage_store",
     "stage_teacher",
+    "stage_yardstick",
     "teacher_source",
+    "yardstick_config",
+    "yardstick_run",
 ]

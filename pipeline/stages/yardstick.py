@@ -1,0 +1,68 @@
+"""The random-subset yardstick (``students.yardstick: random``; DD-Ranking's IOR): the run's student grid trained the
+same way on a class-balanced random subset of the real training set at the set's IPC, in its own run
+``DIR/yardstick/`` — distill (method random), teachers (this run's checkpoints, imported: the same weights), extract
+(their features and logits of the random images), students, report. The run's report pairs the two by student, arm
+and seed (report/scores.py)."""
+
+from __future__ import annotations
+
+from ..config import RunConfig
+from ..distill.stage import stage_distill
+from ..extract import stage_extract
+from ..report.stage import stage_report
+from ..run import Run, prepare_run
+from ..students import cell_groups, grid, stage_cell_group
+from ..synthetic import load_synthetic
+from ..teachers import stage_teacher
+from ..teachers.train import checkpoint_name
+
+
+def yardstick_config(run: Run) -> RunConfig:
+    """The run's config for the random subset: distill ``random`` at the set's own IPC (an imported set's too), the
+    teachers imported from this run's checkpoints, no yardstick of its own."""
+    config = run.config
+    ipc = load_synthetic(run.dir.synthetic).ipc
+    raw = config.model_dump(mode="json")
+    raw["distill"] = {
+        **raw["distill"],
+        "method": "random",
+        "ipc": ipc,
+        "init": "real",
+        "metadd": {**raw["distill"]["metadd"], "enabled": False},
+    }
+    raw["teacher"] = None
+    raw["teachers"] = [
+        {
+            **teacher.model_dump(mode="json"),
+            "source": "checkpoint",
+            "paths": [
+                str(run.dir.teacher_dir(teacher.id).resolve() / checkpoint_name(e))
+                for e in teacher.checkpoint_epochs
+            ],
+            "trajectory": 0,
+        }
+        for teacher in config.teacher_pool
+    ]
+    raw["students"] = {**raw["students"], "yardstick": None, "full_data": None}
+    return RunConfig.model_validate(raw)
+
+
+def yardstick_run(run: Run) -> Run:
+    """The yardstick's run directory (``DIR/yardstick/``) with its config written; needs the run's synthetic set and
+    teacher checkpoints."""
+    return prepare_run(run.dir.yardstick, yardstick_config(run))
+
+
+def stage_yardstick(run: Run, force: bool = False) -> Run | None:
+    """Every stage of the yardstick's run in this process (each kept while its inputs are unchanged); None when the
+    run has no yardstick."""
+    if run.config.students.yardstick is None:
+        return None
+    sub = yardstick_run(run)
+    stage_distill(sub, force)
+    stage_teacher(sub, force)
+    stage_extract(sub, force)
+    for group in cell_groups(sub.config, grid(sub.config)):
+        stage_cell_group(sub, group, force)
+    stage_report(sub)
+    return sub
