@@ -6,6 +6,8 @@
 Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
 - elf_store_over_plain_loop: ELF student training from the store (train_student) / a plain PyTorch loop over
   in-memory tensors doing the same computation (goal <= 1.05);
+- elf_kd_store_over_plain_loop: the same with the soft-label term on the stored logits (loss mode
+  front_rear_logit_task, the reader opened with logits) / the plain loop with the same term (goal <= 1.05);
 - online_over_cached_student, online_over_cached_sweep10: ELF with the teacher's features recomputed every step /
   read from the cache, for one student and for a 10-student sweep (the sweep pays the extraction once);
 - extract_over_bare_forward: elfdd's extraction into a store / the teacher's bare forward pass over the same images
@@ -39,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from elfdd.models import adapter_pair, create_model
 from elfdd.pipeline import augment
@@ -46,7 +49,7 @@ from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
 from elfdd.pipeline.extract import TeacherSource, extract_to_store, view_params
-from elfdd.pipeline.losses import feature_loss
+from elfdd.pipeline.losses import feature_loss, logit_loss
 from elfdd.pipeline.students import Cell, StudentContext, train_cell
 from elfdd.pipeline.teachers import build_teacher, load_checkpoint, load_manifest, train_teacher
 from elfdd.pipeline.training import (
@@ -56,7 +59,7 @@ from elfdd.pipeline.training import (
     seed_everything,
     sgd_with_half_decay,
 )
-from elfdd.store.reader import FeatureDataset, InMemoryFeatures
+from elfdd.store.reader import FeatureDataset, FeatureStore, InMemoryFeatures
 from sweep import batched_over_sequential, reset_peak_rss, status_mb
 from torch.nn import functional as F
 
@@ -91,11 +94,16 @@ def setup(work: Path, ipc: int, views: int, quick: bool):
     return config, data, synthetic, teacher_dir, manifest, store
 
 
-def plain_elf(dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Module | None = None) -> float:
+def plain_elf(
+    dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Module | None = None, soft_labels: bool = False
+) -> float:
     """The ELF student loop of pipeline/students/train.py written plainly over in-memory tensors (clean view policy:
-    fresh DSA, the stored clean feature); with ``teacher``, its features are recomputed every step instead."""
+    fresh DSA, the stored clean feature); with ``teacher``, its features are recomputed every step instead; with
+    ``soft_labels``, the KL term on the stored clean logits is added (elf_kd)."""
     memory = InMemoryFeatures(dataset)
     images, features, labels = memory.images, memory.features[:, 0].float(), memory.labels
+    stored = FeatureStore(dataset.path).logits(dataset.teacher_id, dataset.epoch)
+    logits = torch.from_numpy(np.asarray(stored[:, 0])).float()
     generator = seed_everything(0)
     model = create_model("convnet", images.shape[1], 10, images.shape[-1])
     split = model.default_split
@@ -116,11 +124,14 @@ def plain_elf(dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Modul
                     target = teacher.front(x, "block3").float()
                 target = target.clone()
             h = model.front(x, split)
+            own = model.rear(h, split)
             loss = (
-                F.cross_entropy(model.rear(h, split), y)
+                F.cross_entropy(own, y)
                 + feature_loss("ce", adapters["to_teacher"](h), target)
                 + F.cross_entropy(model.rear(adapters["from_teacher"](target), split), y)
             )
+            if soft_labels:
+                loss = loss + cfg.lambda_logit * logit_loss(own, logits[batch], cfg.logit_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -128,8 +139,8 @@ def plain_elf(dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Modul
     return time.perf_counter() - started
 
 
-def elfdd_elf(dataset: FeatureDataset, data, cfg, epochs: int) -> float:
-    job = Cell("convnet", "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, "block3")
+def elfdd_elf(dataset: FeatureDataset, data, cfg, epochs: int, mode: str = "front_rear_task") -> float:
+    job = Cell("convnet", mode, 0, "clean", "ce", 1.0, 1.0, 1, "block3")
     cfg = cfg.model_copy(update={"epochs": epochs})
     ctx = StudentContext(data.x_test, data.y_test, cfg, 10, CPU, "fp32")
     return train_cell(job, dataset, ctx)["train_seconds"]
@@ -334,6 +345,18 @@ def main() -> None:
             f"elf student {epochs} epochs: elfdd from the store {ours:.3f} s, plain in-memory loop {plain:.3f} s"
         )
         print(f"ratio elf_store_over_plain_loop {ours / plain:.3f}")
+        # elf_kd: the same with the soft-label term on the stored logits (the reader opened with them)
+        with_logits = FeatureDataset(store, config.teacher.id, 1, "block3", with_logits=True)
+        ours_kd, plain_kd = median_pair(
+            lambda: elfdd_elf(with_logits, data, cfg, epochs, "front_rear_logit_task"),
+            lambda: plain_elf(dataset, cfg, epochs, soft_labels=True),
+            repeats,
+        )
+        print(
+            f"elf_kd student {epochs} epochs: elfdd from the store {ours_kd:.3f} s, plain in-memory loop "
+            f"{plain_kd:.3f} s"
+        )
+        print(f"ratio elf_kd_store_over_plain_loop {ours_kd / plain_kd:.3f}")
 
         teacher = build_teacher(config.teacher, tuple(synthetic.images.shape[1:]), 10)
         teacher.load_state_dict(load_checkpoint(teacher_dir, manifest, 1)[0])

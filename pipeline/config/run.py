@@ -57,6 +57,11 @@ class RunConfig(Strict):
             raise ValueError(f"students.teacher names teachers {unknown} that are not configured: {ids}")
         for teacher in pool:
             self._check_teacher(teacher)
+        if self.students.lr_from_synthetic and self.distill.method in ("dm", "dsa", "random"):
+            raise ValueError(
+                f"students.lr_from_synthetic (protocol {self.students.protocol}) trains with the lr MTT learns; "
+                f"distill.method {self.distill.method} learns none"
+            )
         if self.students.yardstick and self.students.store:
             raise ValueError(
                 "students.yardstick needs this run's teachers; it cannot train from students.store"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Lambda, LossMode, Name, Strict, ViewPolicy, check_arch, listed
+from .protocols import Protocol, apply_protocol
 
 
 class FullDataConfig(Strict):
@@ -24,6 +25,9 @@ class FullDataConfig(Strict):
 
 
 class StudentsConfig(Strict):
+    # How the public code bases train a student on a set (config/protocols.py): its epochs, lr, batch, optimiser,
+    # augmentation and seeds, each overridden by a key given explicitly.
+    protocol: Protocol = "elfdd"
     archs: list[str] = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
     arch_kwargs: dict[str, dict[str, Any]] = {}
     loss_modes: list[LossMode] = ["task", "front_rear_task"]
@@ -83,6 +87,11 @@ class StudentsConfig(Strict):
     full_data: FullDataConfig | None = (
         None  # HLR and LRS need each student's full-data accuracy (costly: opt-in)
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol(cls, raw: Any) -> Any:
+        return apply_protocol(raw) if isinstance(raw, dict) else raw
 
     @field_validator("archs")
     @classmethod

@@ -11,6 +11,7 @@ from .sections import (
     diverged_section,
     loss_mode_section,
     pairing_section,
+    protocol_text,
     provenance,
     reference_text,
     scores_section,
@@ -26,7 +27,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         f"Synthetic set: {syn['method'].upper()}, IPC {syn['ipc']}, sha256 `{syn['sha256'][:16]}`; "
         f"dataset {cfg['data']['name']}; distilled with {cfg['distill']['arch']}. "
-        f"{teachers_text(cfg)}. Students trained {cfg['students']['epochs']} epochs (lr {cfg['students']['lr']}).",
+        f"{teachers_text(cfg)}. {protocol_text(results)}",
         "",
         "Test accuracy (%) on the real test split, mean ± std over seeds (np.std); gain = paired difference per seed "
         "against the same student's baseline. Reference cell (every table varies one axis from it): "

@@ -18,6 +18,19 @@ def teachers_text(cfg: dict[str, Any]) -> str:
     return ("Teacher " if len(described) == 1 else "Teachers ") + ", ".join(described)
 
 
+def protocol_text(results: dict[str, Any]) -> str:
+    """The students' protocol as resolved (results.json ``protocol``; older results: the config's epochs and lr)."""
+    students = results["config"]["students"]
+    p = results.get("protocol") or {"name": None, **students}
+    named = f"protocol `{p['name']}` ({p['source']}): " if p.get("name") else ""
+    clip = f", gradient clip {p['grad_clip']}" if p.get("grad_clip") else ""
+    return (
+        f"Students: {named}{p['epochs']} epochs, SGD lr {p['lr']:g} (x0.1 at half), momentum {p['momentum']:g}, "
+        f"weight decay {p['weight_decay']:g}, batch {p['batch_size']}, DSA {'on' if p['dsa'] else 'off'}{clip}, "
+        f"seeds {students['seeds']}; test accuracy after the last epoch."
+    )
+
+
 def reference_text(value: Any) -> str:
     """A reference value; one given per teacher shows once when all teachers share it."""
     if not isinstance(value, dict):

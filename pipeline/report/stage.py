@@ -12,6 +12,7 @@ from ...core.io import (
     atomic_write_json,
     atomic_write_text,
 )
+from ..config.protocols import SOURCES, protocol_values
 from ..run import Run, RunDir
 from ..students import CellInputs, grid, read_record, reference_cell, student_store
 from ..synthetic import SyntheticSet
@@ -49,6 +50,11 @@ def stage_report(run: Run) -> Path:
         raise BadInput(f"the yardstick's results ({yardstick}) are missing; run the students stage first")
     full_data = full_data_accuracies(run)
     results["full_data"] = full_data or None
+    results["protocol"] = {
+        "name": inputs.students.protocol,
+        "source": SOURCES[inputs.students.protocol],
+        **protocol_values(inputs.students),
+    }
     results["scores"] = scores(results, json.loads(yardstick.read_text()) if yardstick else None, full_data)
     atomic_write_json(run.dir.results, results)
     plots = write_plots(results, run.dir.plots)
