@@ -95,7 +95,11 @@ def setup(work: Path, ipc: int, views: int, quick: bool):
 
 
 def plain_elf(
-    dataset: FeatureDataset, cfg, epochs: int, teacher: torch.nn.Module | None = None, soft_labels: bool = False
+    dataset: FeatureDataset,
+    cfg,
+    epochs: int,
+    teacher: torch.nn.Module | None = None,
+    soft_labels: bool = False,
 ) -> float:
     """The ELF student loop of pipeline/students/train.py written plainly over in-memory tensors (clean view policy:
     fresh DSA, the stored clean feature); with ``teacher``, its features are recomputed every step instead; with
