@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     for name in STAGES:
         p = sub.add_parser(name, help=helps[name])
         p.add_argument(
-            "--config", help="YAML config (default: the run's config.yaml, else the built-in defaults)"
+            "--config",
+            help="YAML config, or a packaged one by name: default, smoke, study (default: the run's config.yaml, "
+            "else the built-in defaults)",
         )
         p.add_argument("dir", nargs="?", help="run directory (the same as --out)")
         p.add_argument("--out", default="runs/default", help="run directory (default: runs/default)")
@@ -128,7 +130,9 @@ def _add_import_export(sub) -> None:
     p.add_argument(
         "--experiment", type=int, default=0, help="dc: which experiment of the result file (default 0)"
     )
-    p.add_argument("--config", help="YAML config of the run (dataset, teachers, students)")
+    p.add_argument(
+        "--config", help="YAML config of the run (dataset, teachers, students), or a packaged one's name"
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--force", action="store_true", help="import again even where the files are unchanged")
     p = sub.add_parser(

@@ -76,3 +76,18 @@ def test_an_old_students_key_is_refused_naming_it(old):
     """The singular names of 0.1 are gone (no key is kept for history): one line names the key."""
     with pytest.raises(BadInput, match=f"config students.{old}: Extra inputs are not permitted"):
         load_config(None, [f"students.{old}=[x]"])
+
+
+def test_a_packaged_config_is_addressable_by_name_from_any_directory(tmp_path, monkeypatch):
+    from elfdd.pipeline.config.load import load_config, packaged_configs
+    from helpers import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    assert set(packaged_configs()) == {"default", "smoke", "study"}
+    assert load_config("smoke") == load_config(ROOT / "configs" / "smoke.yaml")
+    with pytest.raises(
+        BadInput, match=r"config nope: no such file, and no packaged config of that name \(default"
+    ):
+        load_config("nope")
+    (tmp_path / "smoke").write_text("seed: 7\n")  # a file of that name here wins
+    assert load_config("smoke").seed == 7

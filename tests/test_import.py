@@ -207,3 +207,34 @@ def test_distill_path_is_the_source_paths_shorthand():
     assert config.distill.source.paths == ["sets/images_best.pt"]
     with pytest.raises(BadInput, match="not both"):
         load_config(None, ["distill.method=file", "distill.path=a.pt", "distill.source.paths=[b.pt]"])
+
+
+def test_an_mtt_set_given_as_its_images_file_brings_its_labels_and_lr(toy_npz, tmp_path):
+    from elfdd.pipeline.formats import mtt
+
+    (folder,), images = _write("mtt", tmp_path / "given", toy_npz)
+    raw = mtt.read([folder / "images_best.pt"], {})
+    assert torch.equal(raw.images, images) and len(raw.labels) == len(images)
+    assert raw.extra["syn_lr"] == pytest.approx(0.01)
+    (folder / "labels_best.pt").unlink()
+    with pytest.raises(BadInput, match="labels_best.pt not found"):
+        mtt.read([folder / "images_best.pt"], {})
+
+
+def test_an_image_folder_of_jpegs_is_read_as_a_set(tmp_path):
+    from elfdd.pipeline.formats import png
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in (0, 1):
+        (tmp_path / str(label)).mkdir()
+        for i in range(2):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / str(label) / f"{i}.jpg", quality=95)
+    Image.fromarray(pixels).convert("P").save(tmp_path / "1" / "2.png")  # a palette image: read as RGB
+    (tmp_path / "1" / "notes.txt").write_text("not an image")
+    assert png.claims(tmp_path)
+    raw = png.read([tmp_path], {})
+    assert raw.images.shape == (5, 3, 8, 8) and raw.labels.tolist() == [0, 0, 1, 1, 1]
+    with Image.open(tmp_path / "0" / "0.jpg") as jpeg:
+        assert torch.equal(raw.images[0], torch.from_numpy(np.array(jpeg)).permute(2, 0, 1))

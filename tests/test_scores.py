@@ -175,3 +175,12 @@ def test_the_report_refuses_a_missing_yardstick(scored_run, tmp_path):
     shutil.copytree(run.dir.root, copy, ignore=shutil.ignore_patterns("yardstick"))
     with pytest.raises(BadInput, match="yardstick's results"):
         stages.stage_report(stages.open_run(copy))
+
+
+def test_the_report_names_the_grid_by_its_config_keys(scored_run):
+    run, _ = scored_run
+    line = next(
+        x for x in run.dir.report.read_text().splitlines() if x.startswith("Student grid of this report")
+    )
+    assert "loss_modes ['task', 'front_rear_task']" in line and "feature_losses ['ce']" in line
+    assert "teacher_epochs (default: each teacher's last extracted epoch)" in line and "None" not in line

@@ -52,10 +52,32 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
         raise BadInput(_one_line(exc)) from None
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped inside the package (``elfdd/configs/<name>.yaml``) by name: default, smoke, study."""
+    folder = Path(__file__).resolve().parents[2] / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def config_path(path: str | Path) -> Path:
+    """``path`` as given, or a packaged config's file when ``path`` is one's bare name (``smoke``) and no such file
+    exists here."""
+    given = Path(path)
+    if given.exists() or given.suffix or len(given.parts) != 1:
+        return given
+    packaged = packaged_configs()
+    if str(path) not in packaged:
+        raise BadInput(
+            f"config {path}: no such file, and no packaged config of that name ({', '.join(packaged)})"
+        )
+    return packaged[str(path)]
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (or the defaults when ``path`` is None), apply overrides and validate."""
+    """Read a YAML config (a file, or a packaged config by name: ``smoke``; the defaults when ``path`` is None),
+    apply overrides and validate."""
     raw: dict[str, Any] = {}
     if path is not None:
+        path = config_path(path)
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:

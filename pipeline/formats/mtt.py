@@ -17,12 +17,17 @@ NAMES = ("images_best.pt", "labels_best.pt", "lr_best.pt")
 
 
 def _files(paths: list[Path]) -> dict[str, Path]:
-    """The set's files by name: given one by one, or the folder that holds them."""
-    found = {}
+    """The set's files by name: given one by one, or the folder that holds them; a file given alone (e.g.
+    ``images_best.pt``) brings the other files of its folder with it."""
+    found: dict[str, Path] = {}
     for path in paths:
         for candidate in sorted(path.iterdir()) if path.is_dir() else [path]:
             if candidate.name in NAMES:
                 found[candidate.name] = candidate
+    for path in paths:
+        for sibling in sorted(path.parent.iterdir()) if path.is_file() else []:
+            if sibling.name in NAMES:
+                found.setdefault(sibling.name, sibling)
     missing = [n for n in NAMES[:2] if n not in found]
     if missing:
         raise BadInput(f"MTT set: {', '.join(missing)} not found in {', '.join(map(str, paths))}")

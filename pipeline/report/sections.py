@@ -183,6 +183,12 @@ def diverged_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+DEFAULTS = {
+    "teacher_epochs": "each teacher's last extracted epoch",
+    "layers": "each teacher's first extracted layer",
+}
+
+
 def provenance(results: dict[str, Any]) -> list[str]:
     seconds = sum(r["train_seconds"] for r in results["runs"])
     lines = [
@@ -213,15 +219,16 @@ def provenance(results: dict[str, Any]) -> list[str]:
         k: students.get(k)
         for k in (
             "archs",
-            "modes",
+            "loss_modes",
             "view_policies",
-            "feature_loss",
+            "feature_losses",
             "lambda_front",
             "lambda_rear",
-            "teacher_epoch",
-            "layer",
+            "teacher_epochs",
+            "layers",
             "seeds",
         )
     }
-    lines += ["", "Student grid of this report: " + "; ".join(f"{k} {v}" for k, v in grid.items()) + ".", ""]
+    described = [f"{k} {v}" if v is not None else f"{k} (default: {DEFAULTS[k]})" for k, v in grid.items()]
+    lines += ["", "Student grid of this report: " + "; ".join(described) + ".", ""]
     return lines
