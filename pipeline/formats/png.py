@@ -45,9 +45,8 @@ def read(paths: list[Path], options: dict[str, Any]) -> RawSet:
                 with warnings.catch_warnings():  # PIL only warns between its limit and twice it
                     warnings.simplefilter("error", Image.DecompressionBombWarning)
                     with Image.open(file) as picture:
-                        if picture.mode in CONVERTED:
-                            picture = picture.convert(CONVERTED[picture.mode])
-                        pixels = np.asarray(picture)
+                        mode = CONVERTED.get(picture.mode)
+                        pixels = np.asarray(picture.convert(mode) if mode else picture)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning):
                 raise BadInput(
                     f"{file} is too large to be an image of a distilled set (over {Image.MAX_IMAGE_PIXELS:,} "
