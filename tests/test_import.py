@@ -238,3 +238,21 @@ def test_an_image_folder_of_jpegs_is_read_as_a_set(tmp_path):
     assert raw.images.shape == (5, 3, 8, 8) and raw.labels.tolist() == [0, 0, 1, 1, 1]
     with Image.open(tmp_path / "0" / "0.jpg") as jpeg:
         assert torch.equal(raw.images[0], torch.from_numpy(np.array(jpeg)).permute(2, 0, 1))
+
+
+def test_an_npz_export_records_its_space_and_imports_back_without_the_flag(toy_npz, tmp_path, capsys):
+    from elfdd.pipeline.formats import npz
+    from elfdd.pipeline.synthetic import SyntheticSet
+
+    data, images, labels = _real_set(toy_npz)
+    synthetic = SyntheticSet(images, labels, "dm", 2, "npz", 4, {"mean": data.mean, "std": data.std})
+    (path,) = npz.write(synthetic, tmp_path / "set.npz")
+    raw = npz.read([path], {})
+    assert raw.space == "normalized" and torch.equal(raw.images, images)
+    out = tmp_path / "run"
+    assert main(["import-synthetic", str(path), "--out", str(out), *_sets(toy_npz)]) == 0
+    assert torch.equal(load_synthetic(out / "synthetic.pt").images, images)
+    bare = tmp_path / "bare.npz"
+    np.savez(bare, images=images.numpy(), labels=labels.numpy())  # written elsewhere: no space
+    assert main(["import-synthetic", str(bare), "--out", str(tmp_path / "other"), *_sets(toy_npz)]) == 2
+    assert "give --space pixel, normalized or zca" in capsys.readouterr().err

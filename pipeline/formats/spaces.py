@@ -29,7 +29,10 @@ def import_set(raw, data, options: dict[str, Any]) -> SyntheticSet:
     if space == "auto":
         space = raw.space
     if space is None:
-        raise BadInput("this format does not say which space its images live in: set distill.source.space")
+        raise BadInput(
+            "this format does not say which space its images live in: give --space pixel, normalized or zca "
+            "(config: distill.source.space)"
+        )
     images = _channels_first(raw.images, data.image_shape)
     if not torch.isfinite(images.float()).all():
         raise BadInput("the imported images hold NaN or Inf values")
