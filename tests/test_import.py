@@ -81,6 +81,10 @@ def test_a_set_in_each_format_is_imported_and_evaluated(fmt, toy_npz, tmp_path, 
     assert main(["run", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert {r["mode"] for r in results["runs"]} == {"baseline", "elf"}
+    source = results["synthetic"]["source"]  # which files were evaluated, in results.json and the report
+    assert source == synthetic.extra["source"] and source["files"]
+    first = source["files"][0]
+    assert f"`{first['name']}` (sha256 `{first['sha256'][:16]}`)" in (out / "report.md").read_text()
 
 
 class Needs:

@@ -49,7 +49,10 @@ def write(synthetic, out: Path) -> list[Path]:
     buffer = io.BytesIO()
     space = "zca" if synthetic.normalization.get("zca_sha256") else "normalized"
     np.savez(
-        buffer, images=synthetic.images.float().numpy(), labels=synthetic.labels.numpy(), space=np.array(space)
+        buffer,
+        images=synthetic.images.float().numpy(),
+        labels=synthetic.labels.numpy(),
+        space=np.array(space),
     )
     atomic_write_bytes(out, buffer.getvalue())
     return [out]

@@ -15,6 +15,7 @@ from .sections import (
     provenance,
     reference_text,
     scores_section,
+    source_text,
     teachers_text,
 )
 from .tables import axis_study, cell_text, lambda_grid, main_table, markdown_table
@@ -27,7 +28,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         f"Synthetic set: {syn['method'].upper()}, IPC {syn['ipc']}, sha256 `{syn['sha256'][:16]}`; "
         f"dataset {cfg['data']['name']}; distilled with {cfg['distill']['arch']}. "
-        f"{teachers_text(cfg)}. {protocol_text(results)}",
+        f"{teachers_text(cfg)}. {protocol_text(results)}{source_text(syn)}",
         "",
         "Test accuracy (%) on the real test split, mean ± std over seeds (np.std); gain = paired difference per seed "
         "against the same student's baseline. Reference cell (every table varies one axis from it): "

@@ -31,6 +31,15 @@ def protocol_text(results: dict[str, Any]) -> str:
     )
 
 
+def source_text(synthetic: dict[str, Any]) -> str:
+    """The files an imported set was read from (results.json ``synthetic.source``), or nothing."""
+    source = synthetic.get("source")
+    if not source:
+        return ""
+    files = ", ".join(f"`{f['name']}` (sha256 `{f['sha256'][:16]}`)" for f in source["files"])
+    return f" Imported from {files}: format {source['format']}, space {source['space']}."
+
+
 def reference_text(value: Any) -> str:
     """A reference value; one given per teacher shows once when all teachers share it."""
     if not isinstance(value, dict):

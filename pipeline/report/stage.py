@@ -64,7 +64,9 @@ def stage_report(run: Run) -> Path:
 
 def _synthetic_meta(run: Run, synthetic: SyntheticSet | None) -> dict[str, Any]:
     if synthetic is not None:
-        return {"method": synthetic.method, "ipc": synthetic.ipc, "sha256": synthetic.sha256}
+        meta = {"method": synthetic.method, "ipc": synthetic.ipc, "sha256": synthetic.sha256}
+        source = synthetic.extra.get("source")  # an imported set: its files, format and space
+        return {**meta, "source": source} if source else meta
     from ...store.reader import FeatureStore
 
     config = run.config
