@@ -187,7 +187,7 @@ def format_stats(stats: dict[str, Any]) -> str:
             lines.append(
                 f"linear CKA between epochs {c['epochs']}, teacher {c['teacher']}, layer {c['layer']}:"
             )
-            lines += ["  " + " ".join(f"{v:6.3f}" for v in row) for row in c["linear_cka"]]
+            lines += ["  " + " ".join(f"{v:7.4f}" for v in row) for row in c["linear_cka"]]
     return "\n".join(lines)
 
 
@@ -218,7 +218,18 @@ def plot_stats(stats: dict[str, Any], out: Path) -> list[Path]:
         plt.close(fig)
     for c in stats["cka"]:
         fig, ax = plt.subplots(figsize=(3.8, 3.4))
-        image = ax.imshow(np.array(c["linear_cka"]), vmin=0, vmax=1, cmap="viridis")
+        matrix = np.array(c["linear_cka"])
+        image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+        for (i, j), value in np.ndenumerate(matrix):  # four decimals: CKA near 1 differs in the third
+            ax.text(
+                j,
+                i,
+                f"{value:.4f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value < 0.6 else "black",
+            )
         ticks = range(len(c["epochs"]))
         ax.set_xticks(ticks, c["epochs"])
         ax.set_yticks(ticks, c["epochs"])

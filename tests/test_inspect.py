@@ -9,6 +9,7 @@ from elfdd.store import writer
 from elfdd.store.inspect import (
     centroid_separation,
     feature_stats,
+    format_stats,
     linear_cka,
     open_features,
     open_view_params,
@@ -90,3 +91,21 @@ def test_float16_sums_do_not_overflow(tmp_path):
     )
     (entry,) = feature_stats(path)["arrays"]
     assert entry["channel_mean"] == [3000.0] * 8 and entry["channel_std"] == [0.0] * 8
+
+
+def test_cka_text_and_heat_map_show_four_decimals(monkeypatch, tmp_path):
+    from elfdd.store import inspect as inspect_module
+
+    stats = {"store": "s", "arrays": [], "cka": [{"teacher": "t1", "layer": "block3", "epochs": [1, 2],
+             "pairs": [], "linear_cka": [[1.0, 0.99964], [0.99964, 1.0]]}]}  # fmt: skip
+    assert " 0.9996" in format_stats(stats) and " 1.0000" in format_stats(stats)
+    texts = []
+    real = inspect_module.save_figure
+
+    def recording(fig, path, **kwargs):
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        return real(fig, path, **kwargs)
+
+    monkeypatch.setattr(inspect_module, "save_figure", recording)
+    plot_stats(stats, tmp_path)
+    assert sorted(texts) == ["0.9996", "0.9996", "1.0000", "1.0000"]

@@ -48,13 +48,13 @@ def test_run_keys_are_the_record_s_fields():
     assert tuple(CellRecord.model_fields) == RUN_KEYS and "test_acc" in RUN_KEYS and "job" not in RUN_KEYS
 
 
-def _run(student: str, mode: str, seed: int, acc: float) -> dict:
+def _run(student: str, mode: str, seed: int, acc: float, policy: str | None = "replay") -> dict:
     loss = "task" if mode == "baseline" else "front_rear_task"
-    policy = None if mode == "baseline" else "replay"
+    policy = None if mode == "baseline" else policy
     return {
         **RECORD,
         "status": "ok",
-        "cell": f"{student}_{mode}_{seed}",
+        "cell": f"{student}_{mode}_{policy}_{seed}",
         "student": student,
         "mode": mode,
         "seed": seed,
@@ -105,3 +105,44 @@ def test_the_report_plots_the_architecture_gap(tmp_path):
     written = write_plots(results, tmp_path)
     assert written["architecture_gap"] == "architecture_gap.png"
     assert (tmp_path / "architecture_gap.png").stat().st_size > 5000
+
+
+def test_an_arm_has_one_colour_in_every_plot_and_categories_are_bars(tmp_path, monkeypatch):
+    from elfdd.pipeline.report import plots
+
+    calls = []
+    real = plots._bars
+
+    def recording(ax, groups, series, colours=None):
+        calls.append({label: (colours or {}).get(label) for label in series})
+        return real(ax, groups, series, colours)
+
+    monkeypatch.setattr(plots, "_bars", recording)
+    runs = [
+        _run(student, mode, seed, acc, policy=policy)
+        for student in ("convnet", "vgg11")
+        for seed in (0, 1)
+        for mode, policy, acc in (("baseline", None, 0.6), ("elf", "clean", 0.7), ("elf", "replay", 0.72))
+    ]
+    results = build_results(
+        "v", {"distill": {"arch": "convnet"}}, {"num_classes": 10}, runs, {"view_policy": "clean"}
+    )
+    results["scores"] = scores(results)
+    written = plots.write_plots(results, tmp_path)
+    accuracy, gains, views = calls
+    assert set(accuracy) == {"baseline", "elf (clean)", "elf (replay)"} and set(gains) == {
+        "elf (clean)",
+        "elf (replay)",
+    }
+    assert all(gains[arm] == accuracy[arm] is not None for arm in gains)  # the same colour in both plots
+    assert accuracy["baseline"] != accuracy["elf (clean)"] != accuracy["elf (replay)"]
+    assert (
+        set(views) == {"clean", "replay"} and written["view_policy"] == "view_policy.png"
+    )  # bars, not a line
+
+
+def test_one_seed_shows_no_spread():
+    from elfdd.pipeline.report.tables import cell_text, gain_text
+
+    assert cell_text([_run("vgg11", "baseline", 0, 0.6)]) == "60.00 (n=1)"
+    assert gain_text((0.05, 0.0, 1)) == "+5.00" and gain_text((0.05, 0.01, 2)) == "+5.00 ± 1.00"

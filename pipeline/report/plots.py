@@ -12,6 +12,8 @@ from ...core.io import save_figure
 from .results import AXIS_TITLES, baselines, converged, in_column, mean_accuracy, paired_gain, students_of
 from .tables import axis_study, figure1, lambda_grid
 
+NUMERIC_AXES = ("teacher_epoch",)  # drawn as lines; the other axes' values are categories (bars)
+
 
 def _figure(path: Path, draw: Callable, size: tuple[float, float]) -> None:
     import matplotlib
@@ -31,14 +33,27 @@ def _bar_positions(groups: int, series: int, i: int) -> tuple[np.ndarray, float]
     return np.arange(groups) + (i - (series - 1) / 2) * width, width
 
 
+def arm_colours(arms: Sequence[str]) -> dict[str, Any]:
+    """One colour per arm (its place in ``arms``: every column of the report), the same in every plot."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"]
+    return {a: palette(i % 10) for i, a in enumerate(arms)}
+
+
 def _bars(
-    ax, groups: list[str], series: Mapping[str, tuple[Sequence[float | None], Sequence[float]]]
+    ax,
+    groups: list[str],
+    series: Mapping[str, tuple[Sequence[float | None], Sequence[float]]],
+    colours: Mapping[str, Any] | None = None,
 ) -> None:
-    """Grouped bars; a None mean (every seed diverged) draws no bar (see :func:`_mark_diverged`)."""
+    """Grouped bars, coloured by ``colours`` where given; a None mean (every seed diverged) draws no bar (see
+    :func:`_mark_diverged`)."""
     for i, (label, (means, stds)) in enumerate(series.items()):
         x, width = _bar_positions(len(groups), len(series), i)
         heights = [0.0 if m is None else m for m in means]
-        ax.bar(x, heights, width, yerr=stds, capsize=3, label=label)
+        colour = colours.get(label) if colours else None
+        ax.bar(x, heights, width, yerr=stds, capsize=3, label=label, color=colour)
     ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
     ax.legend(fontsize=8)
 
@@ -74,6 +89,8 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
     written: dict[str, str] = {}
     students = students_of(results)
     runs, columns, gain_columns = figure1(results)
+    colours = arm_colours(columns)
+    classes = results["synthetic"].get("num_classes")
 
     def accuracy(ax) -> None:
         series, diverged = {}, {}
@@ -86,9 +103,13 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
                 [100 * acc[1] if acc else 0.0 for _, acc in cells],
             )
             diverged[column] = [sum(not converged(r) for r in cell) for cell, _ in cells]
-        _bars(ax, students, series)
+        _bars(ax, students, series, colours)
         ax.set_ylabel("test accuracy (%)")
         low = min((m for means, _ in series.values() for m in means if m), default=0)
+        if classes:  # chance: a student that learned nothing
+            ax.axhline(100 / classes, color="grey", linestyle="--", linewidth=0.8)
+            ax.text(len(students) - 0.5, 100 / classes, "chance", ha="right", va="bottom", fontsize=7)
+            low = min(low, 100 / classes)
         _mark_diverged(ax, series, diverged, max(0, low - 10) + 1)
         ax.set_ylim(max(0, low - 10), 100)
         ax.set_title("Students on the synthetic set: baseline vs ELF")
@@ -103,7 +124,7 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
             for column in gain_columns:
                 g = [paired_gain(in_column(runs, s, column), paired) for s in students]
                 series[column] = ([100 * x[0] if x[2] else 0 for x in g], [100 * x[1] for x in g])
-            _bars(ax, students, series)
+            _bars(ax, students, series, colours)
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_ylabel("gain over baseline (points)")
             ax.set_title("What ELF buys each student")
@@ -140,18 +161,31 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
             continue
         values, table = study
 
-        def lines(ax, values=values, table=table, axis=axis) -> None:
-            for student, per_value in table.items():
-                means = {i: mean_accuracy(per_value[v][0]) for i, v in enumerate(values) if v in per_value}
-                known = {i: acc[0] for i, acc in means.items() if acc is not None}
-                ax.plot(list(known), [100 * acc for acc in known.values()], marker="o", label=student)
-            ax.set_xticks(range(len(values)), [str(v) for v in values])
-            ax.set_xlabel(axis)
-            ax.set_ylabel("test accuracy (%)")
-            ax.legend(fontsize=8)
+        def axis_plot(ax, values=values, table=table, axis=axis) -> None:
+            """A numeric axis (the teacher epoch) as lines over its values; a categorical one as grouped bars."""
+            accs = {
+                student: [mean_accuracy(per_value[v][0]) if v in per_value else None for v in values]
+                for student, per_value in table.items()
+            }
+            if axis in NUMERIC_AXES:
+                for student, held in accs.items():
+                    known = [(i, 100 * a[0]) for i, a in enumerate(held) if a is not None]
+                    ax.plot([i for i, _ in known], [y for _, y in known], marker="o", label=student)
+                ax.set_xticks(range(len(values)), [str(v) for v in values])
+                ax.set_xlabel(axis)
+                ax.legend(fontsize=8)
+            else:
+                series = {
+                    str(v): (
+                        [100 * held[j][0] if held[j] else None for held in accs.values()],
+                        [100 * held[j][1] if held[j] else 0.0 for held in accs.values()],
+                    )
+                    for j, v in enumerate(values)
+                }
+                _bars(ax, list(accs), series)
             ax.set_title(AXIS_TITLES[axis].split(" (")[0])
 
-        _figure(folder / f"{axis}.png", lines, (5, 3.6))
+        _figure(folder / f"{axis}.png", axis_plot, (5, 3.6))
         written[axis] = f"{axis}.png"
     return written
 

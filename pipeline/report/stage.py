@@ -64,14 +64,24 @@ def stage_report(run: Run) -> Path:
 
 def _synthetic_meta(run: Run, synthetic: SyntheticSet | None) -> dict[str, Any]:
     if synthetic is not None:
-        meta = {"method": synthetic.method, "ipc": synthetic.ipc, "sha256": synthetic.sha256}
+        meta = {
+            "method": synthetic.method,
+            "ipc": synthetic.ipc,
+            "num_classes": synthetic.num_classes,
+            "sha256": synthetic.sha256,
+        }
         source = synthetic.extra.get("source")  # an imported set: its files, format and space
         return {**meta, "source": source} if source else meta
     from ...store.reader import FeatureStore
 
     config = run.config
     meta = FeatureStore(student_store(run)).meta
-    return {"method": config.distill.method, "ipc": config.distill.ipc, "sha256": meta["synthetic_sha256"]}
+    return {
+        "method": config.distill.method,
+        "ipc": config.distill.ipc,
+        "num_classes": meta.get("num_classes"),
+        "sha256": meta["synthetic_sha256"],
+    }
 
 
 def summary_line(run: RunDir) -> str:

@@ -19,12 +19,15 @@ from .results import (
 )
 
 
-def pct(mean: float, std: float) -> str:
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+def pct(mean: float, std: float, n: int = 2) -> str:
+    """An accuracy in percent with its spread; one seed has none to show."""
+    return f"{100 * mean:.2f}" if n == 1 else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
 def gain_text(g: tuple[float, float, int]) -> str:
-    return "–" if not g[2] else f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f}"
+    if not g[2]:
+        return "–"
+    return f"{100 * g[0]:+.2f}" if g[2] == 1 else f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f}"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -53,7 +56,7 @@ def cell_text(cell: list[dict], gain: tuple[float, float, int] | None = None) ->
     diverged = sum(not converged(r) for r in cell)
     if accuracy is None:
         return f"**diverged** ({diverged} of {len(cell)})"
-    text = f"{pct(*accuracy)}" + (
+    text = f"{pct(*accuracy, len(cell) - diverged)}" + (
         f" ({gain_text(gain)})" if gain is not None else f" (n={len(cell) - diverged})"
     )
     return text + (f", **{diverged} diverged**" if diverged else "")
