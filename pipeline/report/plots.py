@@ -175,13 +175,13 @@ def write_plots(results: dict[str, Any], folder: Path) -> dict[str, str]:
                 ax.set_xlabel(axis)
                 ax.legend(fontsize=8)
             else:
-                series = {
-                    str(v): (
-                        [100 * held[j][0] if held[j] else None for held in accs.values()],
-                        [100 * held[j][1] if held[j] else 0.0 for held in accs.values()],
+                series: dict[str, tuple[list[float | None], list[float]]] = {}
+                for j, v in enumerate(values):
+                    at_value = [held[j] for held in accs.values()]
+                    series[str(v)] = (
+                        [100 * a[0] if a else None for a in at_value],
+                        [100 * a[1] if a else 0.0 for a in at_value],
                     )
-                    for j, v in enumerate(values)
-                }
                 _bars(ax, list(accs), series)
             ax.set_title(AXIS_TITLES[axis].split(" (")[0])
 
