@@ -13,6 +13,9 @@ SCHEMA = 1
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 FEATURE_DIMS = ("sample", "view", "channel", "y", "x")
 VECTOR_FEATURE_DIMS = ("sample", "view", "channel")
+LABEL = (
+    "label"  # each epoch group's coordinate array: the class of every sample (beside its features and logits)
+)
 
 
 def label_array(labels: np.ndarray) -> np.ndarray:

@@ -15,7 +15,16 @@ import zarr
 from ..core.errors import BadInput, NumericalFault
 from . import location
 from .chunks import damaged_contents, missing_chunks
-from .layout import REQUIRED_ATTRS, SCHEMA, epoch_group, epoch_path, feature_path, logits_path, teacher_path
+from .layout import (
+    LABEL,
+    REQUIRED_ATTRS,
+    SCHEMA,
+    epoch_group,
+    epoch_path,
+    feature_path,
+    logits_path,
+    teacher_path,
+)
 
 
 class FeatureStore:
@@ -26,7 +35,7 @@ class FeatureStore:
         if not location.exists(self.path):
             raise BadInput(f"feature store not found: {self.path}")
         try:
-            self.root = zarr.open_group(self.path, mode="r")
+            self.root = zarr.open_group(self.path, mode="r", use_consolidated=False)
         except Exception as exc:
             raise BadInput(f"{self.path} is not a Zarr group: {str(exc).splitlines()[0]}") from None
         meta = self.root.attrs.get("elfdd")
@@ -73,7 +82,7 @@ class FeatureStore:
 
     def layers(self, teacher_id: str, epoch: int) -> list[str]:
         group = self._group(epoch_path(teacher_id, epoch))
-        return sorted(name for name, _ in group.arrays() if name != "logits")
+        return sorted(name for name, _ in group.arrays() if name not in ("logits", LABEL))
 
     def checkpoint_sha256(self, teacher_id: str, epoch: int) -> str:
         return str(self._group(epoch_path(teacher_id, epoch)).attrs["checkpoint_sha256"])

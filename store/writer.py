@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -16,11 +17,13 @@ from .chunks import CHUNK_HASHES, chunk_hashes, walk_arrays
 from .codecs import LOSSLESS, CodecSpec
 from .layout import (
     FEATURE_DIMS,
+    LABEL,
     SCHEMA,
     SEAL,
     VECTOR_FEATURE_DIMS,
     epoch_path,
     feature_path,
+    hard_labels,
     label_array,
     synthetic_sha256,
     teacher_path,
@@ -130,21 +133,26 @@ def create_store(
 def seal_store(path: str | Path) -> None:
     """Record, last, what the finished store holds (every array's path) and the sha256 of its attributes, so that
     ``elfdd verify`` and a re-run find an array whose metadata was deleted or attributes edited afterwards."""
-    root = zarr.open_group(location.normalize(path), mode="r+")
+    root = zarr.open_group(location.normalize(path), mode="r+", use_consolidated=False)
     root.attrs[SEAL] = {
         "arrays": sorted(p for p, _ in walk_arrays(root)),
         "attributes_sha256": json_sha256(root.attrs["elfdd"]),
     }
+    # Consolidated metadata for readers outside elfdd (xarray, dask: one read of the hierarchy); elfdd opens its
+    # stores without it, so an array added by a later extraction is never hidden by a stale copy.
+    with warnings.catch_warnings():  # zarr: "not part of the Zarr format 3 specification"
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(location.normalize(path))
 
 
 def write_teacher(path: str | Path, teacher_id: str, attrs: dict[str, Any]) -> None:
-    root = zarr.open_group(location.normalize(path), mode="r+")
+    root = zarr.open_group(location.normalize(path), mode="r+", use_consolidated=False)
     root.require_group(teacher_path(teacher_id)).attrs.update(attrs)
 
 
 def write_views(path: str | Path, teacher_id: str, params: np.ndarray, attrs: dict[str, Any]) -> None:
     """The (N, V, P) augmentation parameters of the stored views; view 0 is the un-augmented image."""
-    root = zarr.open_group(location.normalize(path), mode="r+")
+    root = zarr.open_group(location.normalize(path), mode="r+", use_consolidated=False)
     group = root.require_group(f"{teacher_path(teacher_id)}/views")
     write_array(group, "params", params.astype(np.float32), ("sample", "view", "param"), attrs)
 
@@ -179,8 +187,8 @@ class EpochWriter:
             dtype,
             codec,
         )
-        root = zarr.open_group(location.normalize(path), mode="r+")
-        self.group = root.require_group(epoch_path(teacher_id, epoch))
+        self.root = zarr.open_group(location.normalize(path), mode="r+", use_consolidated=False)
+        self.group = self.root.require_group(epoch_path(teacher_id, epoch))
         shapes = [(views, *shape) for shape in layer_shapes.values()] + [(views, num_classes)]
         self.chunk = samples_per_chunk(n, *shapes)
         names = {layer: feature_path(teacher_id, epoch, layer).rsplit("/", 1)[1] for layer in layer_shapes}
@@ -233,9 +241,14 @@ class EpochWriter:
         self.group.attrs["samples_done"] = stop  # after the block's chunks: a resumed writer starts here
 
     def close(self) -> None:
+        """Mark every array complete, after the ``label`` coordinate (each sample's class, beside the features so
+        that ``xarray.open_zarr`` of the epoch group gives them a label coordinate)."""
+        labels = np.asarray(self.root["synthetic/labels"][...])
+        write_array(self.group, LABEL, hard_labels(labels).astype(np.int64), ("sample",), {})
+        coordinate = {"coordinates": LABEL, "view_policy": self.view_policy}
         for layer, array in self.arrays.items():
-            finish(array, {"layer": layer, "view_policy": self.view_policy}, self.codec)
-        finish(self.logits, {"view_policy": self.view_policy})
+            finish(array, {"layer": layer, **coordinate}, self.codec)
+        finish(self.logits, coordinate)
 
 
 def _array(group: zarr.Group, name: str) -> zarr.Array:

@@ -109,3 +109,26 @@ def test_cka_text_and_heat_map_show_four_decimals(monkeypatch, tmp_path):
     monkeypatch.setattr(inspect_module, "save_figure", recording)
     plot_stats(stats, tmp_path)
     assert sorted(texts) == ["0.9996", "0.9996", "1.0000", "1.0000"]
+
+
+def test_xarray_opens_a_sealed_epoch_group_with_consolidated_metadata_and_a_label_coordinate(tmp_path):
+    import warnings
+
+    import xarray as xr
+
+    path, _, labels, features = clean_store(tmp_path / "s.zarr", views=2)
+    writer.seal_store(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "failed to open with consolidated metadata" warning
+        dataset = xr.open_zarr(path, group="teachers/t1/epoch_0001", consolidated=True)
+    assert "label" in dataset.coords and (dataset["label"].values == labels).all()
+    assert dataset["block3"].dims == ("sample", "view", "channel", "y", "x")
+    assert dataset["logits"].dims == ("sample", "view", "class")
+    np.testing.assert_allclose(dataset["block3"].values, features[1].astype(np.float16).astype(np.float32))
+    from elfdd.store.reader import FeatureStore
+
+    assert FeatureStore(path).layers("t1", 1) == ["block3"]  # the coordinate is no layer
+    writer.write_epoch_features(  # an epoch added after the seal is seen by elfdd's reader
+        path, "t1", 9, "sha9", {"block3": features[1]}, np.zeros((12, 2, 3), np.float32), "replay"
+    )
+    assert 9 in FeatureStore(path).epochs("t1")
