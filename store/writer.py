@@ -243,7 +243,7 @@ class EpochWriter:
     def close(self) -> None:
         """Mark every array complete, after the ``label`` coordinate (each sample's class, beside the features so
         that ``xarray.open_zarr`` of the epoch group gives them a label coordinate)."""
-        labels = np.asarray(self.root["synthetic/labels"][...])
+        labels = np.asarray(_array(self.root, "synthetic/labels")[...])
         write_array(self.group, LABEL, hard_labels(labels).astype(np.int64), ("sample",), {})
         coordinate = {"coordinates": LABEL, "view_policy": self.view_policy}
         for layer, array in self.arrays.items():
