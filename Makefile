@@ -47,7 +47,7 @@ lint: install
 TYPED := core models store pipeline flows
 typecheck: install
 	@link=$$(mktemp -d) && ln -s "$(CURDIR)" "$$link/elfdd" && \
-	(cd "$$link" && "$(CURDIR)/$(VENV)/bin/mypy" --config-file "$(CURDIR)/pyproject.toml" $(TYPED:%=-p elfdd.%)); \
+	(cd "$$link" && "$(CURDIR)/$(VENV)/bin/mypy" --config-file "$(CURDIR)/pyproject.toml" $(TYPED:%=-p elfdd.%) -m elfdd.api); \
 	status=$$?; rm -rf "$$link"; exit $$status
 
 # What CI runs: the gates, then the whole suite.

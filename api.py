@@ -1,0 +1,160 @@
+"""elfdd from Python (a notebook, a training script): every stage in this process, without Prefect.
+
+    import elfdd.api as elfdd
+
+    table = elfdd.evaluate("runs/mine", set_files=["sets/mtt_ipc10"], config="study",
+                           students=["convnet", "resnet18", "vgg11"], seeds=[0, 1, 2])
+    table                      # a pandas DataFrame: student x arm, accuracy, gain, scores
+    elfdd.read_results("runs/mine")          # the same table from a finished run directory
+    elfdd.open_store("runs/mine/store.zarr", "convnet", 5, "block3")   # one feature array as xarray
+
+``evaluate`` writes the usual run directory (config.yaml, synthetic.pt, checkpoints, store.zarr, students/,
+results.json, report.md) and keeps what is there while its inputs are unchanged, as ``elfdd run`` does; it prints a
+line per stage and per finished cell (``progress=False``: silent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .pipeline import stages
+from .pipeline.config import RunConfig, load_config
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+
+def _config(config: str | Path | RunConfig | None, overrides: list[str]) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return load_config(None, [*_flatten(config), *overrides]) if overrides else config
+    return load_config(config, overrides)
+
+
+def _flatten(config: RunConfig) -> list[str]:
+    """A config as ``key=value`` overrides (JSON values), so that more overrides can be applied on top."""
+    return [f"{key}={json.dumps(value)}" for key, value in config.model_dump(mode="json").items()]
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    config: str | Path | RunConfig | None = None,
+    set_files: Sequence[str | Path] | None = None,
+    students: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Distil (or import ``set_files``: a set in any format ``elfdd import-synthetic`` reads), train the teachers,
+    extract their features, train every student cell and write the report, in ``run_dir``; returns
+    :func:`read_results` of it. ``config``: a YAML file, a packaged config's name (``smoke``, ``study``) or a
+    RunConfig; ``students``/``seeds``/``overrides`` change it (``overrides`` as ``--set``: ``KEY=VALUE``)."""
+    extra = list(overrides)
+    if set_files:
+        extra += ["distill.method=file", f"distill.source.paths={json.dumps([str(p) for p in set_files])}"]
+    if students:
+        extra.append(f"students.archs={json.dumps(list(students))}")
+    if seeds:
+        extra.append(f"students.seeds={json.dumps(list(seeds))}")
+    run = stages.prepare_run(Path(run_dir), _config(config, extra))
+    with _progress(progress):
+        _log(f"run {run.dir.root}: distill, teachers, extract")
+        seconds = stages.stage_store(run)
+        _log("stages " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
+        stages.stage_yardstick(run)
+        cells = stages.grid(run.config)
+        started, done = time.perf_counter(), 0
+        for group in stages.cell_groups(run.config, cells):
+            for path in stages.stage_cell_group(run, group):
+                done += 1
+                record = json.loads(path.read_text())
+                accuracy = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
+                left = (time.perf_counter() - started) / done * (len(cells) - done)
+                _log(f"cell {done} of {len(cells)} {record['cell']}: {accuracy} (about {left:.0f} s left)")
+        if run.config.students.full_data is not None:
+            stages.stage_full_data(run)
+        report = stages.stage_report(run)
+        _log(f"report {report}")
+    return read_results(run.dir.root)
+
+
+def read_results(run_dir: str | Path) -> pd.DataFrame:
+    """A finished run's results.json as a table: one row per student and arm (at the reference cell), with the mean
+    and std of the test accuracy over seeds (fractions), the seeds, the paired gain over the baseline, and every
+    score the run has (``architecture_gap``, ``ior``, ``hlr``, ``lrs``: their means)."""
+    import pandas as pd
+
+    from .pipeline.report import arm, at_reference, baselines, paired_gain
+
+    results = json.loads(stages.RunDir(Path(run_dir)).results.read_text())
+    paired = baselines(results)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in results["summary"]:
+        if not at_reference(entry, results["reference"], ("view_policy",)):
+            continue
+        column = arm(entry)
+        runs = [
+            r
+            for r in results["runs"]
+            if r["student"] == entry["student"]
+            and arm(r) == column
+            and at_reference(r, results["reference"], ("view_policy",))
+        ]
+        gain = paired_gain(runs, paired) if column != "baseline" else (None, None, 0)
+        rows[(entry["student"], column)] = {
+            "student": entry["student"],
+            "arm": column,
+            "accuracy": entry["mean"],
+            "std": entry["std"],
+            "seeds": entry["n"],
+            "gain": gain[0],
+            "gain_std": gain[1],
+        }
+    for score, entries in results.get("scores", {}).items():
+        for e in entries:
+            if (e["student"], e["arm"]) in rows:
+                rows[(e["student"], e["arm"])][score] = e["mean"]
+    return pd.DataFrame(list(rows.values()))
+
+
+def open_store(store: str | Path, teacher_id: str, epoch: int, layer: str) -> xr.DataArray:
+    """One feature array of a store, lazily, as xarray (dims sample, view, channel, y, x; a label coordinate)."""
+    from .store.inspect import open_features
+
+    return open_features(store, teacher_id, epoch, layer)
+
+
+class _progress:
+    """elfdd's progress lines (the stages' and this module's) on stdout while a call runs, unless the caller's
+    logging already shows them."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.handler: logging.Handler | None = None
+
+    def __enter__(self) -> _progress:
+        target = logging.getLogger("elfdd")
+        if self.enabled and not target.hasHandlers():
+            self.handler = logging.StreamHandler(sys.stdout)
+            self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            target.addHandler(self.handler)
+            self.level = target.level
+            target.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handler is not None:
+            target = logging.getLogger("elfdd")
+            target.removeHandler(self.handler)
+            target.setLevel(self.level)
+
+
+def _log(message: str) -> None:
+    logging.getLogger("elfdd.api").info(message)
