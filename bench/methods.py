@@ -27,7 +27,8 @@ import numpy as np
 from arms import train_grid
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from elfdd.pipeline.report import baselines, gain_text, markdown_table, mean_accuracy, paired_gain
+from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
+from elfdd.pipeline.report.scores import architecture_gaps, improvement_over_random
 from elfdd.pipeline.synthetic import load_synthetic
 
 STUDY = Path("bench/study/store/checkpoints")
@@ -83,69 +84,164 @@ def evaluate_set(name: str, sets: Path, out: Path, config_path: str, extra: list
     return run.dir.results
 
 
-def improvement_over_random(
-    runs: list[dict], yardstick: dict, student: str, mode: str
-) -> tuple[float, float, int]:
-    """DD-Ranking's IOR (ddranking/metrics/hard_label.py, ``compute_metrics``: ``ior = syn_acc - random_acc`` per
-    evaluation, then mean and np.std over the evaluations): here per seed, the set's accuracy minus the accuracy of
-    the random real subset of the same IPC (bench/sets.py ``random_ipc<N>``) trained under the same student, arm and
-    seed. DD-Ranking scores a run by its best accuracy over the last 20 % of epochs; elfdd by its final one."""
-    random_acc = {
-        r["seed"]: r["test_acc"]
-        for r in yardstick["runs"]
-        if r["student"] == student and r["mode"] == mode and r["test_acc"] is not None
-    }
-    ior = [
-        r["test_acc"] - random_acc[r["seed"]]
-        for r in runs
-        if r["test_acc"] is not None and r["seed"] in random_acc
-    ]
-    return (float(np.mean(ior)), float(np.std(ior)), len(ior)) if ior else (float("nan"), 0.0, 0)
+ARMS = ("baseline", "elf", "kd", "elf_kd")  # the modes of the study's grids (kd, elf_kd: the soft-label sets)
+HARD = ("resnet18", "vgg11", "alexnet")  # the cross-architecture students the summary averages
 
 
 def accuracy(runs: list[dict]) -> str:
     held = mean_accuracy(runs)
-    return "–" if held is None else f"{100 * held[0]:.2f} ± {100 * held[1]:.2f} (n={len(runs)})"
+    if held is None:
+        return "–"
+    return (
+        f"{100 * held[0]:.2f}" + ("" if len(runs) == 1 else f" ± {100 * held[1]:.2f}") + f" (n={len(runs)})"
+    )
+
+
+def by_mode(results: dict) -> dict[str, dict[str, list[dict]]]:
+    """student -> mode -> runs (every run of these grids is at its reference cell)."""
+    table: dict[str, dict[str, list[dict]]] = {}
+    for r in results["runs"]:
+        table.setdefault(r["student"], {}).setdefault(r["mode"], []).append(r)
+    return table
+
+
+def score_text(entries: list[dict], student: str, mode: str) -> str:
+    """A score of pipeline/report/scores.py (points) for the student under the mode (any view policy)."""
+    hit = [e for e in entries if e["student"] == student and e["arm"].split(" (")[0] == mode]
+    return gain_text((hit[0]["mean"], hit[0]["std"], hit[0]["n"])) if hit else "–"
+
+
+def mean_over_students(results: dict, mode: str) -> tuple[float, float, int]:
+    """Per seed the mean accuracy of ResNet18, VGG11 and AlexNet under ``mode``; mean and np.std over the seeds."""
+    per_seed: dict[int, list[float]] = {}
+    for r in results["runs"]:
+        if r["student"] in HARD and r["mode"] == mode and converged(r):
+            per_seed.setdefault(r["seed"], []).append(r["test_acc"])
+    values = [float(np.mean(v)) for v in per_seed.values() if len(v) == len(HARD)]
+    return (float(np.mean(values)), float(np.std(values)), len(values)) if values else (float("nan"), 0.0, 0)
+
+
+def mean_gain(results: dict, mode: str) -> tuple[float, float, int]:
+    """Per seed the mean over ResNet18, VGG11 and AlexNet of (mode - baseline); mean and np.std over the seeds."""
+    paired = baselines(results)
+    per_seed: dict[int, list[float]] = {}
+    for r in results["runs"]:
+        if (
+            r["student"] in HARD
+            and r["mode"] == mode
+            and converged(r)
+            and (r["student"], r["seed"]) in paired
+        ):
+            per_seed.setdefault(r["seed"], []).append(r["test_acc"] - paired[(r["student"], r["seed"])])
+    values = [float(np.mean(v)) for v in per_seed.values() if len(v) == len(HARD)]
+    return (float(np.mean(values)), float(np.std(values)), len(values)) if values else (float("nan"), 0.0, 0)
+
+
+def pct_text(value: tuple[float, float, int]) -> str:
+    return "–" if not value[2] else f"{100 * value[0]:.2f} ± {100 * value[1]:.2f}"
 
 
 def render(out: Path, docs: Path) -> None:
-    """docs/methods.md from every finished set's results.json."""
+    """docs/methods.md (and docs/methods.png) from every finished set's results.json."""
     finished = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))}
     lines = [
         "# Cross-method study: ELF on DM, DSA, MTT and random-subset sets",
         "",
         "Rendered by `bench/methods.py` from `bench/methods/<set>/results.json` (every set evaluated by the same "
-        "students from the study's two teachers; 300 epochs, 3 seeds, the full test set unless a row says "
-        "otherwise). Gains are paired by seed (ELF minus baseline). IOR (DD-Ranking's improvement over random): the "
-        "set minus the random real subset of the same IPC under the same student, arm and seed (points).",
+        "students from the study's two teachers; 300 epochs, 3 seeds, the full test set). Accuracy in %, mean ± "
+        "np.std over seeds; gains are paired by seed (the arm minus the baseline, points). IOR (DD-Ranking's "
+        "improvement over random): the set minus the random real subset of the same IPC (`random_ipc<N>`) under "
+        "the same student, arm and seed; gap (the architecture gap): the ConvNet's baseline on the set minus the "
+        "student under the arm (docs/design.md; pipeline/report/scores.py computes both).",
         "",
     ]
     summary = []
     for name, results in finished.items():
-        runs, paired = results["runs"], baselines(results)
+        table = by_mode(results)
+        modes = [m for m in ARMS if any(m in per_mode for per_mode in table.values())]
         yardstick = finished.get(f"random_ipc{results['synthetic']['ipc']}")
-        epochs = sorted({r["epochs"] for r in runs})
+        ior = improvement_over_random(results, yardstick) if yardstick and yardstick is not results else []
+        gaps = architecture_gaps(results)
+        paired = baselines(results)
         rows = []
-        for student in dict.fromkeys(r["student"] for r in runs):
-            base = [r for r in runs if r["student"] == student and r["mode"] == "baseline"]
-            elf = [r for r in runs if r["student"] == student and r["mode"] == "elf"]
-            ior = [
-                gain_text(improvement_over_random(cells, yardstick, student, mode))
-                if yardstick is not None and yardstick is not results
-                else "–"
-                for mode, cells in (("baseline", base), ("elf", elf))
+        for student, per_mode in table.items():
+            row = [student, *(accuracy(per_mode.get(m, [])) for m in modes)]
+            row += [gain_text(paired_gain(per_mode.get(m, []), paired)) for m in modes if m != "baseline"]
+            row += [score_text(ior, student, m) for m in modes] + [
+                score_text(gaps, student, m) for m in modes
             ]
-            rows.append([student, accuracy(base), accuracy(elf), gain_text(paired_gain(elf, paired)), *ior])
+            rows.append(row)
+        epochs = sorted({r["epochs"] for r in results["runs"]})
         lines += [f"## {name} (students {', '.join(map(str, epochs))} epochs)", ""]
-        header = ["student", "baseline %", "ELF %", "ELF gain (points)", "IOR baseline", "IOR ELF"]
+        header = ["student", *(f"{m} %" for m in modes), *(f"{m} gain" for m in modes if m != "baseline")]
+        header += [f"IOR {m}" for m in modes] + [f"gap {m}" for m in modes]
         lines += markdown_table(header, rows)
         lines.append("")
-        summary.append([name, *(row[3] for row in rows)])
+        convnet = mean_accuracy(table.get("convnet", {}).get("baseline", []))
+        summary.append(
+            (
+                name,
+                convnet,
+                {m: mean_over_students(results, m) for m in ("baseline", "elf", "elf_kd")},
+                mean_gain(results, "elf"),
+            )
+        )
     if summary:
-        lines += ["## Summary: ELF's paired gain per set and student", ""]
-        lines += markdown_table(["set", *STUDENTS], summary)
+        lines += [
+            "## Summary: ConvNet, and the mean of ResNet18, VGG11 and AlexNet under each arm",
+            "",
+            "Mean ± np.std over seeds of the per-seed mean over the three students; ELF's gain paired by seed.",
+            "",
+        ]
+        lines += markdown_table(
+            [
+                "set",
+                "ConvNet baseline %",
+                "mean baseline %",
+                "mean ELF %",
+                "mean elf_kd %",
+                "ELF gain (points)",
+            ],
+            [
+                [
+                    name,
+                    "–" if convnet is None else f"{100 * convnet[0]:.2f} ± {100 * convnet[1]:.2f}",
+                    *(pct_text(means[m]) for m in ("baseline", "elf", "elf_kd")),
+                    gain_text(gain),
+                ]
+                for name, convnet, means, gain in summary
+            ],
+        )
+        lines += ["", "![summary](methods.png)"]
+        plot_summary(summary, docs / "methods.png")
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "methods.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_summary(summary: list, path: Path) -> None:
+    """The summary table as grouped bars: per set, the ConvNet's baseline and the three students' mean per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {"ConvNet baseline": [c[0] if c else np.nan for _, c, _, _ in summary]}
+    for mode in ("baseline", "elf", "elf_kd"):
+        series[f"mean {mode}"] = [m[mode][0] if m[mode][2] else np.nan for _, _, m, _ in summary]
+    fig, ax = plt.subplots(figsize=(1.4 * len(summary) + 3, 3.6))
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        x = np.arange(len(summary)) + (i - (len(series) - 1) / 2) * width
+        ax.bar(x, 100 * np.array(values), width, label=label)
+    ax.set_xticks(np.arange(len(summary)), [name for name, *_ in summary], rotation=20, fontsize=8)
+    ax.set_ylim(40, 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.set_title("ConvNet vs ResNet18/VGG11/AlexNet (mean) per set and arm")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
