@@ -197,7 +197,12 @@ def _run_stage(args: argparse.Namespace) -> int:
     extra = {"dask_address": args.dask_address} if args.command in DASK_STAGES else {}
     # Claimed before Prefect starts: a second command on the directory is refused at once; a refusal leaves the
     # directory as it was found.
-    with claimed_run(out), no_heartbeat():
+    from prefect import tags
+
+    from ..core.io import json_sha256
+
+    labels = (f"run-dir:{out}", f"config:{json_sha256(config.model_dump(mode='json'))[:12]}")
+    with claimed_run(out), no_heartbeat(), tags(*labels):
         result = FLOWS[args.command](str(out), config, args.force, **extra)
     run = stages.RunDir(out)
     print(f"{args.command}: {result}")

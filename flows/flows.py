@@ -54,6 +54,9 @@ def _run(run_dir: str, config: RunConfig) -> stages.Run:
     return stages.Run(location.local_dir(run_dir), config)
 
 
+# Every flow run is named by its flow and run directory ("train-students runs/default"), so the UI's list says
+# which directory each run worked on; the CLI also tags them (run-dir:..., config:<hash>).
+
 # The parameters every flow takes, described once: Prefect shows the descriptions in a deployment's run form.
 RUN_DIR: Any = Field("runs/default", description="run directory on the machine that runs the flow")
 CONFIG: Any = Field(
@@ -136,7 +139,7 @@ def report_task(run_dir: str, config: RunConfig) -> str:
     return str(report)
 
 
-@flow(name="distill")
+@flow(name="distill", flow_run_name="distill {run_dir}")
 def distill_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Distil the synthetic set (DM, DSA or MTT, optionally with MetaDD)."""
     with opened_run(run_dir, config) as run:
@@ -146,7 +149,7 @@ def distill_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, forc
         return path
 
 
-@flow(name="import-synthetic")
+@flow(name="import-synthetic", flow_run_name="import-synthetic {run_dir}")
 def import_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Import a synthetic set made elsewhere as the run's distill stage (``distill.method: file``;
     ``distill.source`` names its files, format and image space)."""
@@ -159,7 +162,7 @@ def import_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force
         return path
 
 
-@flow(name="train-teacher")
+@flow(name="train-teacher", flow_run_name="train-teacher {run_dir}")
 def teacher_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Train every configured teacher on the real data and checkpoint it at its configured epochs."""
     with opened_run(run_dir, config) as run:
@@ -169,7 +172,7 @@ def teacher_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, forc
         return path
 
 
-@flow(name="extract-features")
+@flow(name="extract-features", flow_run_name="extract-features {run_dir}")
 def extract_flow(
     run_dir: str = RUN_DIR,
     config: RunConfig | None = CONFIG,
@@ -199,7 +202,7 @@ def extract_flow(
         return str(path)
 
 
-@flow(name="train-students")
+@flow(name="train-students", flow_run_name="train-students {run_dir}")
 def students_flow(
     run_dir: str = RUN_DIR,
     config: RunConfig | None = CONFIG,
@@ -242,7 +245,7 @@ def students_flow(
         return report_task(run_dir, config)
 
 
-@flow(name="report")
+@flow(name="report", flow_run_name="report {run_dir}")
 def report_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force: bool = FORCE) -> str:
     """Write results.json, report.md and plots from the finished student runs (``force`` has nothing to redo)."""
     with opened_run(run_dir, config) as run:
@@ -250,7 +253,7 @@ def report_flow(run_dir: str = RUN_DIR, config: RunConfig | None = CONFIG, force
         return report_task(run_dir, config)
 
 
-@flow(name="elf-pipeline")
+@flow(name="elf-pipeline", flow_run_name="elf-pipeline {run_dir}")
 def elf_pipeline(
     run_dir: str = RUN_DIR,
     config: RunConfig | None = CONFIG,

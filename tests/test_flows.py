@@ -100,3 +100,20 @@ def test_stage_flows_publish_artifacts(toy_npz, tmp_path):
     assert {(r["epoch"], r["layer"]) for r in extract} == {(0, "block3"), (2, "block3")}
     assert all(r["stored_mb"] > 0 for r in extract)
     assert latest["elfdd-students"].type == "progress" and float(latest["elfdd-students"].data) == 100.0
+
+
+def test_cli_flow_runs_are_named_by_stage_and_directory_and_tagged(toy_npz, tmp_path):
+    from elfdd.flows.cli import main
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    out = tmp_path / "named"
+    sets = [arg for item in ["data.name=npz", f"data.path={toy_npz}", *GRID] for arg in ("--set", item)]
+    assert main(["distill", "--out", str(out), *sets]) == 0
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"distill {out}"]))
+        )
+    (flow_run,) = found
+    assert f"run-dir:{out}" in flow_run.tags
+    assert any(t.startswith("config:") and len(t) == len("config:") + 12 for t in flow_run.tags)
