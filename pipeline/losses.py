@@ -62,8 +62,11 @@ def logit_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
     """Soft labels (Hinton et al. 2015): KL(softmax(teacher / T) || softmax(student / T)) per sample, mean over the
     batch, times T^2 so the gradient scale does not shrink with T. Both (B, classes) logits."""
     log_student = F.log_softmax(student.float() / temperature, dim=1)
-    target = F.softmax(teacher.float() / temperature, dim=1)
-    return F.kl_div(log_student, target, reduction="batchmean") * temperature**2
+    log_target = F.log_softmax(teacher.float() / temperature, dim=1)
+    # F.kl_div(log_student, target, reduction="batchmean") written out: torch.vmap has no batching rule for kl_div
+    # (a batched group of soft-label cells would fall back to a loop), and log_softmax keeps 0 * log 0 out.
+    kl = (log_target.exp() * (log_target - log_student)).sum(dim=1).mean()
+    return kl * temperature**2
 
 
 def _soft_target_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
