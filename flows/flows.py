@@ -216,11 +216,7 @@ def students_flow(
         config = run.config
         if config.students.yardstick:
             yardstick = stages.yardstick_run(run)
-            sub_dir, sub_config = str(yardstick.dir.root), yardstick.config
-            distill_flow(sub_dir, sub_config, force)
-            teacher_flow(sub_dir, sub_config, force)
-            extract_flow(sub_dir, sub_config, force, dask_address)
-            students_flow(sub_dir, sub_config, force, dask_address)
+            stage_flows(str(yardstick.dir.root), yardstick.config, force, dask_address)
         cells = stages.grid(config)
         pending = stages.pending_cells(run, cells)  # refuses a mismatched store before any training
         # a kept cell's task only reads its record (on_diverge: fail)
@@ -263,11 +259,15 @@ def elf_pipeline(
     """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps its
     output when its inputs' key is unchanged."""
     with opened_run(run_dir, config) as run:
-        config = run.config
-        distill_flow(run_dir, config, force)
-        teacher_flow(run_dir, config, force)
-        extract_flow(run_dir, config, force, dask_address)
-        return students_flow(run_dir, config, force, dask_address)
+        return stage_flows(run_dir, run.config, force, dask_address)
+
+
+def stage_flows(run_dir: str, config: RunConfig, force: bool, dask_address: str | None) -> str:
+    """Every stage of a run as a subflow of the calling flow, in order; the report's path."""
+    distill_flow(run_dir, config, force)
+    teacher_flow(run_dir, config, force)
+    extract_flow(run_dir, config, force, dask_address)
+    return students_flow(run_dir, config, force, dask_address)
 
 
 FLOWS: dict[str, Flow[..., str]] = {

@@ -58,11 +58,24 @@ def _accuracy(folder: Path) -> float | None:
 
 def stage_full_data(run: Run) -> dict[str, float]:
     """Each student architecture's full-data test accuracy, trained where no reference with its key is kept."""
+    return _references(run, train=True)
+
+
+def full_data_accuracies(run: Run) -> dict[str, float]:
+    """The kept references of the run's students (nothing trained); empty without ``students.full_data``."""
+    return {} if run.config.students.full_data is None else _references(run, train=False)
+
+
+def _references(run: Run, train: bool) -> dict[str, float]:
     run = run.configured()
     accuracies = {}
     for arch in dict.fromkeys(run.config.students.archs):
         folder, key = reference_dir(run, arch)
         accuracy = _accuracy(folder)
+        if accuracy is None and not train:
+            raise BadInput(
+                f"full-data reference of {arch} is missing ({folder}); run the students stage first"
+            )
         if accuracy is None:
             log.info("full data: training %s on all %d training images", arch, len(run.data.y_train))
             resume = ResumePoint(folder / "resume.pt", key)
@@ -71,23 +84,6 @@ def stage_full_data(run: Run) -> dict[str, float]:
                 run.data, recipe, folder, run.device, run.precision, run.config.seed, resume
             )
             accuracy = float(manifest["checkpoints"][-1]["test_acc"])
-        accuracies[arch] = accuracy
-        log.info("full data: %s %.4f (%s)", arch, accuracy, folder)
-    return accuracies
-
-
-def full_data_accuracies(run: Run) -> dict[str, float]:
-    """The kept references of the run's students (nothing trained); empty without ``students.full_data``."""
-    if run.config.students.full_data is None:
-        return {}
-    run = run.configured()
-    accuracies = {}
-    for arch in dict.fromkeys(run.config.students.archs):
-        folder, _ = reference_dir(run, arch)
-        accuracy = _accuracy(folder)
-        if accuracy is None:
-            raise BadInput(
-                f"full-data reference of {arch} is missing ({folder}); run the students stage first"
-            )
+            log.info("full data: %s %.4f (%s)", arch, accuracy, folder)
         accuracies[arch] = accuracy
     return accuracies
