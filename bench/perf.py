@@ -323,6 +323,11 @@ def main() -> None:
         metavar="RUN_DIR",
         help="only the student-stage ratios, of this finished run directory (e.g. `make run`'s runs/default)",
     )
+    parser.add_argument(
+        "--only-students",
+        action="store_true",
+        help="only the first ratios: an ELF and an elf_kd student from the store against the plain loop",
+    )
     args = parser.parse_args()
     configure_threads(args.threads)
     if args.stage:
@@ -361,6 +366,8 @@ def main() -> None:
             f"{plain_kd:.3f} s"
         )
         print(f"ratio elf_kd_store_over_plain_loop {ours_kd / plain_kd:.3f}")
+        if args.only_students:
+            return
 
         teacher = build_teacher(config.teacher, tuple(synthetic.images.shape[1:]), 10)
         teacher.load_state_dict(load_checkpoint(teacher_dir, manifest, 1)[0])
