@@ -233,3 +233,43 @@ def test_killed_expert_recording_keeps_the_finished_experts(toy_npz, tmp_path, m
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert [t["sha256"] for t in resumed["trajectories"]] == [t["sha256"] for t in whole["trajectories"]]
     assert resumed["complete"] and not (killed / "resume.pt").exists()
+
+
+def test_killed_expert_recording_continues_inside_the_expert_it_was_in(toy_npz, tmp_path, monkeypatch):
+    """Dying in the third epoch of the first expert: the re-run trains only the epochs left (the resume point holds
+    the expert's weights, optimiser, data-order generator and snapshots) and the trajectory equals one recorded in
+    one go."""
+    from elfdd.pipeline.data import load_data
+    from elfdd.pipeline.teachers import experts as experts_module
+
+    config = load_config(
+        None,
+        [
+            "data.name=npz",
+            f"data.path={toy_npz}",
+            "distill.mtt.experts=1",
+            "distill.mtt.expert_epochs=4",
+            "distill.mtt.expert_batch=16",
+        ],
+    )
+    data, cpu = load_data(config.data), torch.device("cpu")
+    real_epoch, calls = experts_module.train_epoch, []
+
+    def train_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(experts_module, "train_epoch", train_epoch)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
+    assert (killed / "resume.pt").exists() and not list(killed.glob("trajectory_*.pt"))
+    calls.clear()
+    monkeypatch.setattr(experts_module, "train_epoch", lambda *a, **k: calls.append(1) or real_epoch(*a, **k))
+    resumed = experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
+    assert len(calls) == 2  # epochs 3 and 4 only
+    monkeypatch.setattr(experts_module, "train_epoch", real_epoch)
+    whole = experts_module.record_experts(data, config.distill, tmp_path / "whole", cpu, "fp32", seed=0)
+    assert [t["sha256"] for t in resumed["trajectories"]] == [t["sha256"] for t in whole["trajectories"]]

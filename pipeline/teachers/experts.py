@@ -62,19 +62,28 @@ def record_experts(
         keep = torch.randperm(len(y_train), generator=generator)[: mtt.expert_subset]
         x_train, y_train = x_train[keep], y_train[keep]
     channels, size = data.image_shape[0], data.image_shape[-1]
-    resume = ResumePoint(out_dir / "resume.pt", key)  # after each expert: a killed recording keeps those done
-    first = 0
+    # After every epoch: a killed recording keeps the finished experts and continues inside the one it was in.
+    resume = ResumePoint(out_dir / "resume.pt", key)
+    first, inside = 0, None
     restored = resume.load()
     if restored is not None:
-        first, state = restored
+        step, state = restored
+        first = state.get(
+            "expert", step
+        )  # older resume points: saved after whole experts, step = experts done
         generator.set_state(state["generator"])
         manifest = json.loads(state["manifest"])
+        inside = state if state.get("epoch") else None
     for k in range(first, mtt.experts):
         torch.manual_seed(seed * 1000 + k)
         model = create_model(cfg.arch, channels, data.num_classes, size, **cfg.arch_kwargs).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=mtt.expert_lr, momentum=0, weight_decay=0)
-        snapshots = [flat_params(model)]
-        for epoch in range(1, mtt.expert_epochs + 1):
+        snapshots, start = [flat_params(model)], 1
+        if inside is not None:
+            model.load_state_dict(inside["model"])
+            optimizer.load_state_dict(inside["optimizer"])
+            snapshots, start, inside = list(inside["snapshots"]), inside["epoch"] + 1, None
+        for epoch in range(start, mtt.expert_epochs + 1):
             train_acc = train_epoch(
                 model, optimizer, x_train, y_train, mtt.expert_batch, cfg.dsa, generator, device, precision
             )
@@ -82,6 +91,17 @@ def record_experts(
             log.info(
                 "expert %d/%d epoch %d/%d train %.4f", k + 1, mtt.experts, epoch, mtt.expert_epochs, train_acc
             )
+            if epoch < mtt.expert_epochs:
+                state = {
+                    "expert": k,
+                    "epoch": epoch,
+                    "generator": generator.get_state(),
+                    "manifest": json.dumps(manifest),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "snapshots": torch.stack(snapshots),
+                }
+                resume.save(k * mtt.expert_epochs + epoch, state)
         path = out_dir / f"trajectory_{k:03d}.pt"
         atomic_torch_save(path, torch.stack(snapshots))
         test_acc = evaluate(model, data.x_test, data.y_test, device, precision)
@@ -89,7 +109,13 @@ def record_experts(
             {"file": path.name, "sha256": sha256_file(path), "test_acc": test_acc}
         )
         atomic_write_json(manifest_path, manifest)
-        resume.save(k + 1, {"generator": generator.get_state(), "manifest": json.dumps(manifest)})
+        state = {
+            "expert": k + 1,
+            "epoch": 0,
+            "generator": generator.get_state(),
+            "manifest": json.dumps(manifest),
+        }
+        resume.save((k + 1) * mtt.expert_epochs, state)
     manifest["complete"] = True
     atomic_write_json(manifest_path, manifest)
     resume.clear()
