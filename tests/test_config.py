@@ -91,3 +91,14 @@ def test_a_packaged_config_is_addressable_by_name_from_any_directory(tmp_path, m
         load_config("nope")
     (tmp_path / "smoke").write_text("seed: 7\n")  # a file of that name here wins
     assert load_config("smoke").seed == 7
+
+
+def test_every_config_field_has_a_description_for_the_run_form():
+    from elfdd.pipeline.config import RunConfig
+
+    schema = RunConfig.model_json_schema()
+    models = [("RunConfig", schema), *schema.get("$defs", {}).items()]
+    missing = [f"{name}.{field}" for name, model in models for field, spec in model.get("properties", {}).items()
+               if not spec.get("description")]  # fmt: skip
+    assert missing == []
+    assert len([1 for _, model in models for _ in model.get("properties", {})]) > 100

@@ -42,8 +42,11 @@ def listed(value: Any) -> Any:
 
 
 class Strict(BaseModel):
-    # No NaN or Inf in any number of the config: `teacher.lr=.inf` is refused here, not after hours of work.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # No NaN or Inf in any number of the config: `teacher.lr=.inf` is refused here, not after hours of work. Each
+    # field's docstring is its description (the JSON schema's, so a deployment's run form shows it).
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
 
 def check_arch(name: str) -> str:

@@ -19,20 +19,33 @@ from .teacher import TeacherConfig
 
 class RunConfig(Strict):
     seed: int = 0
+    """Seed of every stage (data subsets, distillation, teachers, views)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
-    threads: int = Field(default=0, ge=0)  # 0: leave torch's default (each local worker: cores // workers)
-    # Student cells trained at once in local worker processes; 0: one per core (flows.runner.LocalPool). 1 by
-    # default (bench/perf.py's pooled_over_sequential_student_grid: docs/benchmarks.md).
+    """Auto: a CUDA GPU when present, else the CPU."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """Auto: bf16 where the hardware has it."""
+    threads: int = Field(default=0, ge=0)
+    """0: leave torch's default (each local worker: cores // workers)."""
     workers: int = Field(default=1, ge=0)
+    """Student cells trained at once in local worker processes; 0: one per core (flows.runner.LocalPool). 1 by
+    default (bench/perf.py's pooled_over_sequential_student_grid: docs/benchmarks.md).
+    """
     data: DataConfig = DataConfig()
+    """The dataset."""
     distill: DistillConfig = DistillConfig()
-    # One teacher (``teacher``) or several (``teachers``, e.g. a 128- and a 512-wide ConvNet): all are trained,
-    # checkpointed and extracted into the same store; each student is paired with one (pipeline/students/pairing.py).
+    """The distillation (or import) of the synthetic set."""
     teacher: TeacherConfig | None = None
+    """One teacher (``teacher``) or several (``teachers``, e.g. a 128- and a 512-wide ConvNet): all are trained,
+    checkpointed and extracted into the same store; each student is paired with one
+    (pipeline/students/pairing.py).
+    """
     teachers: list[TeacherConfig] | None = None
+    """Several teachers (a list), instead of teacher: all trained, checkpointed and extracted into one store.
+    """
     extract: ExtractConfig = ExtractConfig()
+    """What goes into the feature store."""
     students: StudentsConfig = StudentsConfig()
+    """The student grid and how each cell trains."""
 
     @model_validator(mode="before")
     @classmethod

@@ -12,22 +12,37 @@ from .base import Name, Strict, check_arch, listed
 
 class TeacherConfig(Strict):
     id: Name = "teacher"
+    """The teacher's name in the store and the pairing (a-z, 0-9, _)."""
     arch: str = "convnet"
+    """The teacher architecture (a registered name)."""
     arch_kwargs: dict[str, Any] = {}
+    """Its keyword arguments, e.g. {widths: [64, 128, 512]}."""
     epochs: int = Field(default=4, ge=1)
+    """Training epochs on the real data (lr x0.1 at half)."""
     checkpoint_epochs: list[int] = [2, 4]
-    train_subset: int | None = Field(default=None, gt=0)  # defaults to data.train_subset
+    """Epochs whose weights are kept and extracted (0: the initial weights)."""
+    train_subset: int | None = Field(default=None, gt=0)
+    """Defaults to data.train_subset."""
     lr: float = Field(default=0.01, gt=0)
+    """The teacher's SGD learning rate."""
     momentum: float = Field(default=0.9, ge=0, lt=1)
+    """The teacher's SGD momentum."""
     weight_decay: float = Field(default=5e-4, ge=0)
+    """The teacher's weight decay."""
     batch_size: int = Field(default=256, gt=0)
+    """The teacher's batch size."""
     dsa: bool = True
-    # train: on the run's data; checkpoint: one state_dict file per checkpoint_epochs entry (default epochs
-    # 1..len(paths)); mtt_buffer: an MTT expert buffer (paths: the one replay_buffer_N.pt), checkpoint_epochs are
-    # indices into its trajectory number ``trajectory`` (0: the initial weights). See pipeline/teachers/imported.py.
+    """DSA on the teacher's batches."""
     source: Literal["train", "checkpoint", "mtt_buffer"] = "train"
+    """Train: on the run's data; checkpoint: one state_dict file per checkpoint_epochs entry (default epochs
+    1..len(paths)); mtt_buffer: an MTT expert buffer (paths: the one replay_buffer_N.pt), checkpoint_epochs
+    are indices into its trajectory number ``trajectory`` (0: the initial weights). See
+    pipeline/teachers/imported.py.
+    """
     paths: list[str] = []
+    """An imported teacher's files: a state_dict per checkpoint epoch, or the one MTT buffer."""
     trajectory: int = Field(default=0, ge=0)
+    """Mtt_buffer: which trajectory of the buffer."""
 
     _arch = field_validator("arch")(check_arch)
     _paths = field_validator("paths", mode="before")(listed)
