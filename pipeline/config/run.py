@@ -25,7 +25,7 @@ class RunConfig(Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """Auto: bf16 where the hardware has it."""
     threads: int = Field(default=0, ge=0)
-    """0: leave torch's default (each local worker: cores // workers)."""
+    """Torch threads per process; 0: torch's default (each local worker: cores // workers)."""
     workers: int = Field(default=1, ge=0)
     """Student cells trained at once in local worker processes; 0: one per core (flows.runner.LocalPool). 1 by
     default (bench/perf.py's pooled_over_sequential_student_grid: docs/benchmarks.md).

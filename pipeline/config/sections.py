@@ -58,17 +58,17 @@ class MTTConfig(Strict):
     expert_subset: int | None = Field(default=None, gt=0)
     """Record the experts on a random subset of this many training images (default: all)."""
     syn_steps: int = Field(default=20, ge=1)
-    """N: unrolled student steps on synthetic data."""
+    """N: the unrolled student's steps on synthetic data per iteration."""
     expert_steps: int = Field(default=2, ge=1)
-    """M: expert epochs the N steps must cover."""
+    """M: the expert epochs the N steps must match."""
     max_start_epoch: int = Field(default=4, ge=0)
-    """T+."""
+    """T+: the latest expert epoch a matching may start from."""
     syn_lr_init: float = Field(default=0.01, gt=0)
     """Initial value of the learned student learning rate."""
     lr_lr: float = Field(default=1e-5, gt=0)
     """Learning rate of the learned student learning rate."""
     batch_syn: int | None = Field(default=None, gt=0)
-    """Default: the whole synthetic set per step."""
+    """Synthetic images per unrolled step (default: the whole set)."""
 
     @model_validator(mode="after")
     def _steps_fit(self) -> MTTConfig:
@@ -139,7 +139,7 @@ class DistillConfig(Strict):
     iterations: int = Field(default=200, ge=0)
     """Distillation iterations (image updates)."""
     lr_img: float | None = Field(default=None, gt=0)
-    """Default: the method's (DM 1, DSA 0.1, MTT 100)."""
+    """Learning rate of the synthetic images (default: the method's: DM 1, DSA 0.1, MTT 100)."""
     momentum: float = Field(default=0.5, ge=0, lt=1)
     """Momentum of the images' SGD."""
     batch_real: int = Field(default=64, gt=0)
@@ -151,7 +151,7 @@ class DistillConfig(Strict):
     lr_net: float = Field(default=0.01, gt=0)
     """DSA (gradient matching): the network's learning rate between image updates."""
     outer_loop: int | None = Field(default=None, ge=1)
-    """Default by IPC, as the reference."""
+    """DSA: image updates per iteration (default by IPC, as the reference)."""
     inner_loop: int | None = Field(default=None, ge=0)
     """DSA: network steps between image updates (default by IPC, as the reference)."""
     distance: Literal["ours", "mse", "cos"] = "ours"
@@ -205,9 +205,9 @@ class DistillConfig(Strict):
 
 class ExtractConfig(Strict):
     teacher_epochs: list[int] | None = None
-    """Default: every checkpointed epoch."""
+    """Teacher checkpoint epochs extracted (default: every checkpointed epoch)."""
     layers: list[Name] | None = None
-    """Default: the teacher's default split point."""
+    """Teacher layers extracted (default: the teacher's default split point)."""
     dtype: Literal["float16", "float32"] = "float16"
     """Stored precision of the features."""
     clevel: int = Field(default=5, ge=1, le=9)
@@ -217,7 +217,7 @@ class ExtractConfig(Strict):
     quantize_digits: int | None = Field(default=None, ge=0, le=10)
     """Lossy: keep this many decimal digits."""
     views: int = Field(default=1, ge=1, le=1024)
-    """V; > 1 stores augmented views for view_policy replay."""
+    """Stored views per image (view 0 clean); more than 1 stores augmented views for view policy replay."""
     view_seed: int = 0
     """Seed of the stored views' augmentations."""
     view_strategy: str = "color_crop_cutout_flip_scale_rotate"

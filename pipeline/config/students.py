@@ -26,7 +26,7 @@ class FullDataConfig(Strict):
     dsa: bool = True
     """DSA on its batches."""
     dir: str | None = None
-    """Default: DIR/full_data."""
+    """Where the references are kept, shareable by runs (default: DIR/full_data)."""
 
 
 class StudentsConfig(Strict):
@@ -42,18 +42,18 @@ class StudentsConfig(Strict):
     """Loss modes of the grid: task (baseline), front_rear_task (ELF), front_task, rear_task, front_rear, logit,
     logit_task (kd), front_rear_logit_task (elf_kd).
     """
+    # Grid axes: each takes one value or a list; the first value is the reference the analyses vary one axis from.
     feature_losses: list[str] = ["ce"]
-    """Grid axes: each takes one value or a list; the first value is the reference the analyses vary one axis
-    from. names of pipeline.losses.register_feature_loss.
-    """
+    """Feature losses of the front term (names of pipeline.losses.register_feature_loss: ce, kl, l2, l1, cosine);
+    a list is a grid axis."""
     lambda_front: list[Lambda] = [1.0]
     """Weight of the front (feature-matching) loss; a list is a grid axis."""
     lambda_rear: list[Lambda] = [1.0]
     """Weight of the rear (classify the teacher feature) loss; a list is a grid axis."""
     teacher_epochs: list[int] | None = None
-    """Default: the last extracted epoch."""
+    """Teacher epochs whose features the students read; a list is a grid axis (default: the last extracted)."""
     layers: list[Name] | None = None
-    """Default: the first extracted layer."""
+    """Teacher layers whose features the students read; a list is a grid axis (default: the first extracted)."""
     epochs: int = Field(default=300, ge=1)
     """Training epochs of every student (lr x0.1 at half)."""
     lr: float = Field(default=0.01, gt=0)

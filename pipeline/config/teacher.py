@@ -22,7 +22,7 @@ class TeacherConfig(Strict):
     checkpoint_epochs: list[int] = [2, 4]
     """Epochs whose weights are kept and extracted (0: the initial weights)."""
     train_subset: int | None = Field(default=None, gt=0)
-    """Defaults to data.train_subset."""
+    """Train on a random subset of this many images (default: data.train_subset)."""
     lr: float = Field(default=0.01, gt=0)
     """The teacher's SGD learning rate."""
     momentum: float = Field(default=0.9, ge=0, lt=1)
