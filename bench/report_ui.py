@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from elfdd.flows.artifacts import artifact_key
+
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ["students.archs=[convnet,mlp]", "students.epochs=2", "students.seeds=[0,1]"]
 
@@ -60,7 +62,8 @@ def start_server(home: Path, port: int) -> subprocess.Popen:
 
 
 def publish_report(run: Path, config: str, api: str) -> str:
-    """Run the pipeline (kept stages are not recomputed) against the server; the id of its elfdd-report artifact."""
+    """Run the pipeline (kept stages are not recomputed) against the server; the id of its report artifact
+    (``elfdd-report-<run directory>``)."""
     env = {**os.environ, "PREFECT_API_URL": api}
     command = [sys.executable, "-m", "elfdd.flows.cli", "run", "--config", config, "--out", str(run)]
     for item in SETS:
@@ -68,13 +71,15 @@ def publish_report(run: Path, config: str, api: str) -> str:
     subprocess.run(command, env=env, check=True, cwd=ROOT)
     request = urllib.request.Request(
         f"{api}/artifacts/filter",
-        data=json.dumps({"artifacts": {"key": {"any_": ["elfdd-report"]}}, "sort": "CREATED_DESC"}).encode(),
+        data=json.dumps(
+            {"artifacts": {"key": {"any_": [artifact_key("report", run)]}}, "sort": "CREATED_DESC"}
+        ).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         artifacts = json.loads(response.read())
     if not artifacts:
-        raise SystemExit("error: the server holds no elfdd-report artifact")
+        raise SystemExit(f"error: the server holds no {artifact_key('report', run)} artifact")
     return artifacts[0]["id"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,15 @@ from ..pipeline.config import RunConfig
 from ..pipeline.report import AXES
 from ..pipeline.synthetic import load_synthetic
 from ..pipeline.teachers import load_manifest
+
+
+def artifact_key(kind: str, root: Path | str) -> str:
+    """The key of a run directory's ``kind`` artifact (``elfdd-report-default-1a2b3c4d`` for runs/default): one per
+    directory, so the latest report of one directory is never another's. Prefect keys are lowercase letters,
+    digits and dashes."""
+    path = Path(root).resolve()
+    name = re.sub(r"[^a-z0-9]+", "-", path.name.lower()).strip("-")[:32] or "run"
+    return f"elfdd-{kind}-{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
 def _seconds(run: stages.RunDir, stage: str) -> float | None:
@@ -30,7 +40,9 @@ def publish_distill(run: stages.RunDir) -> None:
         "seconds": _seconds(run, "distill"),
         "sha256": synthetic.sha256[:16],
     }
-    create_table_artifact([row], key="elfdd-distill", description=f"synthetic set {run.synthetic}")
+    create_table_artifact(
+        [row], key=artifact_key("distill", run.root), description=f"synthetic set {run.synthetic}"
+    )
 
 
 def publish_teacher(run: stages.RunDir, config: RunConfig) -> None:
@@ -45,7 +57,7 @@ def publish_teacher(run: stages.RunDir, config: RunConfig) -> None:
         ]
         seconds.append(f"{teacher.id} {_seconds(run, f'teacher-{teacher.id}')} s")
     description = f"teacher checkpoints ({', '.join(seconds)})"
-    create_table_artifact(rows, key="elfdd-teacher", description=description)
+    create_table_artifact(rows, key=artifact_key("teacher", run.root), description=description)
 
 
 def publish_extract(run: stages.RunDir, config: RunConfig) -> None:
@@ -72,11 +84,11 @@ def publish_extract(run: stages.RunDir, config: RunConfig) -> None:
             }
         )
     description = f"feature arrays of {run.store} ({_seconds(run, 'extract')} s)"
-    create_table_artifact(rows, key="elfdd-extract", description=description)
+    create_table_artifact(rows, key=artifact_key("extract", run.root), description=description)
 
 
 def publish_report(run: stages.RunDir) -> None:
-    """The report: a table (key elfdd-summary) and the markdown (elfdd-report)."""
+    """The report: a table (key elfdd-summary-<dir>) and the markdown (elfdd-report-<dir>)."""
     results = json.loads(run.results.read_text())
     rows = [
         {
@@ -88,9 +100,13 @@ def publish_report(run: stages.RunDir) -> None:
         }
         for s in results["summary"]
     ]
-    create_table_artifact(rows, key="elfdd-summary", description=f"test accuracy per grid cell, {run.root}")
+    create_table_artifact(
+        rows, key=artifact_key("summary", run.root), description=f"test accuracy per grid cell, {run.root}"
+    )
     create_markdown_artifact(
-        embedded_plots(run.report.read_text(), run.plots), key="elfdd-report", description=str(run.report)
+        embedded_plots(run.report.read_text(), run.plots),
+        key=artifact_key("report", run.root),
+        description=str(run.report),
     )
 
 

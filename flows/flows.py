@@ -235,7 +235,8 @@ def students_flow(
             }
             for group in groups
         ]
-        run_tasks(student_task, calls, dask_address, progress="elfdd-students", pool=pool)
+        progress = artifacts.artifact_key("students", run.dir.root)
+        run_tasks(student_task, calls, dask_address, progress=progress, pool=pool)
         if config.students.full_data is not None:
             full_data_task(run_dir, config)
         return report_task(run_dir, config)

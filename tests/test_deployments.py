@@ -154,8 +154,11 @@ def test_prefect_yaml_deployment_runs_on_a_worker(server, toy_npz, tmp_path):
     }
     logs = server.post("/logs/filter", {"limit": 200})
     assert any(entry["name"] == "elfdd" and "distill dm" in entry["message"] for entry in logs)
+    from elfdd.flows.artifacts import artifact_key
+
     keys = {a["key"] for a in server.post("/artifacts/filter", {})}
-    assert {"elfdd-distill", "elfdd-teacher", "elfdd-extract", "elfdd-students", "elfdd-summary"} <= keys
+    kinds = ("distill", "teacher", "extract", "students", "summary")
+    assert {artifact_key(kind, run_dir) for kind in kinds} <= keys  # keyed by this run directory
 
 
 def test_elfdd_serve_runs_a_deployment(server, toy_npz, tmp_path):

@@ -90,16 +90,21 @@ def test_stage_flows_publish_artifacts(toy_npz, tmp_path):
     root = str(tmp_path / "run")
     report = flows.elf_pipeline(root, config)
     assert report.endswith("report.md")
-    keys = ["elfdd-distill", "elfdd-teacher", "elfdd-extract", "elfdd-students", "elfdd-summary"]
+    from elfdd.flows.artifacts import artifact_key
+
+    kinds = ["distill", "teacher", "extract", "students", "summary"]
+    keys = [artifact_key(kind, root) for kind in kinds]  # this directory's: another run's do not mix in
+    assert len(set(keys)) == 5 and artifact_key("report", root) != artifact_key("report", tmp_path / "other")
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     latest = {a.key: a for a in sorted(found, key=lambda a: a.created)}
     assert set(latest) == set(keys)
-    assert [row["epoch"] for row in json.loads(latest["elfdd-teacher"].data)] == [0, 2]
-    extract = json.loads(latest["elfdd-extract"].data)
+    assert [row["epoch"] for row in json.loads(latest[artifact_key("teacher", root)].data)] == [0, 2]
+    extract = json.loads(latest[artifact_key("extract", root)].data)
     assert {(r["epoch"], r["layer"]) for r in extract} == {(0, "block3"), (2, "block3")}
     assert all(r["stored_mb"] > 0 for r in extract)
-    assert latest["elfdd-students"].type == "progress" and float(latest["elfdd-students"].data) == 100.0
+    progress = latest[artifact_key("students", root)]
+    assert progress.type == "progress" and float(progress.data) == 100.0
 
 
 def test_cli_flow_runs_are_named_by_stage_and_directory_and_tagged(toy_npz, tmp_path):

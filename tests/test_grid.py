@@ -137,16 +137,17 @@ def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
         "teacher": 2
     }
     assert {s["epoch"] for s in results["stores"]} == {0, 2}
+    from elfdd.flows.artifacts import artifact_key
+
+    report, summary = artifact_key("report", run.dir.root), artifact_key("summary", run.dir.root)
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["elfdd-report", "elfdd-summary"]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[report, summary]))
         )
     kinds = {a.key: a.type for a in artifacts}
-    assert kinds == {"elfdd-report": "markdown", "elfdd-summary": "table"}
+    assert kinds == {report: "markdown", summary: "table"}
     # The UI shows the artifact away from the run directory: every plot is in it, none is a relative link.
-    published = next(
-        a.data for a in artifacts if a.key == "elfdd-report" and a.description == str(run.dir.report)
-    )
+    published = next(a.data for a in artifacts if a.key == report and a.description == str(run.dir.report))
     assert "](plots/" not in published and "](plots/" in text
     inlined = re.findall(r"\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", published)
     pngs = {p.read_bytes() for p in run.dir.plots.glob("*.png") if f"plots/{p.name})" in text}
