@@ -1,5 +1,6 @@
-"""The deployments, one per flow and named like it (prefect.yaml declares the same for ``prefect deploy``);
-``elfdd serve`` serves them all from one process."""
+"""The deployments, one per flow and named like it (prefect.yaml declares the same for ``prefect deploy``:
+``distill/distill``); ``elfdd serve`` serves them all from one process under the name ``served``
+(``distill/served``), so that neither replaces the other's deployments on a server that has both."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
 
+SERVED = "served"  # the deployment name of every flow ``elfdd serve`` serves
+
+
 def serve(limit: int = 1) -> None:
-    """Register every flow as a deployment on the server of PREFECT_API_URL and run its flow runs here."""
+    """Register every flow as a deployment ``<flow>/served`` on the server of PREFECT_API_URL and run its flow runs
+    here."""
     from prefect import serve as serve_deployments
     from prefect.deployments.runner import EntrypointType
     from prefect.settings import PREFECT_API_URL
@@ -25,7 +30,7 @@ def serve(limit: int = 1) -> None:
     deployments = [  # to_deployment is synchronous outside an event loop (typed as either)
         cast(
             "RunnerDeployment",
-            flow.to_deployment(name=flow.name, tags=["elfdd"], entrypoint_type=EntrypointType.MODULE_PATH),
+            flow.to_deployment(name=SERVED, tags=["elfdd"], entrypoint_type=EntrypointType.MODULE_PATH),
         )
         for flow in FLOWS.values()
     ]

@@ -82,11 +82,11 @@ class Server:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
-    def prefect(self, *args: str, timeout: float = 300, ok: bool = True) -> str:
+    def prefect(self, *args: str, timeout: float = 300, ok: bool | None = True) -> str:
         done = subprocess.run(
             [BIN / "prefect", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
         )
-        assert (done.returncode == 0) is ok, done.stdout[-3000:] + done.stderr[-3000:]
+        assert ok is None or (done.returncode == 0) is ok, done.stdout[-3000:] + done.stderr[-3000:]
         return done.stdout + done.stderr
 
     def start_run(self, deployment: str, params: dict) -> str:
@@ -166,7 +166,13 @@ def test_elfdd_serve_runs_a_deployment(server, toy_npz, tmp_path):
     config = _tiny_config(toy_npz)
     serving = subprocess.Popen([BIN / "elfdd", "serve"], env=server.env, cwd=tmp_path)
     try:
-        flow_run = server.start_run("distill/distill", {"run_dir": str(run_dir), "config": config})
+        deadline = time.monotonic() + 180  # until serve has registered its seven deployments
+        while sum(d["name"] == "served" for d in server.post("/deployments/filter", {})) < len(FLOW_NAMES):
+            assert time.monotonic() < deadline and serving.poll() is None, (
+                "elfdd serve registered no deployments"
+            )
+            time.sleep(1)
+        flow_run = server.start_run("distill/served", {"run_dir": str(run_dir), "config": config})
         state = server.wait(flow_run)
         assert state["state_type"] == "COMPLETED", state["state"]["message"]
         assert (run_dir / "synthetic.pt").exists() and (run_dir / "stages" / "distill.json").exists()
@@ -174,14 +180,22 @@ def test_elfdd_serve_runs_a_deployment(server, toy_npz, tmp_path):
         # A config the parameter schema refuses never becomes a flow run; one only the model's cross-field checks
         # refuse fails the run with the cause, before anything is written.
         bad = {"run_dir": str(tmp_path / "bad"), "config": {"seed": "x"}}
-        refused = server.prefect(
-            "deployment", "run", "distill/distill", "--params", json.dumps(bad), ok=False
-        )
+        refused = server.prefect("deployment", "run", "distill/served", "--params", json.dumps(bad), ok=False)
         assert "config.seed" in refused
         bad["config"] = {**config, "extract": {"teacher_epochs": [7]}}
-        state = server.wait(server.start_run("distill/distill", bad))
+        state = server.wait(server.start_run("distill/served", bad))
         assert state["state_type"] == "FAILED" and "teacher_epochs" in state["state"]["message"]
         assert not (tmp_path / "bad").exists()
+
+        # Served beside what `prefect deploy` registered: neither replaces the other (names <flow>/served vs
+        # <flow>/<flow>, the latter keeping its work pool).
+        server.prefect(
+            "work-pool", "create", "elfdd", "--type", "process", ok=None
+        )  # made by the test above, or here
+        server.prefect("--no-prompt", "deploy", "--all")
+        named = [(d["name"], d["work_pool_name"]) for d in server.post("/deployments/filter", {})]
+        assert sorted(named).count(("served", None)) == len(FLOW_NAMES)
+        assert sorted(n for n, pool in named if pool == "elfdd") == sorted(FLOW_NAMES)
     finally:
         serving.terminate()
         serving.wait(30)
