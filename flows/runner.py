@@ -115,15 +115,27 @@ class TaskProgress:
 
 
 def dask_runner(address: str, connect_timeout: float = 10):
-    """prefect-dask's task runner on an existing scheduler; an address nobody answers on is bad input."""
+    """prefect-dask's task runner on an existing scheduler; an address nobody answers on is bad input. The workers
+    are told this process's Prefect API (PREFECT_API_URL, the server's or the temporary one the CLI started), so
+    their task runs report there instead of each starting a temporary server of its own."""
     from distributed import Client
+    from prefect.settings import PREFECT_API_URL
     from prefect_dask import DaskTaskRunner
 
     try:
-        Client(address, timeout=connect_timeout).close()
+        client = Client(address, timeout=connect_timeout)
     except (OSError, TimeoutError, ValueError) as exc:
         raise BadInput(f"no Dask scheduler answers at {address!r}: {str(exc).splitlines()[0]}") from None
+    with client:
+        api = PREFECT_API_URL.value()
+        if api:
+            client.run(use_prefect_api, api)
     return DaskTaskRunner(address=address)
+
+
+def use_prefect_api(api: str) -> None:
+    """On a Dask worker: its Prefect task runs report to ``api``."""
+    os.environ["PREFECT_API_URL"] = api
 
 
 # A worker process holds torch, the data and one student: about 1.5 GB at most (bench/perf.py scale lines). On the

@@ -117,3 +117,19 @@ def test_local_pool_size(monkeypatch, cores, memory_gb, cells, workers, threads,
     monkeypatch.setattr(runner, "available_memory", lambda: memory_gb << 30)
     pool = runner.LocalPool.for_cells(cells, workers, threads, device)
     assert (pool.workers, pool.threads) == expected
+
+
+def test_dask_workers_are_told_the_prefect_api(cluster):
+    """Workers started as the README says know no Prefect server; the runner tells them this process's."""
+    import os
+
+    from distributed import Client
+    from elfdd.flows.runner import dask_runner
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4299/api"}):
+        dask_runner(cluster.scheduler_address)
+    with Client(cluster.scheduler_address) as client:
+        seen = client.run(lambda: os.environ.get("PREFECT_API_URL"))
+        client.run(lambda: os.environ.pop("PREFECT_API_URL", None))  # the other tests' workers know no server
+    assert set(seen.values()) == {"http://127.0.0.1:4299/api"} and len(seen) == 2
