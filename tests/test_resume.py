@@ -196,40 +196,44 @@ def test_partial_epoch_continues_after_its_last_chunk(reference, tmp_path, monke
     assert _outputs("extract", run, config) == _outputs("extract", fresh, config)
 
 
-def test_killed_expert_recording_keeps_the_finished_experts(toy_npz, tmp_path, monkeypatch):
-    """MTT's experts: dying inside the third expert keeps the first two (files untouched); the re-run records the
-    rest, and the trajectories equal a recording in one go."""
+def _killed_recording(toy_npz, tmp_path, monkeypatch, experts: int, epochs: int, call: int):
+    """Record ``experts`` experts of ``epochs`` epochs into ``tmp_path/killed``, killed (KeyboardInterrupt) at the
+    ``call``-th training epoch; returns (record(out) -> manifest with the real training, the epoch-call counter)."""
     from elfdd.pipeline.data import load_data
     from elfdd.pipeline.teachers import experts as experts_module
 
+    overrides = ["data.name=npz", f"data.path={toy_npz}", "distill.mtt.expert_batch=16"]
     config = load_config(
-        None,
-        [
-            "data.name=npz",
-            f"data.path={toy_npz}",
-            "distill.mtt.experts=3",
-            "distill.mtt.expert_epochs=2",
-            "distill.mtt.expert_batch=16",
-        ],
+        None, [*overrides, f"distill.mtt.experts={experts}", f"distill.mtt.expert_epochs={epochs}"]
     )
     data, cpu = load_data(config.data), torch.device("cpu")
     real_epoch, calls = experts_module.train_epoch, []
 
     def train_epoch(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 5:  # the first epoch of the third expert
+        if len(calls) == call:
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
 
+    def record(out):
+        return experts_module.record_experts(data, config.distill, out, cpu, "fp32", seed=0)
+
     monkeypatch.setattr(experts_module, "train_epoch", train_epoch)
-    killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
+        record(tmp_path / "killed")
+    calls.clear()
+    monkeypatch.setattr(experts_module, "train_epoch", lambda *a, **k: calls.append(1) or real_epoch(*a, **k))
+    return record, calls
+
+
+def test_killed_expert_recording_keeps_the_finished_experts(toy_npz, tmp_path, monkeypatch):
+    """MTT's experts: dying inside the third expert keeps the first two (files untouched); the re-run records the
+    rest, and the trajectories equal a recording in one go."""
+    record, _ = _killed_recording(toy_npz, tmp_path, monkeypatch, experts=3, epochs=2, call=5)
+    killed = tmp_path / "killed"
     kept = {p: p.stat().st_mtime_ns for p in sorted(killed.glob("trajectory_*.pt"))}
     assert len(kept) == 2
-    monkeypatch.setattr(experts_module, "train_epoch", real_epoch)
-    resumed = experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
-    whole = experts_module.record_experts(data, config.distill, tmp_path / "whole", cpu, "fp32", seed=0)
+    resumed, whole = record(killed), record(tmp_path / "whole")
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert [t["sha256"] for t in resumed["trajectories"]] == [t["sha256"] for t in whole["trajectories"]]
     assert resumed["complete"] and not (killed / "resume.pt").exists()
@@ -239,37 +243,10 @@ def test_killed_expert_recording_continues_inside_the_expert_it_was_in(toy_npz, 
     """Dying in the third epoch of the first expert: the re-run trains only the epochs left (the resume point holds
     the expert's weights, optimiser, data-order generator and snapshots) and the trajectory equals one recorded in
     one go."""
-    from elfdd.pipeline.data import load_data
-    from elfdd.pipeline.teachers import experts as experts_module
-
-    config = load_config(
-        None,
-        [
-            "data.name=npz",
-            f"data.path={toy_npz}",
-            "distill.mtt.experts=1",
-            "distill.mtt.expert_epochs=4",
-            "distill.mtt.expert_batch=16",
-        ],
-    )
-    data, cpu = load_data(config.data), torch.device("cpu")
-    real_epoch, calls = experts_module.train_epoch, []
-
-    def train_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(experts_module, "train_epoch", train_epoch)
+    record, calls = _killed_recording(toy_npz, tmp_path, monkeypatch, experts=1, epochs=4, call=3)
     killed = tmp_path / "killed"
-    with pytest.raises(KeyboardInterrupt):
-        experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
     assert (killed / "resume.pt").exists() and not list(killed.glob("trajectory_*.pt"))
-    calls.clear()
-    monkeypatch.setattr(experts_module, "train_epoch", lambda *a, **k: calls.append(1) or real_epoch(*a, **k))
-    resumed = experts_module.record_experts(data, config.distill, killed, cpu, "fp32", seed=0)
+    resumed = record(killed)
     assert len(calls) == 2  # epochs 3 and 4 only
-    monkeypatch.setattr(experts_module, "train_epoch", real_epoch)
-    whole = experts_module.record_experts(data, config.distill, tmp_path / "whole", cpu, "fp32", seed=0)
+    whole = record(tmp_path / "whole")
     assert [t["sha256"] for t in resumed["trajectories"]] == [t["sha256"] for t in whole["trajectories"]]
