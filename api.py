@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .pipeline import stages
 from .pipeline.config import RunConfig, load_config
+from .pipeline.config.load import apply_overrides, validate_config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,14 +33,9 @@ if TYPE_CHECKING:
 
 
 def _config(config: str | Path | RunConfig | None, overrides: list[str]) -> RunConfig:
-    if isinstance(config, RunConfig):
-        return load_config(None, [*_flatten(config), *overrides]) if overrides else config
+    if isinstance(config, RunConfig):  # the overrides on top of it, as load_config applies them to a file's
+        return validate_config(apply_overrides(config.model_dump(mode="json"), overrides))
     return load_config(config, overrides)
-
-
-def _flatten(config: RunConfig) -> list[str]:
-    """A config as ``key=value`` overrides (JSON values), so that more overrides can be applied on top."""
-    return [f"{key}={json.dumps(value)}" for key, value in config.model_dump(mode="json").items()]
 
 
 def evaluate(
