@@ -60,24 +60,19 @@ def evaluate(
     if seeds:
         extra.append(f"students.seeds={json.dumps(list(seeds))}")
     run = stages.prepare_run(Path(run_dir), _config(config, extra))
+    cells, started = len(stages.grid(run.config)), time.perf_counter()
+    done = []
+
+    def finished(path: Path) -> None:
+        done.append(path)
+        record = json.loads(path.read_text())
+        accuracy = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
+        left = (time.perf_counter() - started) / len(done) * (cells - len(done))
+        _log(f"cell {len(done)} of {cells} {record['cell']}: {accuracy} (about {left:.0f} s left)")
+
     with _progress(progress):
-        _log(f"run {run.dir.root}: distill, teachers, extract")
-        seconds = stages.stage_store(run)
-        _log("stages " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
-        stages.stage_yardstick(run)
-        cells = stages.grid(run.config)
-        started, done = time.perf_counter(), 0
-        for group in stages.cell_groups(run.config, cells):
-            for path in stages.stage_cell_group(run, group):
-                done += 1
-                record = json.loads(path.read_text())
-                accuracy = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
-                left = (time.perf_counter() - started) / done * (len(cells) - done)
-                _log(f"cell {done} of {len(cells)} {record['cell']}: {accuracy} (about {left:.0f} s left)")
-        if run.config.students.full_data is not None:
-            stages.stage_full_data(run)
-        report = stages.stage_report(run)
-        _log(f"report {report}")
+        _log(f"run {run.dir.root}: distill, teachers, extract, students, report")
+        _log(f"report {stages.stage_run(run, on_cell=finished)}")
     return read_results(run.dir.root)
 
 

@@ -61,7 +61,7 @@ from ..students import (
 from ..teachers import Teacher, stage_teacher
 from ..teachers.full_data import stage_full_data
 from .integrity import run_problems
-from .yardstick import stage_yardstick, yardstick_config, yardstick_run
+from .yardstick import stage_run, stage_yardstick, yardstick_config, yardstick_run
 
 
 def stage_store(run: Run) -> dict[str, float]:
@@ -116,6 +116,7 @@ __all__ = [
     "stage_full_data",
     "stage_key",
     "stage_report",
+    "stage_run",
     "stage_store",
     "stage_teacher",
     "stage_yardstick",

@@ -6,6 +6,9 @@ and seed (report/scores.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from ..config import RunConfig
 from ..distill.stage import stage_distill
 from ..extract import stage_extract
@@ -14,6 +17,7 @@ from ..run import Run, prepare_run
 from ..students import cell_groups, grid, stage_cell_group
 from ..synthetic import load_synthetic
 from ..teachers import stage_teacher
+from ..teachers.full_data import stage_full_data
 from ..teachers.train import checkpoint_name
 
 
@@ -53,16 +57,27 @@ def yardstick_run(run: Run) -> Run:
     return prepare_run(run.dir.yardstick, yardstick_config(run))
 
 
+def stage_run(run: Run, force: bool = False, on_cell: Callable[[Path], None] | None = None) -> Path:
+    """Every stage of ``run`` in this process, each kept while its inputs are unchanged: distill, teachers, extract,
+    the yardstick's run, the cells (by batched groups; ``on_cell`` gets each record's path), the full-data
+    references, the report (its path)."""
+    stage_distill(run, force)
+    stage_teacher(run, force)
+    stage_extract(run, force)
+    stage_yardstick(run, force)
+    for group in cell_groups(run.config, grid(run.config)):
+        for path in stage_cell_group(run, group, force):
+            if on_cell is not None:
+                on_cell(path)
+    if run.config.students.full_data is not None:
+        stage_full_data(run)
+    return stage_report(run)
+
+
 def stage_yardstick(run: Run, force: bool = False) -> Run | None:
-    """Every stage of the yardstick's run in this process (each kept while its inputs are unchanged); None when the
-    run has no yardstick."""
+    """Every stage of the yardstick's run in this process; None when the run has no yardstick."""
     if run.config.students.yardstick is None:
         return None
     sub = yardstick_run(run)
-    stage_distill(sub, force)
-    stage_teacher(sub, force)
-    stage_extract(sub, force)
-    for group in cell_groups(sub.config, grid(sub.config)):
-        stage_cell_group(sub, group, force)
-    stage_report(sub)
+    stage_run(sub, force)
     return sub
