@@ -5,12 +5,17 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 OUT ?= runs/default
 ARGS ?=
 
-.PHONY: run test test-fast install data lint typecheck check smoke clean
+.PHONY: run test test-fast install data lint typecheck check smoke clean lock
 
-$(VENV)/.installed: pyproject.toml
+# requirements/lock.txt is the exact stack (every package, transitive ones too) that `make run`, `make test` and CI
+# install, so the two README commands give the same numbers on every machine; pyproject.toml keeps the ranges a
+# researcher's own environment may use. `make lock` writes the lock again from a fresh resolution.
+LOCK := requirements/lock.txt
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,10 +32,10 @@ data:
 	fi
 
 run: install data
-	$(VENV)/bin/elfdd run --config configs/default.yaml --out $(OUT) $(ARGS)
+	$(VENV)/bin/elfdd run --config default --out $(OUT) $(ARGS)
 
 smoke: install data
-	$(VENV)/bin/elfdd run --config configs/smoke.yaml --out runs/smoke
+	$(VENV)/bin/elfdd run --config smoke --out runs/smoke
 
 test: install data
 	$(PY) -m pytest -q
@@ -42,13 +47,13 @@ test-fast: install data
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-# mypy checks the package by its name, elfdd, which the repository root is installed as (pyproject.toml): through
-# a link named elfdd in a temporary folder, so the check does not depend on what the checkout folder is called.
-TYPED := core models store pipeline flows
 typecheck: install
-	@link=$$(mktemp -d) && ln -s "$(CURDIR)" "$$link/elfdd" && \
-	(cd "$$link" && "$(CURDIR)/$(VENV)/bin/mypy" --config-file "$(CURDIR)/pyproject.toml" $(TYPED:%=-p elfdd.%) -m elfdd.api); \
-	status=$$?; rm -rf "$$link"; exit $$status
+	$(VENV)/bin/mypy -p elfdd
+
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv && .lock-venv/bin/pip install -q '.[dev]' && \
+	(echo "# The exact stack of make run / make test / CI (make lock writes it; pyproject.toml has the ranges)."; \
+	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^elfdd') > $(LOCK) && rm -rf .lock-venv
 
 # What CI runs: the gates, then the whole suite.
 check: lint typecheck test

@@ -1,7 +1,7 @@
-"""The cross-architecture study at convergence (configs/study.yaml): one store, then arms trained from it; writes
+"""The cross-architecture study at convergence (src/elfdd/configs/study.yaml): one store, then arms trained from it; writes
 docs/results.md (headline table, goal check, ablations, lambda grid) and docs/results.json (every arm's raw runs).
 
-    python bench/cross_arch.py [--config configs/study.yaml] [--out runs/study] [--arms elfdd,reference,...]
+    python bench/cross_arch.py [--config study] [--out runs/study] [--arms elfdd,reference,...]
                                [--docs docs] [--set KEY=VALUE ...]
 
 Arms (each a set of `students.*` overrides; the study's baselines come with `elfdd`):
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from arms import build_store, train_arm
+
 from elfdd.pipeline import stages
 from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
 
@@ -260,7 +261,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/study.yaml")
+    parser.add_argument("--config", default="study")
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--docs", default="docs", help="where results.md and results.json go")

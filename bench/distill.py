@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from elfdd.core.errors import BadInput
 from elfdd.models import create_model
 from elfdd.pipeline.config import load_config

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 import torch
+
 from elfdd.models import adapter_pair, create_model
 from elfdd.pipeline import stages
 from elfdd.pipeline.students import Cell, elf_losses

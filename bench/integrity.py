@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from elfdd.store import writer
 from elfdd.store.reader import FeatureStore
 

@@ -1,7 +1,7 @@
 """The two remedies side by side (issue 35): every set distilled by bench/sets.py (DM, DSA, MTT, the random-subset
 yardstick; MetaDD when distilled) evaluated the same way: the study's two width-matched teachers (its kept
 checkpoints, imported: the teachers do not depend on the set), one store per set, and per set ConvNet, ResNet18,
-VGG11, AlexNet and MLP x baseline and ELF (elfdd's defaults of configs/study.yaml) x seeds 0-2 x 300 epochs on the
+VGG11, AlexNet and MLP x baseline and ELF (elfdd's defaults of src/elfdd/configs/study.yaml) x seeds 0-2 x 300 epochs on the
 full test set.
 
     nohup .venv/bin/python bench/methods.py >> bench/methods/methods.log 2>&1 &     # resumable
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from arms import train_grid
+
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
@@ -33,7 +34,7 @@ from elfdd.pipeline.synthetic import load_synthetic
 
 STUDY = Path("bench/study/store/checkpoints")
 STUDENTS = ["convnet", "resnet18", "vgg11", "alexnet", "mlp"]
-# The study's own set (configs/study.yaml: DM IPC 10, 1000 iterations), taken from its store rather than distilled
+# The study's own set (src/elfdd/configs/study.yaml: DM IPC 10, 1000 iterations), taken from its store rather than distilled
 # again by bench/sets.py.
 STUDY_SET = "dm_ipc10"
 # The sets evaluated with the soft-label arms too (issue 35): kd (soft labels + task loss) and elf_kd (ELF + them).
@@ -51,7 +52,7 @@ def set_source(name: str, sets: Path) -> tuple[Path, list[str], str]:
 
 
 def teachers_override(study: Path) -> str:
-    """The study's two teachers, imported from its checkpoints at epochs 5 and 10 (configs/study.yaml)."""
+    """The study's two teachers, imported from its checkpoints at epochs 5 and 10 (src/elfdd/configs/study.yaml)."""
 
     def teacher(teacher_id: str, kwargs: str) -> str:
         paths = ", ".join(str((study / teacher_id / f"epoch_{e:04d}.pt").resolve()) for e in (5, 10))
@@ -249,7 +250,7 @@ def main() -> None:
     parser.add_argument("--sets-dir", default="bench/sets", help="where bench/sets.py put the sets")
     parser.add_argument("--sets", default="", help="comma-separated set names (default: every finished set)")
     parser.add_argument("--out", default="bench/methods")
-    parser.add_argument("--config", default="configs/study.yaml")
+    parser.add_argument("--config", default="study")
     parser.add_argument("--docs", default="docs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     parser.add_argument("--render", action="store_true", help="only render docs/methods.md from kept results")

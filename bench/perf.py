@@ -43,6 +43,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sweep import batched_over_sequential, reset_peak_rss, status_mb
+from torch.nn import functional as F
+
 from elfdd.models import adapter_pair, create_model
 from elfdd.pipeline import augment
 from elfdd.pipeline.config import load_config
@@ -60,8 +63,6 @@ from elfdd.pipeline.training import (
     sgd_with_half_decay,
 )
 from elfdd.store.reader import FeatureDataset, FeatureStore, InMemoryFeatures
-from sweep import batched_over_sequential, reset_peak_rss, status_mb
-from torch.nn import functional as F
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]
@@ -403,7 +404,7 @@ def main() -> None:
         )
         print(f"ratio extract_over_bare_forward {extract / bare:.3f}")
 
-        config_file = ROOT / "configs" / ("smoke.yaml" if quick else "default.yaml")
+        config_file = ROOT / "src" / "elfdd" / "configs" / ("smoke.yaml" if quick else "default.yaml")
         overrides = ["students.archs=[convnet]"] if quick else []
         first, rerun = make_run_seconds(config_file, work / "run", overrides)
         print(

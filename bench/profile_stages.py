@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
@@ -28,7 +30,6 @@ from elfdd.pipeline.students import Cell, StudentContext, train_cell
 from elfdd.pipeline.teachers import load_manifest, train_teacher
 from elfdd.pipeline.training import configure_threads
 from elfdd.store.reader import FeatureDataset
-from torch.profiler import ProfilerActivity, profile
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def main() -> None:
     configure_threads(args.threads)
     print(f"# {time.strftime('%Y-%m-%d')} {args.threads} threads torch {torch.__version__}")
     config = load_config(
-        ROOT / "configs" / "default.yaml",
+        ROOT / "src" / "elfdd" / "configs" / "default.yaml",
         [
             "precision=fp32",
             "distill.iterations=5",

@@ -1,7 +1,7 @@
 """The report where users look: a real Prefect server, a run whose report flow publishes the `elfdd-report`
 artifact to it, and headless Chromium (Debian's `chromium`) opening the artifact page as a user would.
 
-    python bench/report_ui.py [--run runs/report_ui] [--config configs/smoke.yaml] [--screenshot FILE]
+    python bench/report_ui.py [--run runs/report_ui] [--config smoke] [--screenshot FILE]
 
 Prints `images N loaded M` (every <img> on the artifact page and how many decoded) and exits 1 when the page shows
 no image or any image fails to load. The run is kept, so a rerun only starts the server and the browser again.
@@ -136,7 +136,7 @@ IMAGES = """Array.from(document.images).map(i => ({src: i.src.slice(0, 60), comp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/report_ui")
-    parser.add_argument("--config", default="configs/smoke.yaml")
+    parser.add_argument("--config", default="smoke")
     parser.add_argument("--screenshot", default=None, help="write the artifact page as PNG here")
     parser.add_argument("--wait", type=float, default=30, help="seconds to let the page render its images")
     args = parser.parse_args()

@@ -4,7 +4,7 @@ directory, resumably, and write down each one's budget, its time and its publish
     nohup .venv/bin/python bench/sets.py --out bench/sets --threads 1 >> bench/sets/sets.log 2>&1 &
     .venv/bin/python bench/sets.py --out bench/sets --sets dm_ipc1     # one set
 
-Each set is the distill stage of ``configs/study.yaml`` (the study's data, seed and distillation ConvNet) with the
+Each set is the distill stage of ``src/elfdd/configs/study.yaml`` (the study's data, seed and distillation ConvNet) with the
 set's overrides, in ``OUT/<name>/``: a finished set is kept (its stage key), a killed one continues from its
 resume point (``distill.resume_every``). After every set, ``OUT/sets.json`` records per set its overrides, the
 seconds the distillation took (only when it ran in this invocation; a kept set keeps the recorded time), its
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.synthetic import load_synthetic
@@ -101,7 +102,7 @@ def distil(out: Path, name: str, overrides: list[str], config_path: str) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/sets")
-    parser.add_argument("--config", default="configs/study.yaml")
+    parser.add_argument("--config", default="study")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Stability of ELF students: the default config's student grid over many seeds, on the default store, per arm.
 
-    python bench/stability.py [--config configs/default.yaml] [--seeds 10] [--precision fp32|bf16|auto]
+    python bench/stability.py [--config default] [--seeds 10] [--precision fp32|bf16|auto]
                               [--arm LABEL=KEY=VALUE[;KEY=VALUE...]] ... [--elf-only] [--out runs/stability]
 
 The store is the one the config makes (distill, teacher and extract of `--config` at `--precision`, built once in
@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from arms import build_store, parse_arm, train_arm
+
 from elfdd.pipeline import stages
 from elfdd.pipeline.report import arm, baselines, converged, figure1, mean_accuracy, paired_gain
 from elfdd.pipeline.training import resolve_device, resolve_precision
@@ -88,7 +89,7 @@ def num_classes(results: dict) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--config", default="default")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--arm", action="append", default=[], help="LABEL=KEY=VALUE[;KEY=VALUE...]")

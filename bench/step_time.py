@@ -21,9 +21,10 @@ import statistics
 import time
 
 import torch
+from torch.nn import functional as F
+
 from elfdd.models import create_model
 from elfdd.pipeline.training import autocast, cpu_has_native_bf16
-from torch.nn import functional as F
 
 
 def step_seconds(
@@ -93,7 +94,7 @@ def dm_passes(repeats: int) -> None:
     from elfdd.pipeline.distill import distill
 
     root = Path(__file__).resolve().parents[1]
-    config = load_config(root / "configs" / "default.yaml", ["distill.iterations=10"])
+    config = load_config(root / "src" / "elfdd" / "configs" / "default.yaml", ["distill.iterations=10"])
     data = load_data(config.data, config.seed)
     times: dict[int, list[float]] = {training.CPU_INFERENCE_BATCH: [], 10**9: []}
     for _ in range(repeats):  # interleaved

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import ExtractConfig
 from elfdd.pipeline.students import Cell, StudentContext, train_cell

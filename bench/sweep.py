@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from elfdd.pipeline.students import Cell, StudentContext, train_cell, train_group
 from elfdd.store.reader import FeatureDataset
 

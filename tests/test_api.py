@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-from elfdd import api
 from helpers import TINY_RUN
+
+from elfdd import api
 
 
 def _overrides(toy_npz) -> list[str]:

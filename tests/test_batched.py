@@ -11,10 +11,11 @@ import sys
 import time
 
 import pytest
+from helpers import TINY_RUN, staged_run
+
 from elfdd.models import anatomy_of, list_models
 from elfdd.pipeline import stages
 from elfdd.pipeline.students import CellInputs, batchable, train_cell, train_group
-from helpers import TINY_RUN, staged_run
 
 # Three cells that differ in seed, lambda and teacher epoch: one group.
 AXES = [

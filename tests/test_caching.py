@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from elfdd.pipeline import stages
 from helpers import TINY_RUN, reference_job, staged_run
+
+from elfdd.pipeline import stages
 
 
 @pytest.fixture()

@@ -7,9 +7,10 @@ import re
 import shutil
 
 import pytest
+from helpers import TINY_RUN, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.store.reader import FeatureDataset
-from helpers import TINY_RUN, staged_run
 
 ARRAYS = {
     "features": "teachers/teacher/epoch_0002/block3",

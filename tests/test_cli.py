@@ -46,7 +46,7 @@ def _sets(items):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, fashion_mnist_available):
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = elfdd("run", "--config", "configs/smoke.yaml", "--out", str(out), *_sets(TINY))
+    result = elfdd("run", "--config", "smoke", "--out", str(out), *_sets(TINY))
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -91,7 +91,7 @@ def test_students_alone_from_an_existing_store(smoke_run, tmp_path):
     result = elfdd(
         "students",
         "--config",
-        "configs/smoke.yaml",
+        "smoke",
         "--out",
         str(tmp_path / "s"),
         *_sets([*TINY, "students.archs=[mlp]", f"students.store={out / 'store.zarr'}"]),
@@ -162,9 +162,7 @@ def test_rerun_with_another_student_list_trains_only_the_students(smoke_run):
     markers = {p.name: p.read_text() for p in (out / "stages").glob("*.json")}
     assert {"distill.json", "extract.json"} < set(markers) and any(m.startswith("teacher-") for m in markers)
     synthetic = (out / "synthetic.pt").stat().st_mtime_ns
-    result = elfdd(
-        "run", str(out), "--config", "configs/smoke.yaml", *_sets([*TINY, "students.archs=[mlp,lenet]"])
-    )
+    result = elfdd("run", str(out), "--config", "smoke", *_sets([*TINY, "students.archs=[mlp,lenet]"]))
     assert result.returncode == 0, result.stderr[-3000:]
     assert {s: (out / "stages" / s).read_text() for s in markers} == markers
     assert (out / "synthetic.pt").stat().st_mtime_ns == synthetic

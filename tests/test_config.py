@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from elfdd.core.errors import BadInput
-from elfdd.pipeline.config import load_config, validate_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from elfdd.core.errors import BadInput
+from elfdd.pipeline.config import load_config, validate_config
 
 
 def test_defaults_and_overrides():
@@ -55,7 +56,7 @@ def test_shipped_configs_validate():
     from helpers import ROOT
 
     for name in ("default.yaml", "smoke.yaml"):
-        load_config(ROOT / "configs" / name)
+        load_config(ROOT / "src" / "elfdd" / "configs" / name)
 
 
 @settings(max_examples=40, deadline=None)
@@ -79,12 +80,13 @@ def test_an_old_students_key_is_refused_naming_it(old):
 
 
 def test_a_packaged_config_is_addressable_by_name_from_any_directory(tmp_path, monkeypatch):
-    from elfdd.pipeline.config.load import load_config, packaged_configs
     from helpers import ROOT
+
+    from elfdd.pipeline.config.load import load_config, packaged_configs
 
     monkeypatch.chdir(tmp_path)
     assert set(packaged_configs()) == {"default", "smoke", "study"}
-    assert load_config("smoke") == load_config(ROOT / "configs" / "smoke.yaml")
+    assert load_config("smoke") == load_config(ROOT / "src" / "elfdd" / "configs" / "smoke.yaml")
     with pytest.raises(
         BadInput, match=r"config nope: no such file, and no packaged config of that name \(default"
     ):
@@ -102,3 +104,15 @@ def test_every_config_field_has_a_description_for_the_run_form():
                if not spec.get("description")]  # fmt: skip
     assert missing == []
     assert len([1 for _, model in models for _ in model.get("properties", {})]) > 100
+
+
+def test_the_config_reference_page_is_current():
+    """docs/config.md is written from RunConfig's fields and descriptions; a field added or described anew without
+    writing it again fails here."""
+    from helpers import ROOT
+
+    from elfdd.pipeline.config.reference import config_reference
+
+    assert (ROOT / "docs" / "config.md").read_text() == config_reference(), (
+        "docs/config.md is stale: python -m elfdd.pipeline.config.reference > docs/config.md"
+    )

@@ -8,12 +8,13 @@ import shutil
 
 import pytest
 import torch
+from helpers import TINY_RUN, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.core.io import content_sha256
 from elfdd.flows.flows import extract_flow, students_flow
 from elfdd.pipeline import stages
 from elfdd.store.reader import FeatureStore
-from helpers import TINY_RUN, staged_run
 
 pytestmark = pytest.mark.slow  # dask clusters in processes of their own
 
@@ -124,8 +125,9 @@ def test_dask_workers_are_told_the_prefect_api(cluster):
     import os
 
     from distributed import Client
-    from elfdd.flows.runner import dask_runner
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from elfdd.flows.runner import dask_runner
 
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4299/api"}):
         dask_runner(cluster.scheduler_address)

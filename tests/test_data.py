@@ -6,10 +6,11 @@ import pickle
 
 import numpy as np
 import pytest
+from helpers import class_images, write_idx
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline.config import DataConfig
 from elfdd.pipeline.data import load_data, read_idx
-from helpers import class_images, write_idx
 
 
 def _idx_folder(folder, gz=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.distill import distill
@@ -193,9 +194,10 @@ def test_zca_whitens_with_train_statistics_applied_to_test():
 
 
 def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_npz, tmp_path):
+    from helpers import staged_run
+
     from elfdd.core.errors import BadInput
     from elfdd.pipeline import stages
-    from helpers import staged_run
 
     overrides = [
         "precision=fp32",
@@ -224,9 +226,10 @@ def test_zca_run_saves_its_statistics_and_stores_refuse_another_input_space(toy_
 
 
 def test_students_train_with_the_lr_mtt_learned_when_asked(toy_npz, tmp_path):
+    from helpers import staged_run
+
     from elfdd.pipeline import stages
     from elfdd.pipeline.students import Cell
-    from helpers import staged_run
 
     overrides = ["precision=fp32", "distill.method=mtt", "distill.ipc=1", "distill.iterations=2"]
     overrides += ["distill.mtt.experts=1", "distill.mtt.expert_epochs=2", "distill.mtt.syn_steps=2"]

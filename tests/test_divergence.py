@@ -7,6 +7,9 @@ import json
 
 import pytest
 import torch
+from helpers import TINY_RUN, reference_job, staged_run
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from elfdd.core.errors import StudentDiverged
 from elfdd.models import adapter_pair, create_model, list_models
 from elfdd.pipeline import augment, stages
@@ -15,8 +18,6 @@ from elfdd.pipeline.students import Cell, elf_losses
 from elfdd.pipeline.students import train as students_module
 from elfdd.pipeline.students.train import student_view
 from elfdd.pipeline.training import NonFiniteWatch
-from helpers import TINY_RUN, reference_job, staged_run
-from torch.utils._python_dispatch import TorchDispatchMode
 
 DIVERGE_CONVNET = "students.arch_lr={convnet: 1.0e12}"
 

@@ -11,9 +11,10 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT, TINY_RUN, reference_job, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
-from helpers import ROOT, TINY_RUN, reference_job, staged_run
 
 
 def test_every_file_of_a_run_honours_the_umask(toy_npz, tmp_path):
@@ -210,6 +211,7 @@ def test_store_damage_after_the_run_is_found_and_a_rerun_makes_the_store_again(f
     import json
 
     import zarr
+
     from elfdd.store.verify import verify_store
 
     run, config = finished_run

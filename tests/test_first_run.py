@@ -7,13 +7,14 @@ import json
 
 import pytest
 import torch
+from helpers import TINY_RUN, reference_job
+
 from elfdd.core.io import sha256_file
 from elfdd.models import anatomy as anatomy_module
 from elfdd.models import anatomy_of, list_models
 from elfdd.pipeline import inference, stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.students import pairing as pairing_module
-from helpers import TINY_RUN, reference_job
 
 
 def _forget_the_machine(monkeypatch, folder) -> None:

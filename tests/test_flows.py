@@ -7,11 +7,12 @@ import errno
 import json
 
 import pytest
+from helpers import TINY_RUN, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.flows import flows
 from elfdd.flows.runner import is_transient
 from elfdd.pipeline import stages
-from helpers import TINY_RUN, staged_run
 
 GRID = [*TINY_RUN, "students.archs=[convnet,mlp]", "students.loss_modes=[task]"]
 
@@ -82,9 +83,10 @@ def test_permanent_failure_keeps_finished_work_and_fails_the_flow(run, monkeypat
 
 @pytest.mark.slow
 def test_stage_flows_publish_artifacts(toy_npz, tmp_path):
-    from elfdd.pipeline.config import load_config
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from elfdd.pipeline.config import load_config
 
     config = load_config(None, ["data.name=npz", f"data.path={toy_npz}", *GRID])
     root = str(tmp_path / "run")
@@ -108,9 +110,10 @@ def test_stage_flows_publish_artifacts(toy_npz, tmp_path):
 
 
 def test_cli_flow_runs_are_named_by_stage_and_directory_and_tagged(toy_npz, tmp_path):
-    from elfdd.flows.cli import main
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from elfdd.flows.cli import main
 
     out = tmp_path / "named"
     sets = [arg for item in ["data.name=npz", f"data.path={toy_npz}", *GRID] for arg in ("--set", item)]

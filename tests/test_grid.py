@@ -7,10 +7,11 @@ import json
 import re
 
 import pytest
+from helpers import TINY_RUN, reference_job, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from helpers import TINY_RUN, reference_job, staged_run
 
 GRID = [
     "students.archs=[mlp,lenet]",
@@ -112,9 +113,10 @@ def test_torchvision_students_train_with_elf_split_by_shape(grid_run, student, s
 
 
 def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
-    from elfdd.flows.flows import report_flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from elfdd.flows.flows import report_flow
 
     run, config = grid_run
     for job in stages.grid(config):

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from helpers import TINY_RUN
+
 from elfdd.core.errors import BadInput
 from elfdd.flows.cli import main
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.formats import list_formats
 from elfdd.pipeline.synthetic import load_synthetic
-from helpers import TINY_RUN
 
 GRID = [*TINY_RUN, "students.archs=[convnet]"]
 
@@ -226,8 +227,9 @@ def test_an_mtt_set_given_as_its_images_file_brings_its_labels_and_lr(toy_npz, t
 
 
 def test_an_image_folder_of_jpegs_is_read_as_a_set(tmp_path):
-    from elfdd.pipeline.formats import png
     from PIL import Image
+
+    from elfdd.pipeline.formats import png
 
     rng = np.random.default_rng(0)
     for label in (0, 1):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import inference
 from elfdd.pipeline.training import inference_batch

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
+from helpers import clean_store
+
 from elfdd.store import writer
 from elfdd.store.inspect import (
     centroid_separation,
@@ -15,7 +17,6 @@ from elfdd.store.inspect import (
     open_view_params,
     plot_stats,
 )
-from helpers import clean_store
 
 
 def _numpy_cka(x: np.ndarray, y: np.ndarray) -> float:

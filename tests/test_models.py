@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from elfdd.models import FeatureAdapter, adapter_pair, create_model, forward_with_features, list_models
 
 MODELS = list_models()

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_RUN, reference_job, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from elfdd.pipeline.losses import LOSS_TERMS, feature_loss, list_feature_losses
 from elfdd.pipeline.synthetic import load_synthetic
 from elfdd.store.reader import FeatureStore
-from helpers import TINY_RUN, reference_job, staged_run
 
 TINY = TINY_RUN
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import TINY_RUN
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
-from helpers import TINY_RUN
 
 SGD = {"momentum": 0.9, "weight_decay": 5e-4, "batch_size": 256, "dsa": True, "grad_clip": None}
 # (epochs, lr or "learned", number of evaluations) as read from each code base (pipeline/config/protocols.py cites

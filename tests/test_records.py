@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline.report import build_results, scores
 from elfdd.pipeline.report.sections import scores_section

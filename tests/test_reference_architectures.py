@@ -13,8 +13,9 @@ listed (the reference's ResNet applies ReLU and its pools functionally).
 from __future__ import annotations
 
 import pytest
-from elfdd.models import create_model
 from torch import nn
+
+from elfdd.models import create_model
 
 
 def _block(c_in: int, c_out: int) -> str:

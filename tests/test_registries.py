@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from elfdd.core.errors import BadInput
 from elfdd.flows.cli import main
 from elfdd.pipeline import data as data_module

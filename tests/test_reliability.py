@@ -12,14 +12,15 @@ import time
 import numpy as np
 import pytest
 import zarr
+from helpers import TINY_RUN, reference_job, staged_run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from elfdd.core.errors import BadInput, NumericalFault
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config, validate_config
 from elfdd.pipeline.run.lock import run_lock
 from elfdd.store.chunks import chunk_hashes
-from helpers import TINY_RUN, reference_job, staged_run
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 HOLD = "import sys, time; from pathlib import Path; from elfdd.pipeline.run.lock import run_lock\n" + (
     "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)\n"

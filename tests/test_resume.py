@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from elfdd.core.io import content_sha256
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config

@@ -7,12 +7,13 @@ import json
 import math
 
 import pytest
+from helpers import TINY_RUN
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.report import scores
 from elfdd.pipeline.synthetic import load_synthetic
-from helpers import TINY_RUN
 
 REFERENCE = {"view_policy": "replay"}
 

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_RUN, reference_job, staged_run
+from torch.nn import functional as F
+
 from elfdd.pipeline import stages
 from elfdd.pipeline.losses import logit_loss
 from elfdd.store.reader import FeatureStore
-from helpers import TINY_RUN, reference_job, staged_run
-from torch.nn import functional as F
 
 SOFT = [
     *TINY_RUN,

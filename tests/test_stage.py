@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from elfdd.flows import flows
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import RunConfig

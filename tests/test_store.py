@@ -6,13 +6,14 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from helpers import clean_store
+
 from elfdd.core.errors import BadInput
 from elfdd.core.io import content_sha256
 from elfdd.store import writer
 from elfdd.store.inspect import feature_stats, open_features
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.verify import verify_store
-from helpers import clean_store
 
 
 def make_store(path, **kwargs):

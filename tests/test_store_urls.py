@@ -8,6 +8,8 @@ import uuid
 
 import numpy as np
 import pytest
+from helpers import TINY_RUN, clean_store, reference_job, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline import stages
 from elfdd.pipeline.synthetic import load_synthetic
@@ -15,7 +17,6 @@ from elfdd.store import location
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureDataset
 from elfdd.store.verify import verify_store
-from helpers import TINY_RUN, clean_store, reference_job, staged_run
 
 
 def _memory_url() -> str:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from helpers import clean_store
+
 from elfdd.core.errors import BadInput
 from elfdd.pipeline.config import load_config
 from elfdd.store import writer
@@ -16,7 +18,6 @@ from elfdd.store.codecs import CodecSpec
 from elfdd.store.reader import FeatureDataset
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store
-from helpers import clean_store
 
 
 @pytest.fixture

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from helpers import TINY_RUN
+from torch import nn
+
 from elfdd.flows.cli import main
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.data import load_data
 from elfdd.pipeline.synthetic import load_synthetic
-from helpers import TINY_RUN
-from torch import nn
 
 CLASSES = 4
 

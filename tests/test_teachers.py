@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import reference_job, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.flows.cli import main as cli_main
 from elfdd.models import anatomy_of, list_models
@@ -24,7 +26,6 @@ from elfdd.pipeline.teachers import teacher_at
 from elfdd.store.inspect import feature_stats
 from elfdd.store.reader import FeatureStore
 from elfdd.store.verify import verify_store
-from helpers import reference_job, staged_run
 
 # The reference's pools on 28x28 grey images: a 128- and a 512-wide ConvNet, both 4x4 at block3.
 POOL = {"convnet": (128, 4, 4), "convnet_w512": (512, 4, 4)}

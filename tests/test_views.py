@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import clean_store, reference_job, staged_run
+
 from elfdd.core.errors import BadInput
 from elfdd.models import create_model, list_models
 from elfdd.pipeline import augment, stages
@@ -16,7 +18,6 @@ from elfdd.pipeline.students.train import student_view
 from elfdd.store.reader import FeatureDataset, FeatureStore
 from elfdd.store.stream import ChunkShuffleSampler, feature_loader
 from elfdd.store.verify import verify_store
-from helpers import clean_store, reference_job, staged_run
 
 VIEWS = 5
 TINY = [

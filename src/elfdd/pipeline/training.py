@@ -137,7 +137,14 @@ class Progress:
 
     def __call__(self, step: int, message: str = "") -> None:
         if self.due(step):
-            log.info("%s %d/%d %s", self.what, step, self.total, message)
+            log.info(
+                "%s %d/%d %s",
+                self.what,
+                step,
+                self.total,
+                message,
+                extra={"progress": (self.what, step, self.total)},
+            )
 
 
 class NonFiniteWatch:

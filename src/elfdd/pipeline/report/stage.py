@@ -84,10 +84,21 @@ def _synthetic_meta(run: Run, synthetic: SyntheticSet | None) -> dict[str, Any]:
     }
 
 
-def summary_line(run: RunDir) -> str:
+def summary_table(run: RunDir) -> str:
+    """The run's mean test accuracy per student (rows) and arm (columns), at the reference view policy, as a short
+    plain-text table for a terminal."""
     results = json.loads(run.results.read_text())
     cells = [s for s in results["summary"] if at_reference(s, results["reference"], ("view_policy",))]
-    return ", ".join(f"{s['student']}/{arm(s)} {summary_value(s)}" for s in cells)
+    students = list(dict.fromkeys(s["student"] for s in cells))
+    arms = list(dict.fromkeys(arm(s) for s in cells))
+    value = {(s["student"], arm(s)): summary_value(s) for s in cells}
+    rows = [["student", *arms]] + [
+        [student, *(value.get((student, a), "-") for a in arms)] for student in students
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]  # fmt: skip
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
 def diverged_runs(run: RunDir) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..core.errors import BadInput
 from ..pipeline import stages
 from ..pipeline.config import RunConfig
 from ..pipeline.run.lock import claimed_run
+from ..pipeline.students import read_record
 from ..pipeline.training import resolve_device
 from ..store import location
 from . import artifacts
@@ -41,6 +43,15 @@ def forward_logs() -> None:
         # Only the API handler: another one (a console's, a test's capture) also sees the records through the root.
         if isinstance(handler, APILogHandler) and handler not in target.handlers:
             target.addHandler(handler)
+
+
+def announce_flow_run() -> None:
+    """Where to watch the run: the top flow run's page in the UI, when the user set a server (PREFECT_API_URL; the
+    temporary server the CLI starts otherwise has no UI and is gone when the command ends)."""
+    from prefect.runtime import flow_run
+
+    if os.environ.get("PREFECT_API_URL") and flow_run.get_parent_flow_run_id() is None:
+        logging.getLogger("elfdd").info("flow run %s: %s", flow_run.get_name(), flow_run.ui_url)
 
 
 RETRYING: dict[str, Any] = {
@@ -74,6 +85,7 @@ def opened_run(run_dir: str, config: RunConfig | None) -> Iterator[stages.Run]:
     """What every flow does first: forward elfdd's logs to the flow run, claim the run directory (its lock; a
     refusal leaves it as found: pipeline.run.lock.claimed_run) and open it (open_run)."""
     forward_logs()
+    announce_flow_run()
     with claimed_run(location.local_dir(run_dir)):
         yield open_run(run_dir, config)
 
@@ -236,10 +248,28 @@ def students_flow(
             for group in groups
         ]
         progress = artifacts.artifact_key("students", run.dir.root)
-        run_tasks(student_task, calls, dask_address, progress=progress, pool=pool)
+        run_tasks(
+            student_task,
+            calls,
+            dask_address,
+            progress=progress,
+            pool=pool,
+            describe=accuracies,
+            what="students",
+        )
         if config.students.full_data is not None:
             full_data_task(run_dir, config)
         return report_task(run_dir, config)
+
+
+def accuracies(records: list[str]) -> str:
+    """What a finished student task gave: each cell's test accuracy (``convnet__task__seed0 81.2 %``)."""
+    said = []
+    for path in records:
+        record = read_record(Path(path))
+        accuracy = record["test_acc"]
+        said.append(f"{record['cell']} {'diverged' if accuracy is None else f'{100 * accuracy:.1f} %'}")
+    return ", ".join(said)
 
 
 @flow(name="report", flow_run_name="report {run_dir}")

@@ -27,7 +27,7 @@ from ..extract import (
     stage_extract_epoch,
     teacher_source,
 )
-from ..report.stage import diverged_runs, stage_report, summary_line
+from ..report.stage import diverged_runs, stage_report, summary_table
 from ..run import (
     KeyedStage,
     Run,
@@ -91,7 +91,7 @@ __all__ = [
     "data_fingerprint",
     "data_for",
     "diverged_runs",
-    "summary_line",
+    "summary_table",
     "extract_run_store",
     "extraction_inputs",
     "feature_cell",

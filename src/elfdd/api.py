@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .core.console import Countdown, console_handler
 from .pipeline import stages
 from .pipeline.config import RunConfig, load_config
 from .pipeline.config.load import apply_overrides, validate_config
@@ -30,6 +30,8 @@ from .pipeline.config.load import apply_overrides, validate_config
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
+
+_LOG = logging.getLogger("elfdd.api")
 
 
 def _config(config: str | Path | RunConfig | None, overrides: list[str]) -> RunConfig:
@@ -60,19 +62,19 @@ def evaluate(
     if seeds:
         extra.append(f"students.seeds={json.dumps(list(seeds))}")
     run = stages.prepare_run(Path(run_dir), _config(config, extra))
-    cells, started = len(stages.grid(run.config)), time.perf_counter()
-    done = []
+    countdown: list[Countdown] = []  # started with the grid (after distill, teachers, extract, yardstick)
 
     def finished(path: Path) -> None:
-        done.append(path)
         record = json.loads(path.read_text())
         accuracy = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
-        left = (time.perf_counter() - started) / len(done) * (cells - len(done))
-        _log(f"cell {len(done)} of {cells} {record['cell']}: {accuracy} (about {left:.0f} s left)")
+        countdown[-1].done(f"{record['cell']}: {accuracy}")
 
     with _progress(progress):
-        _log(f"run {run.dir.root}: distill, teachers, extract, students, report")
-        _log(f"report {stages.stage_run(run, on_cell=finished)}")
+        _LOG.info("run %s: distill, teachers, extract, students, report", run.dir.root)
+        report = stages.stage_run(
+            run, on_cell=finished, on_grid=lambda total: countdown.append(Countdown("cell", total, _LOG))
+        )
+        _LOG.info("report %s", report)
     return read_results(run.dir.root)
 
 
@@ -133,8 +135,7 @@ class _progress:
     def __enter__(self) -> _progress:
         target = logging.getLogger("elfdd")
         if self.enabled and not target.hasHandlers():
-            self.handler = logging.StreamHandler(sys.stdout)
-            self.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            self.handler = console_handler("auto", sys.stdout)  # bars in a notebook or a terminal, else lines
             target.addHandler(self.handler)
             self.level = target.level
             target.setLevel(logging.INFO)
@@ -144,8 +145,5 @@ class _progress:
         if self.handler is not None:
             target = logging.getLogger("elfdd")
             target.removeHandler(self.handler)
+            self.handler.close()
             target.setLevel(self.level)
-
-
-def _log(message: str) -> None:
-    logging.getLogger("elfdd.api").info(message)

@@ -148,7 +148,9 @@ def train_teacher(
         test_acc = evaluate(model, data.x_test, data.y_test, device, precision)
         manifest["history"].append({"epoch": epoch, "lr": lr, "train_acc": train_acc, "test_acc": test_acc})
         log.info(
-            "teacher %s epoch %d/%d train %.4f test %.4f", cfg.id, epoch, cfg.epochs, train_acc, test_acc
+            "teacher %s epoch %d/%d train %.4f test %.4f",
+            *(cfg.id, epoch, cfg.epochs, train_acc, test_acc),
+            extra={"progress": (f"teacher {cfg.id}", epoch, cfg.epochs)},
         )
         if epoch in cfg.checkpoint_epochs:
             checkpoint(epoch, train_acc, test_acc)

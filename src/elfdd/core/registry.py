@@ -4,7 +4,10 @@ names listed."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+from .plugins import load_plugins
 
 T = TypeVar("T")
 
@@ -16,8 +19,38 @@ class Registry(dict[str, T]):
         super().__init__()
         self.kind = kind
 
+    # Every read loads the installed plug-ins first (core/plugins.py); registering does not, so elfdd's own modules
+    # register their entries at import without loading a plug-in that imports them in turn.
+    def __contains__(self, name: object) -> bool:
+        load_plugins()
+        return super().__contains__(name)
+
+    def __getitem__(self, name: str) -> T:
+        load_plugins()
+        return super().__getitem__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        load_plugins()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        load_plugins()
+        return super().__len__()
+
+    def items(self) -> Any:
+        load_plugins()
+        return super().items()
+
+    def values(self) -> Any:
+        load_plugins()
+        return super().values()
+
+    def keys(self) -> Any:
+        load_plugins()
+        return super().keys()
+
     def register(self, name: str, entry: T) -> None:
-        if name in self:
+        if super().__contains__(name):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self[name] = entry
 

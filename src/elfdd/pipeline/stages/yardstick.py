@@ -57,15 +57,23 @@ def yardstick_run(run: Run) -> Run:
     return prepare_run(run.dir.yardstick, yardstick_config(run))
 
 
-def stage_run(run: Run, force: bool = False, on_cell: Callable[[Path], None] | None = None) -> Path:
+def stage_run(
+    run: Run,
+    force: bool = False,
+    on_cell: Callable[[Path], None] | None = None,
+    on_grid: Callable[[int], None] | None = None,
+) -> Path:
     """Every stage of ``run`` in this process, each kept while its inputs are unchanged: distill, teachers, extract,
-    the yardstick's run, the cells (by batched groups; ``on_cell`` gets each record's path), the full-data
-    references, the report (its path)."""
+    the yardstick's run, the cells (by batched groups; ``on_grid`` gets the number of cells as they start,
+    ``on_cell`` each record's path), the full-data references, the report (its path)."""
     stage_distill(run, force)
     stage_teacher(run, force)
     stage_extract(run, force)
     stage_yardstick(run, force)
-    for group in cell_groups(run.config, grid(run.config)):
+    cells = grid(run.config)
+    if on_grid is not None:
+        on_grid(len(cells))
+    for group in cell_groups(run.config, cells):
         for path in stage_cell_group(run, group, force):
             if on_cell is not None:
                 on_cell(path)

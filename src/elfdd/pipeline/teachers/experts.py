@@ -89,7 +89,11 @@ def record_experts(
             )
             snapshots.append(flat_params(model))
             log.info(
-                "expert %d/%d epoch %d/%d train %.4f", k + 1, mtt.experts, epoch, mtt.expert_epochs, train_acc
+                "expert %d/%d epoch %d/%d train %.4f",
+                *(k + 1, mtt.experts, epoch, mtt.expert_epochs, train_acc),
+                extra={
+                    "progress": ("experts", k * mtt.expert_epochs + epoch, mtt.experts * mtt.expert_epochs)
+                },
             )
             if epoch < mtt.expert_epochs:
                 state = {

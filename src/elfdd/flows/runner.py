@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
+from ..core.console import Countdown
 from ..core.errors import BadInput
 
 log = logging.getLogger("elfdd")
@@ -43,14 +44,17 @@ def run_tasks(
     dask_address: str | None = None,
     progress: str | None = None,
     pool: LocalPool | None = None,
+    describe: Callable[[Any], str] | None = None,
+    what: str | None = None,
 ) -> list[Any]:
-    """Run ``task`` once per parameter dict: here in order; with ``dask_address`` (a dask.distributed scheduler) as
+    """Run ``task`` once per parameter dict (``what``: their name in the progress lines, the task's by default): here in order; with ``dask_address`` (a dask.distributed scheduler) as
     parallel tasks on its workers through prefect-dask; or, with a ``pool`` of more than one worker and no address,
     through prefect-dask on a local cluster of that many processes that lives as long as these calls. Every call
     runs to its end (finished work is kept) before the first failure is raised; returns the results in call order.
-    ``progress``: the key of a progress artifact updated as calls finish."""
+    ``progress``: the key of a progress artifact updated as calls finish; ``describe(result)``: what the progress
+    line says of a finished call."""
     calls = list(calls)
-    tracker = TaskProgress(progress, len(calls), task.name)
+    tracker = TaskProgress(progress, len(calls), what or task.name, describe)
     if dask_address:
         outcomes = _submit_all(task, calls, dask_runner(dask_address), tracker)
     elif pool is not None and pool.workers > 1:
@@ -60,7 +64,7 @@ def run_tasks(
         outcomes = []
         for params in calls:
             outcomes.append(_outcome(task(**params, return_state=True).result))
-            tracker.done()
+            tracker.done(outcomes[-1])
     errors = [outcome for outcome in outcomes if isinstance(outcome, _Failed)]
     if errors:
         raise errors[0].exc
@@ -73,8 +77,8 @@ def _submit_all(task, calls: list[dict[str, Any]], runner, tracker: TaskProgress
 
     with runner:
         futures = [runner.submit(task, params) for params in calls]
-        for _ in as_completed(futures):
-            tracker.done()
+        for future in as_completed(futures):
+            tracker.done(_outcome(future.result))
         return [_outcome(future.result) for future in futures]  # the data lives with the futures
 
 
@@ -91,27 +95,31 @@ def _outcome(result: Callable[[], Any]) -> Any:
 
 
 class TaskProgress:
-    """A Prefect progress artifact (percent of calls finished) and a log line per finished call."""
+    """A Prefect progress artifact (percent of calls finished) and a "task k of N" line per finished call, with what
+    it gave (``describe(result)``, e.g. a cell's accuracy) and the time left (core/console.py's Countdown)."""
 
-    def __init__(self, key: str | None, total: int, what: str):
+    def __init__(
+        self, key: str | None, total: int, what: str, describe: Callable[[Any], str] | None = None
+    ) -> None:
         from prefect.artifacts import create_progress_artifact
-        from prefect.logging import get_run_logger
 
-        self.total, self.finished, self.what = total, 0, what
-        self.logger = get_run_logger()
+        self.countdown = Countdown(f"{what}: task", total, log)
+        self.total, self.describe = total, describe
         self.artifact = (
             create_progress_artifact(0.0 if total else 100.0, key=key, description=f"{what}: {total} tasks")
             if key
             else None
         )
 
-    def done(self) -> None:
+    def done(self, result: Any = None) -> None:
         from prefect.artifacts import update_progress_artifact
 
-        self.finished += 1
-        self.logger.info("%s: %d/%d tasks finished", self.what, self.finished, self.total)
+        said = self.describe(result) if self.describe and not isinstance(result, _Failed | None) else ""
+        self.countdown.done(said)
         if self.artifact is not None:
-            update_progress_artifact(cast("UUID", self.artifact), 100.0 * self.finished / self.total)
+            update_progress_artifact(
+                cast("UUID", self.artifact), 100.0 * self.countdown.finished / self.total
+            )
 
 
 def dask_runner(address: str, connect_timeout: float = 10):

@@ -22,6 +22,7 @@ from .signals import supervised
 STAGES = ("run", "distill", "teacher", "extract", "students", "report")
 # Exit codes: 0 success, 1 internal error, 2 bad input (nothing half-written), 3 the study finished and its report is
 # written, but some student runs diverged (students.on_diverge: record; they are listed on stderr).
+log = logging.getLogger("elfdd.cli")
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
@@ -54,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"elfdd {__version__}")
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain"),
+        default="auto",
+        help="live progress bars (bar), plain lines (plain), or bars on a terminal only (auto, the default)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "run": "whole pipeline (distill, teacher, extract, students, report) as one Prefect flow",
@@ -185,9 +192,28 @@ def _config_for(args: argparse.Namespace):
     return load_config(None, args.set)
 
 
+def _prefect_installed(command: str) -> None:
+    """The stage commands run as Prefect flows, an extra (pyproject.toml): without it, one line saying so."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("prefect") is not None
+    except ValueError:  # a module entry set to None (no import possible)
+        found = False
+    if not found:
+        raise BadInput(
+            f"`elfdd {command}` runs its stages as Prefect flows: pip install 'elfdd[prefect]' "
+            "(the Python API, elfdd.api, needs no Prefect)"
+        )
+
+
 def _run_stage(args: argparse.Namespace) -> int:
     from ..pipeline import stages
 
+    _prefect_installed(args.command)
+    log.info(
+        "elfdd %s %s: reading the config and data, then the stages as Prefect flows", args.command, args.out
+    )
     config = _config_for(args)
     out = location.local_dir(args.out)
     if args.command == "run":
@@ -208,8 +234,9 @@ def _run_stage(args: argparse.Namespace) -> int:
     print(f"{args.command}: {result}")
     if args.command not in ("run", "students", "report"):
         return 0
+    _close_console()  # the bars end before the summary
     print(f"report: {run.report}")
-    print(f"summary: {stages.summary_line(run)}")
+    print(stages.summary_table(run))
     diverged = stages.diverged_runs(run)
     for record in diverged:
         fault = record.get("diverged") or {}
@@ -262,6 +289,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    _prefect_installed("serve")
     from .deployments import serve
 
     serve(args.limit)
@@ -285,8 +313,10 @@ def _bad_input_names(kind: type[BaseException] = BadInput) -> set[str]:
     return {kind.__name__}.union(*(_bad_input_names(sub) for sub in kind.__subclasses__()))
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+def _configure_logging(progress: str) -> None:
+    from ..core.console import console_handler
+
+    logging.basicConfig(level=logging.WARNING, handlers=[console_handler(progress)])
     logging.getLogger("elfdd").setLevel(logging.INFO)
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(_HideBadInput())
@@ -295,6 +325,14 @@ def _configure_logging() -> None:
     # zarr's warnings (a node it does not recognise, numcodecs codecs outside the v3 spec) are not the user's to
     # read: a damaged store is named by verify and refused by the readers in one line.
     warnings.filterwarnings("ignore", module=r"zarr(\.|$)")
+
+
+def _close_console() -> None:
+    from ..core.console import BarHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BarHandler):
+            handler.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "dir", None):
         args.out = args.dir
-    _configure_logging()
+    _configure_logging(args.progress)
     try:
         if args.command == "inspect":
             return _inspect(args)
@@ -321,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
             args.set = [*_import_overrides(args), *args.set]
         return _run_stage(args)
     except BadInput as exc:
+        _close_console()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        _close_console()
 
 
 if __name__ == "__main__":
