@@ -8,6 +8,9 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
   in-memory tensors doing the same computation (goal <= 1.05);
 - elf_kd_store_over_plain_loop: the same with the soft-label term on the stored logits (loss mode
   front_rear_logit_task, the reader opened with logits) / the plain loop with the same term (goal <= 1.05);
+- progress_bars_over_off_student_cell, progress_plain_over_off_student_cell: the same ELF cell with the terminal's
+  progress display (core/console.py: rich bars, drawn to /dev/null as on a terminal; or plain lines) / with elfdd's
+  records dropped (goal < 1.01);
 - online_over_cached_student, online_over_cached_sweep10: ELF with the teacher's features recomputed every step /
   read from the cache, for one student and for a 10-student sweep (the sweep pays the extraction once);
 - extract_over_bare_forward: elfdd's extraction into a store / the teacher's bare forward pass over the same images
@@ -32,6 +35,7 @@ the RSS before the point) of extraction and of one ELF student as the synthetic 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import statistics
@@ -149,6 +153,37 @@ def elfdd_elf(dataset: FeatureDataset, data, cfg, epochs: int, mode: str = "fron
     cfg = cfg.model_copy(update={"epochs": epochs})
     ctx = StudentContext(data.x_test, data.y_test, cfg, 10, CPU, "fp32")
     return train_cell(job, dataset, ctx)["train_seconds"]
+
+
+def with_display(kind: str, run):
+    """``run()`` with elfdd's log records shown as the CLI would: ``bars`` (rich bars on a terminal, drawn to
+    /dev/null), ``plain`` lines, or ``off`` (no handler, the records dropped)."""
+    import logging
+
+    from elfdd.core.console import PLAIN_FORMAT, BarHandler
+
+    def timed() -> float:
+        target = logging.getLogger("elfdd")
+        level = target.level
+        with open(os.devnull, "w") as sink:
+            handler: logging.Handler | None = None
+            if kind == "bars":
+                handler = BarHandler(sink, force_terminal=True)
+            elif kind == "plain":
+                handler = logging.StreamHandler(sink)
+                handler.setFormatter(PLAIN_FORMAT)
+            if handler is not None:
+                target.addHandler(handler)
+                target.setLevel(logging.INFO)
+            try:
+                return run()
+            finally:
+                if handler is not None:
+                    target.removeHandler(handler)
+                    handler.close()
+                target.setLevel(level)
+
+    return timed
 
 
 def median_pair(a, b, repeats: int) -> tuple[float, float]:
@@ -367,6 +402,16 @@ def main() -> None:
             f"{plain_kd:.3f} s"
         )
         print(f"ratio elf_kd_store_over_plain_loop {ours_kd / plain_kd:.3f}")
+        # The terminal's progress display (core/console.py) against none, on the same ELF cell: a student stage is
+        # its cells, and the grid adds one line per finished cell.
+        cell = lambda: elfdd_elf(dataset, data, cfg, epochs)  # noqa: E731
+        bars, off = median_pair(with_display("bars", cell), with_display("off", cell), repeats)
+        plain_lines, _ = median_pair(with_display("plain", cell), lambda: 0.0, repeats)
+        print(
+            f"elf student {epochs} epochs: progress bars {bars:.3f} s, plain lines {plain_lines:.3f} s, off {off:.3f} s"
+        )
+        print(f"ratio progress_bars_over_off_student_cell {bars / off:.3f}")
+        print(f"ratio progress_plain_over_off_student_cell {plain_lines / off:.3f}")
         if args.only_students:
             return
 

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, TINY_RUN
 
 pytestmark = pytest.mark.slow  # a Prefect server and worker
 
@@ -154,6 +154,10 @@ def test_prefect_yaml_deployment_runs_on_a_worker(server, toy_npz, tmp_path):
     }
     logs = server.post("/logs/filter", {"limit": 200})
     assert any(entry["name"] == "elfdd" and "distill dm" in entry["message"] for entry in logs)
+    # the pipeline run's own Logs tab carries the stages' lines (logged inside its subflows)
+    own = server.post("/logs/filter", {"limit": 200, "logs": {"flow_run_id": {"any_": [flow_run]}}})
+    assert any("distill dm" in entry["message"] for entry in own)
+    assert any("students: task 1 of" in entry["message"] for entry in own)
     from elfdd.flows.artifacts import artifact_key
 
     keys = {a["key"] for a in server.post("/artifacts/filter", {})}
@@ -224,7 +228,7 @@ def _rendered(url: str) -> str:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium; .ci/run installs it)")
-def test_every_run_form_shows_every_parameter_with_its_description(tmp_path):
+def test_every_run_form_shows_every_parameter_with_its_description(tmp_path, toy_npz):
     """The form a user fills in the Prefect UI to run a deployment (``/deployments/deployment/<id>/run``) shows
     each of the flow's parameters with the description its signature gives it."""
     ui = Server(tmp_path, ui=True)
@@ -241,5 +245,38 @@ def test_every_run_form_shows_every_parameter_with_its_description(tmp_path):
                 assert field["description"] in dom, (
                     f"{deployment['name']}: {name}'s description is not on its form"
                 )
+            if deployment["name"] == "elf-pipeline":
+                # The form shows `config` as a choice of RunConfig or None (None: the directory's config.yaml), and
+                # once RunConfig is chosen, a form built from this schema: every field of every section carries
+                # the description the form shows beside it.
+                assert "RunConfig" in dom
+                definitions = deployment["parameter_openapi_schema"]["definitions"]
+                missing = [
+                    f"{model}.{key}"
+                    for model, schema in definitions.items()
+                    for key, field in schema.get("properties", {}).items()
+                    if not field.get("description")
+                ]
+                assert not missing, f"config fields without a description for the form: {missing}"
+        # Two run directories reporting to this server: each has its own report artifact, and its page in the UI
+        # shows that directory's report.
+        artifacts = {}
+        for name in ("first", "second"):
+            run_dir = tmp_path / name
+            command = [sys.executable, "-m", "elfdd.flows", "run", "--out", str(run_dir)]
+            sets = ["data.name=npz", f"data.path={toy_npz}", *TINY_RUN, "students.archs=[convnet]"]
+            done = subprocess.run(
+                command + [a for s in sets for a in ("--set", s)],
+                env=ui.env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+            from elfdd.flows.artifacts import artifact_key
+
+            artifacts[name] = (artifact_key("report", run_dir), str(run_dir / "report.md"))
+        assert artifacts["first"][0] != artifacts["second"][0]
+        for key, report in artifacts.values():
+            (latest,) = ui.post("/artifacts/filter", {"artifacts": {"key": {"any_": [key]}}, "limit": 1})
+            dom = _rendered(f"{ui.ui}/artifacts/artifact/{latest['id']}")
+            assert report in dom and "Provenance" in dom, f"{key}: the page does not show {report}"
     finally:
         ui.stop()

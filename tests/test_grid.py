@@ -148,6 +148,11 @@ def test_report_has_every_analysis_and_publishes_artifacts(grid_run):
         )
     kinds = {a.key: a.type for a in artifacts}
     assert kinds == {report: "markdown", summary: "table"}
+    # The summary table: accuracy right after the student and mode (the UI's table cuts its last columns), then only
+    # the axes that vary in this grid.
+    table = json.loads(next(a.data for a in artifacts if a.key == summary))
+    assert list(table[0])[:4] == ["student", "mode", "accuracy_pct", "std_pct"]
+    assert "lambda_front" in table[0] and all(row["n"] == 1 for row in table)
     # The UI shows the artifact away from the run directory: every plot is in it, none is a relative link.
     published = next(a.data for a in artifacts if a.key == report and a.description == str(run.dir.report))
     assert "](plots/" not in published and "](plots/" in text

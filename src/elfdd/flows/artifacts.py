@@ -90,13 +90,18 @@ def publish_extract(run: stages.RunDir, config: RunConfig) -> None:
 def publish_report(run: stages.RunDir) -> None:
     """The report: a table (key elfdd-summary-<dir>) and the markdown (elfdd-report-<dir>)."""
     results = json.loads(run.results.read_text())
+    # Accuracy right after the student and mode, and only the grid axes that vary: the UI's table is as wide as its
+    # columns, and a last column of 12 falls off the screen.
+    axes = [a for a in AXES if len({json.dumps(s.get(a)) for s in results["summary"]}) > 1]
     rows = [
         {
-            **{k: s[k] for k in ("student", "mode", *AXES)},
+            "student": s["student"],
+            "mode": s["mode"],
             "accuracy_pct": None if s["mean"] is None else round(100 * s["mean"], 2),
             "std_pct": None if s["std"] is None else round(100 * s["std"], 2),
             "n": s["n"],
             "diverged": s.get("diverged", 0),
+            **{a: s.get(a) for a in axes},
         }
         for s in results["summary"]
     ]

@@ -54,6 +54,43 @@ def announce_flow_run() -> None:
         logging.getLogger("elfdd").info("flow run %s: %s", flow_run.get_name(), flow_run.ui_url)
 
 
+class CopyToPipelineRun(logging.Handler):
+    """The stages' lines in the pipeline run's own Logs tab too: a record logged inside one of its subflows (or
+    their tasks, in this process) is sent to the API a second time, as the pipeline run's."""
+
+    def __init__(self, pipeline_run_id: str):
+        from prefect.logging.handlers import APILogHandler
+
+        super().__init__()
+        self.pipeline_run_id = pipeline_run_id
+        self.api = APILogHandler()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        task = TaskRunContext.get()
+        flow = FlowRunContext.get()
+        current = task.task_run.flow_run_id if task else flow.flow_run.id if flow and flow.flow_run else None
+        if current is None or str(current) == self.pipeline_run_id:
+            return  # outside any run, or the pipeline run's own record (forward_logs sends it)
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.flow_run_id, copy.task_run_id = self.pipeline_run_id, None
+        self.api.handle(copy)
+
+
+@contextlib.contextmanager
+def logs_in_pipeline_run() -> Iterator[None]:
+    from prefect.runtime import flow_run
+
+    handler = CopyToPipelineRun(str(flow_run.get_id()))
+    target = logging.getLogger("elfdd")
+    target.addHandler(handler)
+    try:
+        yield
+    finally:
+        target.removeHandler(handler)
+
+
 RETRYING: dict[str, Any] = {
     "retries": RETRIES,
     "retry_delay_seconds": RETRY_DELAYS,
@@ -289,7 +326,7 @@ def elf_pipeline(
 ) -> str:
     """distill -> train-teacher -> extract-features -> train-students (+ report), as subflows. Each stage keeps its
     output when its inputs' key is unchanged."""
-    with opened_run(run_dir, config) as run:
+    with opened_run(run_dir, config) as run, logs_in_pipeline_run():
         return stage_flows(run_dir, run.config, force, dask_address)
 
 
