@@ -158,6 +158,11 @@ def test_prefect_yaml_deployment_runs_on_a_worker(server, toy_npz, tmp_path):
     own = server.post("/logs/filter", {"limit": 200, "logs": {"flow_run_id": {"any_": [flow_run]}}})
     assert any("distill dm" in entry["message"] for entry in own)
     assert any("students: task 1 of" in entry["message"] for entry in own)
+    # with a server set, the top flow run says where its page is
+    assert any(
+        e["message"].startswith("flow run ") and f"/flow-runs/flow-run/{flow_run}" in e["message"]
+        for e in own
+    )
     from elfdd.flows.artifacts import artifact_key
 
     keys = {a["key"] for a in server.post("/artifacts/filter", {})}
