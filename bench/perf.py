@@ -360,6 +360,11 @@ def main() -> None:
         help="only the student-stage ratios, of this finished run directory (e.g. `make run`'s runs/default)",
     )
     parser.add_argument(
+        "--only-progress",
+        action="store_true",
+        help="only the progress display's ratios (an ELF cell with bars, plain lines, or no display)",
+    )
+    parser.add_argument(
         "--only-students",
         action="store_true",
         help="only the first ratios: an ELF and an elf_kd student from the store against the plain loop",
@@ -383,25 +388,28 @@ def main() -> None:
         epochs, repeats = (10, 3) if quick else (60, 3)
         cfg = config.students
 
-        ours, plain = median_pair(
-            lambda: elfdd_elf(dataset, data, cfg, epochs), lambda: plain_elf(dataset, cfg, epochs), repeats
-        )
-        print(
-            f"elf student {epochs} epochs: elfdd from the store {ours:.3f} s, plain in-memory loop {plain:.3f} s"
-        )
-        print(f"ratio elf_store_over_plain_loop {ours / plain:.3f}")
-        # elf_kd: the same with the soft-label term on the stored logits (the reader opened with them)
-        with_logits = FeatureDataset(store, config.teacher.id, 1, "block3", with_logits=True)
-        ours_kd, plain_kd = median_pair(
-            lambda: elfdd_elf(with_logits, data, cfg, epochs, "front_rear_logit_task"),
-            lambda: plain_elf(dataset, cfg, epochs, soft_labels=True),
-            repeats,
-        )
-        print(
-            f"elf_kd student {epochs} epochs: elfdd from the store {ours_kd:.3f} s, plain in-memory loop "
-            f"{plain_kd:.3f} s"
-        )
-        print(f"ratio elf_kd_store_over_plain_loop {ours_kd / plain_kd:.3f}")
+        if not args.only_progress:
+            ours, plain = median_pair(
+                lambda: elfdd_elf(dataset, data, cfg, epochs),
+                lambda: plain_elf(dataset, cfg, epochs),
+                repeats,
+            )
+            print(
+                f"elf student {epochs} epochs: elfdd from the store {ours:.3f} s, plain in-memory loop {plain:.3f} s"
+            )
+            print(f"ratio elf_store_over_plain_loop {ours / plain:.3f}")
+            # elf_kd: the same with the soft-label term on the stored logits (the reader opened with them)
+            with_logits = FeatureDataset(store, config.teacher.id, 1, "block3", with_logits=True)
+            ours_kd, plain_kd = median_pair(
+                lambda: elfdd_elf(with_logits, data, cfg, epochs, "front_rear_logit_task"),
+                lambda: plain_elf(dataset, cfg, epochs, soft_labels=True),
+                repeats,
+            )
+            print(
+                f"elf_kd student {epochs} epochs: elfdd from the store {ours_kd:.3f} s, plain in-memory loop "
+                f"{plain_kd:.3f} s"
+            )
+            print(f"ratio elf_kd_store_over_plain_loop {ours_kd / plain_kd:.3f}")
         # The terminal's progress display (core/console.py) against none, on the same ELF cell: a student stage is
         # its cells, and the grid adds one line per finished cell.
         cell = lambda: elfdd_elf(dataset, data, cfg, epochs)  # noqa: E731
@@ -412,7 +420,7 @@ def main() -> None:
         )
         print(f"ratio progress_bars_over_off_student_cell {bars / off:.3f}")
         print(f"ratio progress_plain_over_off_student_cell {plain_lines / off:.3f}")
-        if args.only_students:
+        if args.only_students or args.only_progress:
             return
 
         teacher = build_teacher(config.teacher, tuple(synthetic.images.shape[1:]), 10)
