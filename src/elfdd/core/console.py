@@ -118,7 +118,13 @@ class Countdown:
     """ "k of N" lines for N pieces of work (the student grid's tasks or cells): what each gave and the time left at
     the rate so far, counted from ``started`` (default: now). Each line carries the progress for the bars."""
 
-    def __init__(self, what: str, total: int, logger: logging.Logger, started: float | None = None):
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        logger: logging.Logger | logging.LoggerAdapter,
+        started: float | None = None,
+    ):
         self.what, self.total, self.logger, self.finished = what, total, logger, 0
         self.started = time.monotonic() if started is None else started
 

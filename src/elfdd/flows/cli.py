@@ -22,7 +22,6 @@ from .signals import supervised
 STAGES = ("run", "distill", "teacher", "extract", "students", "report")
 # Exit codes: 0 success, 1 internal error, 2 bad input (nothing half-written), 3 the study finished and its report is
 # written, but some student runs diverged (students.on_diverge: record; they are listed on stderr).
-log = logging.getLogger("elfdd.cli")
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
@@ -211,13 +210,13 @@ def _run_stage(args: argparse.Namespace) -> int:
     from ..pipeline import stages
 
     _prefect_installed(args.command)
-    log.info(
-        "elfdd %s %s: reading the config and data, then the stages as Prefect flows", args.command, args.out
-    )
     config = _config_for(args)
     out = location.local_dir(args.out)
     if args.command == "run":
         stages.data_for(config)  # refuse missing or malformed data before anything is written
+    # The first line, within seconds, on stdout with the final summary: stderr carries the progress, and for bad
+    # input found later (a missing store) one `error:` line and nothing else.
+    print(f"elfdd {args.command} {out}: config and data read; the stages run as Prefect flows", flush=True)
     from .flows import DASK_STAGES, FLOWS, no_heartbeat
 
     extra = {"dask_address": args.dask_address} if args.command in DASK_STAGES else {}

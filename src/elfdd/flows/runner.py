@@ -102,8 +102,12 @@ class TaskProgress:
         self, key: str | None, total: int, what: str, describe: Callable[[Any], str] | None = None
     ) -> None:
         from prefect.artifacts import create_progress_artifact
+        from prefect.logging import get_run_logger
 
-        self.countdown = Countdown(f"{what}: task", total, log)
+        # The student grid's lines (what each task gave) go to the terminal with the stages' own; other tasks' only
+        # to the flow run's log.
+        logger: Any = log if describe is not None else get_run_logger()
+        self.countdown = Countdown(f"{what}: task", total, logger)
         self.total, self.describe = total, describe
         self.artifact = (
             create_progress_artifact(0.0 if total else 100.0, key=key, description=f"{what}: {total} tasks")
