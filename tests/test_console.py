@@ -109,3 +109,38 @@ def test_the_command_line_without_prefect_says_what_to_install(tmp_path):
         [sys.executable, "-c", script, "--version"], capture_output=True, text=True, timeout=300
     )
     assert version.returncode == 0 and version.stdout.startswith("elfdd ")
+
+
+@pytest.mark.slow
+def test_a_stopped_command_on_a_terminal_gives_the_cursor_back(tmp_path, fashion_mnist_available):
+    """On a terminal the bars hide the cursor; Ctrl-C kills the command's child at once, and the command shows the
+    cursor again before its `stopped by` line."""
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    primary, secondary = pty.openpty()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "elfdd.flows", "run", "--config", "smoke", "--out", str(tmp_path / "run")],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "TERM": "xterm"},
+    )
+    os.close(secondary)
+    shown, deadline = b"", time.monotonic() + 300
+    while b"\x1b[?25l" not in shown and time.monotonic() < deadline:  # the bars are up
+        if select.select([primary], [], [], 1)[0]:
+            shown += os.read(primary, 65536)
+    command.send_signal(signal.SIGINT)
+    assert command.wait(60) == 128 + signal.SIGINT
+    while select.select([primary], [], [], 1)[0]:
+        try:
+            shown += os.read(primary, 65536)
+        except OSError:
+            break
+    os.close(primary)
+    assert b"\x1b[?25l" in shown and shown.rindex(b"\x1b[?25h") > shown.rindex(b"\x1b[?25l")
+    assert b"stopped by SIGINT" in shown

@@ -31,6 +31,7 @@ def supervised(argv: list[str]) -> int | None:
         del frame
         # Not child.wait(): the handler may interrupt the main thread inside wait(), which holds its lock.
         _reap(child.pid)
+        _show_cursor()
         name = signal.Signals(signum).name
         print(
             f"error: stopped by {name}; run the same command again to continue (finished work is kept)",
@@ -43,7 +44,16 @@ def supervised(argv: list[str]) -> int | None:
         signal.signal(signum, stop)
     code = child.wait()
     _reap(child.pid)
+    if code < 0:
+        _show_cursor()
     return code if code >= 0 else 128 - code  # killed by a signal from elsewhere: the shell's convention
+
+
+def _show_cursor() -> None:
+    """A child killed while its progress bars were drawn (core/console.py) leaves the terminal's cursor hidden."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\x1b[?25h")
+        sys.stderr.flush()
 
 
 def _reap(group: int) -> None:
