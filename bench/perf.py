@@ -8,6 +8,9 @@ Lines `ratio NAME VALUE` (measured in this run, interleaved repeats, median):
   in-memory tensors doing the same computation (goal <= 1.05);
 - elf_kd_store_over_plain_loop: the same with the soft-label term on the stored logits (loss mode
   front_rear_logit_task, the reader opened with logits) / the plain loop with the same term (goal <= 1.05);
+- with --compile-cells ARCHS (only these): compiled_over_eager_cell_<arch>_cold and _warm: a whole ELF cell
+  (--cell-epochs, 300 by default, its test evaluation included) with students.compile=inductor / eager; cold: a new
+  inductor cache folder, compilation included; warm: compiled again from that folder's cache;
 - progress_bars_over_off_student_cell, progress_plain_over_off_student_cell: the same ELF cell with the terminal's
   progress display (core/console.py: rich bars, drawn to /dev/null as on a terminal; or plain lines) / with elfdd's
   records dropped (goal < 1.01);
@@ -186,6 +189,37 @@ def with_display(kind: str, run):
     return timed
 
 
+def compiled_cells(dataset: FeatureDataset, data, cfg, archs: list[str], epochs: int) -> None:
+    """A whole ELF cell per architecture (its epochs, its test evaluation) eager, then compiled with inductor (cold:
+    a new cache folder, compilation included; warm: compiled again from that folder's cache, as a second process
+    would), with the test accuracy of each; `ratio compiled_over_eager_cell_<arch>_{cold,warm}`."""
+    import torch._dynamo
+
+    def cell(arch: str, compile_with: str | None) -> tuple[float, float]:
+        job = Cell(arch, "front_rear_task", 0, "clean", "ce", 1.0, 1.0, 1, None)
+        students = cfg.model_copy(update={"epochs": epochs, "compile": compile_with})
+        ctx = StudentContext(data.x_test, data.y_test, students, 10, CPU, "fp32")
+        started = time.perf_counter()
+        record = train_cell(job, dataset, ctx)
+        return time.perf_counter() - started, record["test_acc"]
+
+    cache = tempfile.mkdtemp(prefix="elfdd-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # read when inductor first compiles in this process
+    for arch in archs:
+        eager, eager_acc = cell(arch, None)
+        shutil.rmtree(cache, ignore_errors=True)
+        torch._dynamo.reset()
+        cold, cold_acc = cell(arch, "inductor")
+        torch._dynamo.reset()  # compiles again: the FX graph cache on disk serves it
+        warm, warm_acc = cell(arch, "inductor")
+        print(
+            f"{arch:10s} cell of {epochs} epochs: eager {eager:.1f} s ({100 * eager_acc:.2f} %), compiled cold "
+            f"{cold:.1f} s ({100 * cold_acc:.2f} %), warm {warm:.1f} s ({100 * warm_acc:.2f} %)"
+        )
+        print(f"ratio compiled_over_eager_cell_{arch}_cold {cold / eager:.3f}")
+        print(f"ratio compiled_over_eager_cell_{arch}_warm {warm / eager:.3f}")
+
+
 def median_pair(a, b, repeats: int) -> tuple[float, float]:
     """Interleaved repeats (a, b, a, b, ...) so drift on a noisy machine hits both sides alike."""
     times_a, times_b = [], []
@@ -360,6 +394,14 @@ def main() -> None:
         help="only the student-stage ratios, of this finished run directory (e.g. `make run`'s runs/default)",
     )
     parser.add_argument(
+        "--compile-cells",
+        metavar="ARCHS",
+        help="only the compiled/eager ratios of whole ELF cells of these architectures (e.g. convnet,resnet18)",
+    )
+    parser.add_argument(
+        "--cell-epochs", type=int, default=300, help="with --compile-cells: each cell's epochs"
+    )
+    parser.add_argument(
         "--only-progress",
         action="store_true",
         help="only the progress display's ratios (an ELF cell with bars, plain lines, or no display)",
@@ -387,6 +429,9 @@ def main() -> None:
         dataset = FeatureDataset(store, config.teacher.id, 1, "block3")
         epochs, repeats = (10, 3) if quick else (60, 3)
         cfg = config.students
+        if args.compile_cells:
+            compiled_cells(dataset, data, cfg, args.compile_cells.split(","), args.cell_epochs)
+            return
 
         if not args.only_progress:
             ours, plain = median_pair(

@@ -116,6 +116,11 @@ class StudentsConfig(Strict):
     """
     max_group: int = Field(default=16, ge=1)
     """At most this many cells in one batched model."""
+    compile: Literal["inductor", "aot_eager"] | None = None
+    """torch.compile a cell's step (the student's and adapters' forward and the loss terms; the backward follows)
+    with this backend: inductor (generated kernels; compiling takes tens of seconds, cached across processes) or
+    aot_eager (traced, no code generation: checks the path); null: eager. Cells trained alone only (a batched
+    group stays eager); part of the cell's key. bench/perf.py --compile-cells measures whole cells."""
     loader_workers: int = Field(default=0, ge=0)
     """DataLoader worker processes reading the store."""
     cache_mb: int = Field(default=256, ge=1)

@@ -264,9 +264,17 @@ class OneCell:
         self.params: list[torch.Tensor] = list(setup.parameters)
         self.terms = LOSS_TERMS[setup.cell.loss_mode]
         setup.model.train()
+        # students.compile: the step's forward and loss terms as one compiled graph
+        self.step = (
+            self.step_losses if cfg.compile is None else torch.compile(self.step_losses, backend=cfg.compile)
+        )
 
     def losses(self, batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
-        (images, teacher, labels, logits) = batches[0]
+        return self.step(*batches[0])
+
+    def step_losses(
+        self, images: torch.Tensor, teacher: Any, labels: torch.Tensor, logits: Any
+    ) -> torch.Tensor:
         losses = elf_losses(
             self.setup.model,
             self.setup.adapters,
