@@ -119,3 +119,19 @@ def _worker_models() -> list[str]:
 
     create_model("example_mlp", 1, 4, 16)
     return list_models()
+
+
+def test_a_plug_in_that_fails_to_load_is_one_line(tmp_path):
+    """An installed plug-in whose hook raises: every command says so in one line naming it (exit 2)."""
+    broken = tmp_path / "site"
+    (broken / "broken_plugin-0.1.dist-info").mkdir(parents=True)
+    (broken / "broken_plugin-0.1.dist-info" / "METADATA").write_text("Name: broken-plugin\nVersion: 0.1\n")
+    (broken / "broken_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[elfdd.plugins]\nbroken = broken_plugin:register\n"
+    )
+    (broken / "broken_plugin.py").write_text("def register():\n    raise RuntimeError('no GPU here')\n")
+    result = elfdd(broken, "--help")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: plug-in broken (broken_plugin:register, group elfdd.plugins) failed to load: RuntimeError: no GPU here"
+    ]

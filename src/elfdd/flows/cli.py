@@ -341,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         if code is not None:
             return code
     quiet_prefect_env()  # before Prefect is imported (the flows import it lazily, below)
-    args = _parser().parse_args(argv)
+    try:
+        parser = _parser()  # reads the registries: an installed plug-in that fails to load is bad input
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args = parser.parse_args(argv)
     if getattr(args, "dir", None):
         args.out = args.dir
     _configure_logging(args.progress)
