@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from arms import build_store, train_arm
+from sections import write_section
 
 from elfdd.pipeline import stages
 from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
@@ -364,9 +365,7 @@ def write_docs(
     text = [
         "# elfdd cross-architecture study",
         "",
-        f"<!-- written by bench/cross_arch.py on {date.today()}; do not edit by hand -->",
-        "",
-        f"Command: `python {' '.join(sys.argv)}` on {machine()}, torch {torch.__version__}.",
+        f"Rendered on {date.today()}. Command: `python {' '.join(sys.argv)}` on {machine()}, torch {torch.__version__}.",
         "Wall time of this invocation (finished cells are kept, so a resumed study's is short): "
         + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
         + ". Training time of the cells (sum of their `train_seconds`, over every session that trained them): "
@@ -395,7 +394,7 @@ def write_docs(
         *lambda_table(arms, paired),
         "",
     ]
-    (docs / "results.md").write_text("\n".join(text))
+    write_section(docs / "results.md", "cross_arch", "bench/cross_arch.py", text)
     (docs / "results.json").write_text(
         json.dumps(
             {"study": config.model_dump(mode="json"), "wall_seconds": seconds, "goals": goals, "arms": arms},

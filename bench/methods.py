@@ -6,12 +6,13 @@ full test set.
 
     nohup .venv/bin/python bench/methods.py >> bench/methods/methods.log 2>&1 &     # resumable
     .venv/bin/python bench/methods.py --sets dm_ipc1 --set students.epochs=2      # a quick look
-    .venv/bin/python bench/methods.py --render                                     # docs/methods.md only
+    .venv/bin/python bench/methods.py --render                                     # docs/results.md only
 
 Each set's run directory is ``OUT/<set>/`` (its synthetic set copied from bench/sets/<set>/; no distillation
 here). Every finished cell is kept (its record, keyed by its inputs), so a killed study continues where it
-stopped; after each set its report is written and docs/methods.md is rendered again from every set's results.json
-(per set: accuracy and paired gain per student; then one summary row per set).
+stopped; after each set its report is written and the cross-method section of docs/results.md is rendered again
+from every set's results.json (per set: accuracy, paired gain, IOR and architecture gap per student, and each
+student's best arm; then one summary row per set and its plot, docs/methods.png).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from arms import train_grid
+from sections import write_section
 
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
@@ -112,6 +114,24 @@ def score_text(entries: list[dict], student: str, mode: str) -> str:
     return gain_text((hit[0]["mean"], hit[0]["std"], hit[0]["n"])) if hit else "–"
 
 
+def best_arm_lines(table: dict[str, dict[str, list[dict]]], gaps: list[dict], modes: list[str]) -> list[str]:
+    """Per cross-architecture student, its best arm (the highest mean accuracy) and its architecture gap under it:
+    by how much it misses the ConvNet's own baseline on this set (the moonshot of issue 34: gap <= 0)."""
+    lines = []
+    for student, per_mode in table.items():
+        held = {m: mean_accuracy(per_mode.get(m, [])) for m in modes}
+        held = {m: v for m, v in held.items() if v is not None}
+        if student == "convnet" or not held:
+            continue
+        best = max(held, key=lambda m: held[m][0])
+        hit = [e for e in gaps if e["student"] == student and e["arm"].split(" (")[0] == best]
+        if hit:
+            gap = hit[0]["mean"]
+            verdict = "reaches the ConvNet's baseline" if gap <= 0 else f"misses it by {100 * gap:.2f} points"
+            lines.append(f"- {student}: best arm {best}, gap {score_text(gaps, student, best)}: {verdict}")
+    return lines
+
+
 def mean_over_students(results: dict, mode: str) -> tuple[float, float, int]:
     """Per seed the mean accuracy of ResNet18, VGG11 and AlexNet under ``mode``; mean and np.std over the seeds."""
     per_seed: dict[int, list[float]] = {}
@@ -143,10 +163,10 @@ def pct_text(value: tuple[float, float, int]) -> str:
 
 
 def render(out: Path, docs: Path) -> None:
-    """docs/methods.md (and docs/methods.png) from every finished set's results.json."""
+    """The cross-method section of docs/results.md (and docs/methods.png) from every finished set's results.json."""
     finished = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))}
     lines = [
-        "# Cross-method study: ELF on DM, DSA, MTT and random-subset sets",
+        "## Cross-method study: ELF on DM, DSA, MTT, MetaDD and random-subset sets",
         "",
         "Rendered by `bench/methods.py` from `bench/methods/<set>/results.json` (every set evaluated by the same "
         "students from the study's two teachers; 300 epochs, 3 seeds, the full test set). Accuracy in %, mean ± "
@@ -173,11 +193,11 @@ def render(out: Path, docs: Path) -> None:
             ]
             rows.append(row)
         epochs = sorted({r["epochs"] for r in results["runs"]})
-        lines += [f"## {name} (students {', '.join(map(str, epochs))} epochs)", ""]
+        lines += [f"### {name} (students {', '.join(map(str, epochs))} epochs)", ""]
         header = ["student", *(f"{m} %" for m in modes), *(f"{m} gain" for m in modes if m != "baseline")]
         header += [f"IOR {m}" for m in modes] + [f"gap {m}" for m in modes]
         lines += markdown_table(header, rows)
-        lines.append("")
+        lines += ["", *best_arm_lines(table, gaps, modes), ""]
         convnet = mean_accuracy(table.get("convnet", {}).get("baseline", []))
         summary.append(
             (
@@ -189,7 +209,7 @@ def render(out: Path, docs: Path) -> None:
         )
     if summary:
         lines += [
-            "## Summary: ConvNet, and the mean of ResNet18, VGG11 and AlexNet under each arm",
+            "### Summary: ConvNet, and the mean of ResNet18, VGG11 and AlexNet under each arm",
             "",
             "Mean ± np.std over seeds of the per-seed mean over the three students; ELF's gain paired by seed.",
             "",
@@ -215,8 +235,7 @@ def render(out: Path, docs: Path) -> None:
         )
         lines += ["", "![summary](methods.png)"]
         plot_summary(summary, docs / "methods.png")
-    docs.mkdir(parents=True, exist_ok=True)
-    (docs / "methods.md").write_text("\n".join(lines) + "\n")
+    write_section(docs / "results.md", "cross_method", "bench/methods.py", lines)
 
 
 def plot_summary(summary: list, path: Path) -> None:
@@ -253,7 +272,11 @@ def main() -> None:
     parser.add_argument("--config", default="study")
     parser.add_argument("--docs", default="docs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
-    parser.add_argument("--render", action="store_true", help="only render docs/methods.md from kept results")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only render docs/results.md's cross-method section from kept results",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("elfdd").setLevel(logging.INFO)
