@@ -45,3 +45,24 @@ def test_compile_is_part_of_a_cell_key_only_when_on(toy_npz):
     assert "compile" not in cell_training(cell, config.students, plan)
     on = config.students.model_copy(update={"compile": "inductor"})
     assert cell_training(cell, on, plan)["compile"] == "inductor"
+
+
+def test_a_mapping_compiles_only_its_architectures(toy_npz):
+    from elfdd.core.errors import BadInput
+    from elfdd.pipeline.config import load_config
+    from elfdd.pipeline.students.pairing import student_plan
+
+    archs = "students.archs=[convnet,mlp]"
+    config = load_config(
+        None, ["data.name=npz", f"data.path={toy_npz}", archs, "students.compile={convnet: inductor}"]
+    )
+    keys = {
+        c.student: cell_training(c, config.students, student_plan(config, c.student))
+        for c in stages.grid(config)
+    }
+    assert keys["convnet"]["compile"] == "inductor"
+    assert "compile" not in keys["mlp"]  # the mlp cell keeps the eager key it always had
+    with pytest.raises(BadInput, match="nosuch"):
+        load_config(
+            None, ["data.name=npz", f"data.path={toy_npz}", archs, "students.compile={nosuch: inductor}"]
+        )

@@ -31,6 +31,7 @@ LossMode = Literal[
 # clean: the feature of the un-augmented image (the reference); replay: the stored feature of exactly the augmented
 # view the student sees; online: the teacher run on exactly the augmented batch every step (no cache).
 ViewPolicy = Literal["clean", "replay", "online"]
+CompileBackend = Literal["inductor", "aot_eager"]
 
 
 Lambda = Annotated[float, Field(ge=0)]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Lambda, LossMode, Name, Strict, ViewPolicy, check_arch, listed
+from .base import CompileBackend, Lambda, LossMode, Name, Strict, ViewPolicy, check_arch, listed
 from .protocols import Protocol, apply_protocol
 
 
@@ -116,11 +116,12 @@ class StudentsConfig(Strict):
     """
     max_group: int = Field(default=16, ge=1)
     """At most this many cells in one batched model."""
-    compile: Literal["inductor", "aot_eager"] | None = None
+    compile: CompileBackend | dict[str, CompileBackend] | None = None
     """torch.compile a cell's step (the student's and adapters' forward and the loss terms; the backward follows)
     with this backend: inductor (generated kernels; compiling takes tens of seconds, cached across processes) or
-    aot_eager (traced, no code generation: checks the path); null: eager. Cells trained alone only (a batched
-    group stays eager); part of the cell's key. bench/perf.py --compile-cells measures whole cells."""
+    aot_eager (traced, no code generation: checks the path); a mapping (e.g. {convnet: inductor}) compiles only
+    those architectures; null: eager. Cells trained alone only (a batched group stays eager); part of the key of a
+    compiled cell. bench/perf.py --compile-cells measures whole cells."""
     loader_workers: int = Field(default=0, ge=0)
     """DataLoader worker processes reading the store."""
     cache_mb: int = Field(default=256, ge=1)
@@ -156,9 +157,11 @@ class StudentsConfig(Strict):
 
         return [FEATURE_LOSSES.check(n) for n in names]
 
-    @field_validator("arch_lr", "teacher", "split")
+    @field_validator("arch_lr", "teacher", "split", "compile")
     @classmethod
-    def _per_arch(cls, per_arch: dict[str, Any]) -> dict[str, Any]:
+    def _per_arch(cls, per_arch: Any) -> Any:
+        if not isinstance(per_arch, dict):
+            return per_arch
         for arch in per_arch:
             check_arch(arch)
         return per_arch
@@ -166,6 +169,10 @@ class StudentsConfig(Strict):
     def lr_for(self, arch: str) -> float:
         """The learning rate a student of ``arch`` trains with."""
         return self.arch_lr.get(arch, self.lr)
+
+    def compile_for(self, arch: str) -> CompileBackend | None:
+        """The torch.compile backend of a cell of ``arch`` trained alone; None: eager."""
+        return self.compile.get(arch) if isinstance(self.compile, dict) else self.compile
 
     _as_list = field_validator(
         "feature_losses", "lambda_front", "lambda_rear", "teacher_epochs", "layers", "seeds", mode="before"

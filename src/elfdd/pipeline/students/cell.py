@@ -95,8 +95,9 @@ def cell_training(cell: Cell, students: StudentsConfig, plan: StudentPlan) -> di
         training["front_scale"] = plan.front_scale(cell.split, students)
     if cell.uses_logits:
         training.update(students.model_dump(mode="json", include={"logit_temperature", "lambda_logit"}))
-    if students.compile is not None:  # only then: an eager cell's key is the one it always had
-        training["compile"] = students.compile
+    compiled = students.compile_for(cell.student)
+    if compiled is not None:  # only then: an eager cell's key is the one it always had
+        training["compile"] = compiled
     return training
 
 

@@ -265,9 +265,8 @@ class OneCell:
         self.terms = LOSS_TERMS[setup.cell.loss_mode]
         setup.model.train()
         # students.compile: the step's forward and loss terms as one compiled graph
-        self.step = (
-            self.step_losses if cfg.compile is None else torch.compile(self.step_losses, backend=cfg.compile)
-        )
+        backend = cfg.compile_for(setup.cell.student)
+        self.step = self.step_losses if backend is None else torch.compile(self.step_losses, backend=backend)
 
     def losses(self, batches: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         return self.step(*batches[0])
