@@ -132,6 +132,21 @@ def best_arm_lines(table: dict[str, dict[str, list[dict]]], gaps: list[dict], mo
     return lines
 
 
+def soft_label_lines(results: dict, table: dict[str, dict[str, list[dict]]]) -> list[str]:
+    """Do the cached soft labels add to ELF? elf_kd minus elf, paired by seed, per student and on the three."""
+    if not any("elf_kd" in per_mode for per_mode in table.values()):
+        return []
+    over_elf = accuracy_by_seed(results, "elf")
+    per_student = ", ".join(
+        f"{student} {gain_text(paired_gain(per_mode.get('elf_kd', []), over_elf))}"
+        for student, per_mode in table.items()
+    )
+    three = gain_text(mean_gain(results, "elf_kd", over="elf"))
+    return [
+        f"- soft labels over ELF (elf_kd - elf, paired by seed): {per_student}; mean of the three {three}"
+    ]
+
+
 def mean_over_students(results: dict, mode: str) -> tuple[float, float, int]:
     """Per seed the mean accuracy of ResNet18, VGG11 and AlexNet under ``mode``; mean and np.std over the seeds."""
     per_seed: dict[int, list[float]] = {}
@@ -142,9 +157,18 @@ def mean_over_students(results: dict, mode: str) -> tuple[float, float, int]:
     return (float(np.mean(values)), float(np.std(values)), len(values)) if values else (float("nan"), 0.0, 0)
 
 
-def mean_gain(results: dict, mode: str) -> tuple[float, float, int]:
-    """Per seed the mean over ResNet18, VGG11 and AlexNet of (mode - baseline); mean and np.std over the seeds."""
-    paired = baselines(results)
+def accuracy_by_seed(results: dict, mode: str) -> dict[tuple[str, int], float]:
+    """Test accuracy by (student, seed) of the converged runs under ``mode`` (what paired_gain pairs with)."""
+    return {
+        (r["student"], r["seed"]): r["test_acc"]
+        for r in results["runs"]
+        if r["mode"] == mode and converged(r)
+    }
+
+
+def mean_gain(results: dict, mode: str, over: str = "baseline") -> tuple[float, float, int]:
+    """Per seed the mean over ResNet18, VGG11 and AlexNet of (mode - over); mean and np.std over the seeds."""
+    paired = accuracy_by_seed(results, over)
     per_seed: dict[int, list[float]] = {}
     for r in results["runs"]:
         if (
@@ -197,7 +221,7 @@ def render(out: Path, docs: Path) -> None:
         header = ["student", *(f"{m} %" for m in modes), *(f"{m} gain" for m in modes if m != "baseline")]
         header += [f"IOR {m}" for m in modes] + [f"gap {m}" for m in modes]
         lines += markdown_table(header, rows)
-        lines += ["", *best_arm_lines(table, gaps, modes), ""]
+        lines += ["", *best_arm_lines(table, gaps, modes), *soft_label_lines(results, table), ""]
         convnet = mean_accuracy(table.get("convnet", {}).get("baseline", []))
         summary.append(
             (
