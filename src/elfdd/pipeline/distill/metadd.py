@@ -40,8 +40,9 @@ def train_auxiliaries(
         if len(model.feature_shape(data.image_shape)) != 3:
             raise BadInput(f"distill.metadd.archs: {arch} has no spatial feature map for Grad-CAM")
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        for _ in range(cfg.aux_epochs):
+        for epoch in range(1, cfg.aux_epochs + 1):
             train_epoch(model, optimizer, x, y, 64, True, generator, device, precision)
+            log.info("metadd auxiliary %s: epoch %d/%d", arch, epoch, cfg.aux_epochs)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
