@@ -186,7 +186,39 @@ def pct_text(value: tuple[float, float, int]) -> str:
     return "–" if not value[2] else f"{100 * value[0]:.2f} ± {100 * value[1]:.2f}"
 
 
-def render(out: Path, docs: Path) -> None:
+def budget_lines(names: list[str], sets: Path) -> list[str]:
+    """Each set's distillation budget and time beside its published ConvNet figure (bench/sets.py's sets.json)."""
+    recorded = json.loads((sets / "sets.json").read_text()) if (sets / "sets.json").exists() else {}
+    rows = []
+    for name in names:
+        if name == STUDY_SET:
+            extra = load_synthetic(STUDY.parent / "synthetic.pt").extra
+            rows.append(
+                [name, "dm, IPC 10", str(extra["iterations"]), f"{extra['seconds']:.0f}", "the study's", "–"]
+            )
+        elif name in recorded:
+            r = recorded[name]
+            given = [
+                o
+                for o in r["overrides"]
+                if o.startswith(("distill.mtt.", "distill.metadd.", "distill.lr_img"))
+            ]
+            published = "–" if r["reference_convnet_acc"] is None else f"{r['reference_convnet_acc']}"
+            rows.append(
+                [
+                    name,
+                    ", ".join([f"{r['method']}, IPC {r['ipc']}", *given]),
+                    "–" if r["method"] == "random" else str(r["iterations"]),
+                    "–" if r["distill_seconds_recorded"] is None else f"{r['distill_seconds_recorded']:.0f}",
+                    r["machine"],
+                    f"{published} ({r['reference']})",
+                ]
+            )
+    header = ["set", "distillation", "iterations", "seconds", "machine", "published ConvNet % (source)"]
+    return ["### The sets", "", *markdown_table(header, rows), ""]
+
+
+def render(out: Path, docs: Path, sets: Path) -> None:
     """The cross-method section of docs/results.md (and docs/methods.png) from every finished set's results.json."""
     finished = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))}
     lines = [
@@ -200,6 +232,7 @@ def render(out: Path, docs: Path) -> None:
         "student under the arm (docs/design.md; pipeline/report/scores.py computes both).",
         "",
     ]
+    lines += budget_lines(list(finished), sets)
     summary = []
     for name, results in finished.items():
         table = by_mode(results)
@@ -311,8 +344,8 @@ def main() -> None:
         for name in names:
             print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} set {name}", flush=True)
             evaluate_set(name, sets, out, args.config, args.set)
-            render(out, Path(args.docs))
-    render(out, Path(args.docs))
+            render(out, Path(args.docs), sets)
+    render(out, Path(args.docs), sets)
 
 
 if __name__ == "__main__":
