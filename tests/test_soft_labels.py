@@ -191,3 +191,22 @@ def test_swapping_two_views_logits_changes_the_soft_label_loss(soft_run):
         return terms["logit"].item()
 
     assert loss(own) == loss(own.clone()) and loss(own) != pytest.approx(loss(other), rel=1e-3)
+
+
+def test_a_soft_label_grid_on_a_store_without_logits_is_refused_before_any_cell(soft_run, tmp_path):
+    """A store whose teacher logits are missing (an older or damaged store, given to the students stage alone, as
+    `elfdd students DIR` does) stops the soft-label grid with one BadInput naming the array, before any cell
+    trains. (`elfdd run` makes the extract stage again instead.)"""
+    import shutil
+
+    from elfdd.core.errors import BadInput
+    from elfdd.pipeline.students import CellInputs
+
+    run, config = soft_run
+    copy = tmp_path / "run"
+    shutil.copytree(run.dir.root, copy)
+    for logits in (copy / "store.zarr").glob("teachers/*/epoch_*/logits"):
+        shutil.rmtree(logits)
+    cells = [c for c in stages.grid(config) if c.uses_logits]
+    with pytest.raises(BadInput, match="logits"):
+        CellInputs(stages.prepare_run(copy, config).configured(), cells)
