@@ -161,6 +161,51 @@ def test_metadd_lowers_its_own_loss_and_plugs_into_distillation(toy_npz, tmp_pat
     _check_set(synthetic, config, data, tmp_path)
 
 
+@pytest.mark.parametrize(
+    "killed_at", [2, 3, 4]
+)  # inside the first auxiliary, at the boundary, inside the second
+def test_metadd_auxiliaries_resume_after_a_kill_bitwise(toy_npz, tmp_path, monkeypatch, killed_at):
+    """Killed in the middle of an auxiliary's epochs or between two auxiliaries, the training continues from its
+    resume point and ends with the auxiliaries of an uninterrupted run, bitwise (AlexNet and VGG11 have dropout:
+    the global random streams are restored too)."""
+    from elfdd.pipeline.distill import metadd
+    from elfdd.pipeline.resume import ResumePoint
+
+    config, data = _setup(
+        toy_npz,
+        "distill.metadd.archs=[alexnet,vgg11]",
+        "distill.metadd.aux_subset=40",
+        "distill.metadd.aux_epochs=2",
+    )
+    cfg = config.distill.metadd
+    whole = train_auxiliaries(data, cfg, CPU, "fp32", seed=0)
+    resume = ResumePoint(tmp_path / "auxiliaries.pt", "key")
+    calls, real_epoch = [0], metadd.train_epoch
+
+    def dies(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == killed_at:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(metadd, "train_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train_auxiliaries(data, cfg, CPU, "fp32", seed=0, resume=resume)
+    epochs_after = [0]
+
+    def counted(*args, **kwargs):
+        epochs_after[0] += 1
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(metadd, "train_epoch", counted)
+    torch.manual_seed(777)  # the resumed process does not share the killed one's random streams
+    resumed = train_auxiliaries(data, cfg, CPU, "fp32", seed=0, resume=resume)
+    assert epochs_after[0] == 2 * 2 - (killed_at - 1)  # only the epochs the killed run had not finished
+    for ours, theirs in zip(resumed, whole, strict=True):
+        for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+
+
 def test_metadd_refuses_an_auxiliary_without_a_feature_map(toy_npz):
     from elfdd.core.errors import BadInput
 

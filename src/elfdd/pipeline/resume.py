@@ -69,5 +69,9 @@ class ResumePoint:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
+    def beside(self, name: str) -> ResumePoint:
+        """A second resume point of the same stage and key (``resume/<name>.pt``), for a part of its work."""
+        return ResumePoint(None if self.path is None else self.path.with_name(f"{name}.pt"), self.key)
+
 
 NO_RESUME = ResumePoint(None, "")

@@ -185,7 +185,10 @@ def distill(
         data = dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device))
     regulariser = None
     if cfg.metadd.enabled:
-        regulariser = MetaDD(train_auxiliaries(data, cfg.metadd, device, precision, seed), cfg.metadd)
+        auxiliaries = resume.beside("distill_metadd_auxiliaries")
+        regulariser = MetaDD(
+            train_auxiliaries(data, cfg.metadd, device, precision, seed, auxiliaries), cfg.metadd
+        )
     context = MethodContext(
         data, cfg, images, labels, regulariser, generator, device, precision, resume, seed, experts_dir
     )
@@ -193,6 +196,8 @@ def distill(
     if not torch.isfinite(images).all():
         raise BadInput(f"distill {cfg.method}: the images diverged to NaN/Inf; lower distill.lr_img")
     resume.clear()
+    if regulariser is not None:
+        auxiliaries.clear()
     extra["seconds"] = round(time.perf_counter() - started, 2)
     extra["lr_img"] = cfg.image_lr
     if regulariser is not None:

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from ...core.errors import BadInput
 from ...models import SplitNet, create_model
 from ..data import DataSplits
+from ..resume import NO_RESUME, ResumePoint, rng_state, set_rng_state
 from ..teachers.train import train_epoch
 from ..training import evaluate, log
 
@@ -26,33 +27,73 @@ if TYPE_CHECKING:  # config types only in annotations: the config imports this r
 
 
 def train_auxiliaries(
-    data: DataSplits, cfg: MetaDDConfig, device: torch.device, precision: str, seed: int
+    data: DataSplits,
+    cfg: MetaDDConfig,
+    device: torch.device,
+    precision: str,
+    seed: int,
+    resume: ResumePoint = NO_RESUME,
 ) -> list[SplitNet]:
-    """Each auxiliary architecture trained ``aux_epochs`` epochs on ``aux_subset`` real images, then frozen."""
+    """Each auxiliary architecture trained ``aux_epochs`` epochs on ``aux_subset`` real images, then frozen.
+    ``resume`` gets the finished auxiliaries and the one in training after every epoch, so a killed distillation
+    continues from there, with the same auxiliaries bitwise as an uninterrupted run."""
     generator = torch.Generator().manual_seed(seed + 104729)
     keep = torch.randperm(len(data.y_train), generator=generator)[: cfg.aux_subset]
     x, y = data.x_train[keep], data.y_train[keep]
     channels, size = data.image_shape[0], data.image_shape[-1]
+    restored = resume.load()
+    saved: dict = restored[1] if restored is not None else {"done": [], "current": None, "rng": None}
+    done: list[dict] = saved["done"]
     auxiliaries = []
-    for arch in cfg.archs:
+    for index, arch in enumerate(cfg.archs):
+        current = saved["current"] if saved["current"] and saved["current"]["index"] == index else None
+        if index >= len(done) and current is None and saved["rng"] is not None:
+            set_rng_state(generator, saved["rng"])  # the streams as the last finished auxiliary left them
+            saved["rng"] = None  # once: the first auxiliary not finished continues from there
         torch.manual_seed(seed)
         model = create_model(arch, channels, data.num_classes, size).to(device)
         if len(model.feature_shape(data.image_shape)) != 3:
             raise BadInput(f"distill.metadd.archs: {arch} has no spatial feature map for Grad-CAM")
+        if index < len(done):  # trained before the run was killed
+            model.load_state_dict(done[index])
+            auxiliaries.append(_frozen(model, arch, data, device, precision))
+            continue
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        for epoch in range(1, cfg.aux_epochs + 1):
+        first = 1
+        if current is not None:
+            model.load_state_dict(current["model"])
+            optimizer.load_state_dict(current["optimizer"])
+            set_rng_state(generator, saved["rng"])
+            saved["rng"] = None
+            first = current["epoch"] + 1
+        for epoch in range(first, cfg.aux_epochs + 1):
             train_epoch(model, optimizer, x, y, 64, True, generator, device, precision)
             log.info("metadd auxiliary %s: epoch %d/%d", arch, epoch, cfg.aux_epochs)
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        log.info(
-            "metadd auxiliary %s: test %.4f",
-            arch,
-            evaluate(model, data.x_test, data.y_test, device, precision),
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "index": index,
+                "epoch": epoch,
+            }
+            resume.save(
+                index * cfg.aux_epochs + epoch, {"done": done, "current": state, "rng": rng_state(generator)}
+            )
+        auxiliaries.append(_frozen(model, arch, data, device, precision))
+        done.append(model.state_dict())
+        resume.save(
+            (index + 1) * cfg.aux_epochs, {"done": done, "current": None, "rng": rng_state(generator)}
         )
-        auxiliaries.append(model)
     return auxiliaries
+
+
+def _frozen(model: SplitNet, arch: str, data: DataSplits, device: torch.device, precision: str) -> SplitNet:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    log.info(
+        "metadd auxiliary %s: test %.4f", arch, evaluate(model, data.x_test, data.y_test, device, precision)
+    )
+    return model
 
 
 def grad_cam(model: SplitNet, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
