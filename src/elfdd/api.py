@@ -26,6 +26,7 @@ from .core.console import Countdown, console_handler
 from .pipeline import stages
 from .pipeline.config import RunConfig, load_config
 from .pipeline.config.load import apply_overrides, validate_config
+from .pipeline.students import outcome
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,8 +67,7 @@ def evaluate(
 
     def finished(path: Path) -> None:
         record = json.loads(path.read_text())
-        accuracy = "diverged" if record["test_acc"] is None else f"{100 * record['test_acc']:.2f} %"
-        countdown[-1].done(f"{record['cell']}: {accuracy}")
+        countdown[-1].done(f"{record['cell']}: {outcome(record, digits=2)}")
 
     with _progress(progress):
         _LOG.info("run %s: distill, teachers, extract, students, report", run.dir.root)

@@ -23,7 +23,7 @@ from ..core.errors import BadInput
 from ..pipeline import stages
 from ..pipeline.config import RunConfig
 from ..pipeline.run.lock import claimed_run
-from ..pipeline.students import read_record
+from ..pipeline.students import outcome, read_record
 from ..pipeline.training import resolve_device
 from ..store import location
 from . import artifacts
@@ -301,12 +301,7 @@ def students_flow(
 
 def accuracies(records: list[str]) -> str:
     """What a finished student task gave: each cell's test accuracy (``convnet__task__seed0 81.2 %``)."""
-    said = []
-    for path in records:
-        record = read_record(Path(path))
-        accuracy = record["test_acc"]
-        said.append(f"{record['cell']} {'diverged' if accuracy is None else f'{100 * accuracy:.1f} %'}")
-    return ", ".join(said)
+    return ", ".join(f"{record['cell']} {outcome(record)}" for record in map(read_record, map(Path, records)))
 
 
 @flow(name="report", flow_run_name="report {run_dir}")

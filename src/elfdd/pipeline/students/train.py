@@ -469,6 +469,12 @@ class CellRecord(BaseModel):
 RUN_KEYS = tuple(CellRecord.model_fields)  # the fields of results.json's runs, in this order
 
 
+def outcome(record: dict[str, Any], digits: int = 1) -> str:
+    """A finished cell's test accuracy as the terminal says it (``81.2 %``), or ``diverged``."""
+    accuracy = record["test_acc"]
+    return "diverged" if accuracy is None else f"{100 * accuracy:.{digits}f} %"
+
+
 def read_record(path: Path) -> dict[str, Any]:
     """A cell's record file, validated (bad input names the file and the field)."""
     raw = load_json(path, "student run")
