@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from datetime import date
@@ -44,6 +42,7 @@ from sections import write_section
 
 from elfdd.pipeline import stages
 from elfdd.pipeline.report import baselines, converged, gain_text, markdown_table, mean_accuracy, paired_gain
+from elfdd.pipeline.training import describe_machine
 
 PAIR = "students.archs=[resnet18,vgg11]"
 LAMBDA_STUDENT = "alexnet"  # the lambda grid's student
@@ -252,14 +251,6 @@ def lambda_table(arms: dict[str, dict], paired: dict) -> list[str]:
     ]
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    isa = "AVX-512 BF16" if "avx512_bf16" in flags else ("AVX2" if "avx2" in flags else platform.machine())
-    return f"{os.cpu_count()}-core CPU ({isa})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="study")
@@ -365,7 +356,7 @@ def write_docs(
     text = [
         "# elfdd cross-architecture study",
         "",
-        f"Rendered on {date.today()}. Command: `python {' '.join(sys.argv)}` on {machine()}, torch {torch.__version__}.",
+        f"Rendered on {date.today()}. Command: `python {' '.join(sys.argv)}` on {describe_machine(base.device)}, torch {torch.__version__}.",
         "Wall time of this invocation (finished cells are kept, so a resumed study's is short): "
         + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
         + ". Training time of the cells (sum of their `train_seconds`, over every session that trained them): "

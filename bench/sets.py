@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from elfdd.pipeline import stages
 from elfdd.pipeline.config import load_config
 from elfdd.pipeline.synthetic import load_synthetic
+from elfdd.pipeline.training import describe_machine
 
 # name -> (distill overrides, published ConvNet test accuracy % on Fashion-MNIST, its source)
 # MTT: the MTT paper's nearest setting is CIFAR-10's (10 classes, the same IPCs): IPC 1 N=50, M=2, T+=2, lr_img 1000,
@@ -77,14 +77,6 @@ SETS: dict[str, tuple[list[str], float | None, str]] = {
 }
 
 
-def machine(device: str) -> str:
-    if device != "cpu" and torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    vector = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else platform.machine()
-    return f"{torch.get_num_threads()}-thread CPU ({vector})"
-
-
 def distil(out: Path, name: str, overrides: list[str], config_path: str) -> dict:
     config = load_config(config_path, overrides)
     run = stages.prepare_run(out / name, config)
@@ -100,7 +92,7 @@ def distil(out: Path, name: str, overrides: list[str], config_path: str) -> dict
         "sha256": synthetic.sha256,
         "distill_seconds_recorded": synthetic.extra.get("seconds"),
         "seconds_this_invocation": round(seconds, 1),
-        "machine": machine(config.device),
+        "machine": f"{describe_machine(run.device)}, {torch.get_num_threads()} torch threads",
     }
 
 

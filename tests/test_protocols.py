@@ -74,3 +74,8 @@ def test_results_and_report_carry_the_resolved_protocol(toy_npz, tmp_path):
     assert protocol["name"] == "elf_reference" and "Lirui-Zhao/ELF" in protocol["source"]
     assert (protocol["epochs"], protocol["lr"], protocol["seeds"]) == (2, 0.01, [0])  # TINY_RUN's seeds
     assert "protocol `elf_reference`" in run.dir.report.read_text()
+    # what `device`/`precision: auto` resolved to on this machine, beside the config's "auto"
+    runtime = json.loads(run.dir.results.read_text())["runtime"]
+    assert runtime["device"] == "cpu" and runtime["precision"] == run.precision in ("fp32", "bf16")
+    assert runtime["machine"].endswith(")") and "-core CPU (" in runtime["machine"]
+    assert f"Ran on {runtime['machine']}, cpu, {run.precision}." in run.dir.report.read_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import platform
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,19 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def describe_machine(device: torch.device) -> str:
+    """What ran the work, as results and benchmarks name it: the GPU's name, or the CPU's cores and vector unit
+    (``2-core CPU (AVX-512 BF16)``: which of this project's machine kinds)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    isa = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else platform.machine()
+    return f"{os.cpu_count()}-core CPU ({isa})"
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:

@@ -27,8 +27,14 @@ def protocol_text(results: dict[str, Any]) -> str:
     return (
         f"Students: {named}{p['epochs']} epochs, SGD lr {p['lr']:g} (x0.1 at half), momentum {p['momentum']:g}, "
         f"weight decay {p['weight_decay']:g}, batch {p['batch_size']}, DSA {'on' if p['dsa'] else 'off'}{clip}, "
-        f"seeds {students['seeds']}; test accuracy after the last epoch."
+        f"seeds {students['seeds']}; test accuracy after the last epoch.{runtime_text(results)}"
     )
+
+
+def runtime_text(results: dict[str, Any]) -> str:
+    """Where the cells ran (results.json ``runtime``; absent from results written before 2026-12-07)."""
+    r = results.get("runtime")
+    return f" Ran on {r['machine']}, {r['device']}, {r['precision']}." if r else ""
 
 
 def source_text(synthetic: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from ..run import Run, RunDir
 from ..students import CellInputs, grid, read_record, reference_cell, student_store
 from ..synthetic import SyntheticSet
 from ..teachers.full_data import full_data_accuracies
+from ..training import describe_machine
 from . import arm, at_reference, build_results, render_markdown, scores, summary_value, write_plots
 
 
@@ -50,6 +51,12 @@ def stage_report(run: Run) -> Path:
         raise BadInput(f"the yardstick's results ({yardstick}) are missing; run the students stage first")
     full_data = full_data_accuracies(run)
     results["full_data"] = full_data or None
+    # what the cells were keyed and trained with: "auto" in the config resolves per machine
+    results["runtime"] = {
+        "device": run.device.type,
+        "precision": run.precision,
+        "machine": describe_machine(run.device),
+    }
     results["protocol"] = {
         "name": inputs.students.protocol,
         "source": SOURCES[inputs.students.protocol],
