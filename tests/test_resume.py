@@ -251,3 +251,19 @@ def test_killed_expert_recording_continues_inside_the_expert_it_was_in(toy_npz, 
     assert len(calls) == 2  # epochs 3 and 4 only
     whole = record(tmp_path / "whole")
     assert [t["sha256"] for t in resumed["trajectories"]] == [t["sha256"] for t in whole["trajectories"]]
+
+
+def test_a_resumed_stage_counts_the_seconds_of_every_invocation(tmp_path):
+    """A resume point keeps the work's running time: the next invocation starts from the earlier ones' seconds (to
+    their last resume point), so a distillation resumed across sessions records what it took in all."""
+    from elfdd.pipeline.resume import ResumePoint
+
+    first = ResumePoint(tmp_path / "distill.pt", "key")
+    time.sleep(0.2)
+    first.save(10, {"x": torch.zeros(1)})
+    second = ResumePoint(tmp_path / "distill.pt", "key")
+    assert second.seconds() < 0.1  # nothing known before the resume point is read
+    assert second.load() is not None
+    assert second.earlier >= 0.2 and second.seconds() >= 0.2
+    other = ResumePoint(tmp_path / "distill.pt", "another key")
+    assert other.load() is None and other.earlier == 0.0  # other inputs: their time is not this work's

@@ -5,6 +5,7 @@ uninterrupted run ends. A resume point records the key of the stage's inputs and
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,6 +46,9 @@ class ResumePoint:
 
     def __init__(self, path: Path | None, key: str):
         self.path, self.key = path, key
+        # the work's running time: this invocation's, from here, plus the earlier invocations' up to their last
+        # resume point (read by load), so that a stage resumed across sessions can say what it took in all
+        self.started, self.earlier = time.perf_counter(), 0.0
 
     def load(self) -> tuple[int, dict[str, Any]] | None:
         """(step, state) of a resume point made under the same inputs, else None."""
@@ -59,11 +63,18 @@ class ResumePoint:
             log.info("resume point %s belongs to other inputs; starting over", self.path)
             return None
         log.info("resuming from %s after step %d", self.path, saved["step"])
+        self.earlier = float(saved.get("seconds", 0.0))  # resume points before 2026-12-07 did not keep it
         return saved["step"], saved["state"]
 
     def save(self, step: int, state: dict[str, Any]) -> None:
         if self.path is not None:
-            atomic_torch_save(self.path, {"key": self.key, "step": step, "state": state})
+            atomic_torch_save(
+                self.path, {"key": self.key, "step": step, "state": state, "seconds": self.seconds()}
+            )
+
+    def seconds(self) -> float:
+        """The work's seconds so far: the earlier invocations' (to their last resume point) and this one's."""
+        return self.earlier + time.perf_counter() - self.started
 
     def clear(self) -> None:
         if self.path is not None:

@@ -198,7 +198,8 @@ def distill(
     resume.clear()
     if regulariser is not None:
         auxiliaries.clear()
-    extra["seconds"] = round(time.perf_counter() - started, 2)
+    # every invocation's seconds where a resumed distillation ran in several (each to its last resume point)
+    extra["seconds"] = round(resume.earlier + time.perf_counter() - started, 2)
     extra["lr_img"] = cfg.image_lr
     if regulariser is not None:
         extra["metadd"] = {"archs": cfg.metadd.archs, **regulariser.last}
