@@ -191,6 +191,10 @@ def test_metadd_auxiliaries_resume_after_a_kill_bitwise(toy_npz, tmp_path, monke
     monkeypatch.setattr(metadd, "train_epoch", dies)
     with pytest.raises(KeyboardInterrupt):
         train_auxiliaries(data, cfg, CPU, "fp32", seed=0, resume=resume)
+    # a finished auxiliary is its own file of weights (a later session finds it in git); the one in training is not
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert ("distill_metadd_0_alexnet.pt" in kept) == (killed_at > 2)
+    assert ("distill_metadd_training.pt" in kept) == (killed_at != 3)
     epochs_after = [0]
 
     def counted(*args, **kwargs):
@@ -204,6 +208,8 @@ def test_metadd_auxiliaries_resume_after_a_kill_bitwise(toy_npz, tmp_path, monke
     for ours, theirs in zip(resumed, whole, strict=True):
         for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
             assert torch.equal(a, b)
+    metadd.clear_auxiliaries(resume, cfg)
+    assert not list(tmp_path.iterdir())
 
 
 def test_metadd_refuses_an_auxiliary_without_a_feature_map(toy_npz):

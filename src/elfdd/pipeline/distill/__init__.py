@@ -19,7 +19,7 @@ from ..training import log, seed_everything
 from .base import Distillation, ImageUpdate, initial_images, synthetic_set
 from .dm import distill_dm
 from .gm import distill_gm
-from .metadd import MetaDD, train_auxiliaries
+from .metadd import MetaDD, clear_auxiliaries, train_auxiliaries
 from .mtt import distill_mtt
 
 if TYPE_CHECKING:  # config types only in annotations: the config imports this registry
@@ -185,10 +185,7 @@ def distill(
         data = dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device))
     regulariser = None
     if cfg.metadd.enabled:
-        auxiliaries = resume.beside("distill_metadd_auxiliaries")
-        regulariser = MetaDD(
-            train_auxiliaries(data, cfg.metadd, device, precision, seed, auxiliaries), cfg.metadd
-        )
+        regulariser = MetaDD(train_auxiliaries(data, cfg.metadd, device, precision, seed, resume), cfg.metadd)
     context = MethodContext(
         data, cfg, images, labels, regulariser, generator, device, precision, resume, seed, experts_dir
     )
@@ -197,7 +194,7 @@ def distill(
         raise BadInput(f"distill {cfg.method}: the images diverged to NaN/Inf; lower distill.lr_img")
     resume.clear()
     if regulariser is not None:
-        auxiliaries.clear()
+        clear_auxiliaries(resume, cfg.metadd)
     # every invocation's seconds where a resumed distillation ran in several (each to its last resume point)
     extra["seconds"] = round(resume.earlier + time.perf_counter() - started, 2)
     extra["lr_img"] = cfg.image_lr

@@ -35,55 +35,57 @@ def train_auxiliaries(
     resume: ResumePoint = NO_RESUME,
 ) -> list[SplitNet]:
     """Each auxiliary architecture trained ``aux_epochs`` epochs on ``aux_subset`` real images, then frozen.
-    ``resume`` gets the finished auxiliaries and the one in training after every epoch, so a killed distillation
-    continues from there, with the same auxiliaries bitwise as an uninterrupted run."""
+    Beside ``resume`` (the distillation's resume point) lie each finished auxiliary's weights, one file each, and the
+    one in training after every epoch (weights and momentum), so a killed distillation continues from there, in this
+    session or a later one, with the same auxiliaries bitwise as an uninterrupted run."""
     generator = torch.Generator().manual_seed(seed + 104729)
     keep = torch.randperm(len(data.y_train), generator=generator)[: cfg.aux_subset]
     x, y = data.x_train[keep], data.y_train[keep]
     channels, size = data.image_shape[0], data.image_shape[-1]
-    restored = resume.load()
-    saved: dict = restored[1] if restored is not None else {"done": [], "current": None, "rng": None}
-    done: list[dict] = saved["done"]
+    finished, training = _auxiliary_points(resume, cfg)
+    restored = training.load()
+    current = restored[1] if restored is not None else None
     auxiliaries = []
     for index, arch in enumerate(cfg.archs):
-        current = saved["current"] if saved["current"] and saved["current"]["index"] == index else None
-        if index >= len(done) and current is None and saved["rng"] is not None:
-            set_rng_state(generator, saved["rng"])  # the streams as the last finished auxiliary left them
-            saved["rng"] = None  # once: the first auxiliary not finished continues from there
         torch.manual_seed(seed)
         model = create_model(arch, channels, data.num_classes, size).to(device)
         if len(model.feature_shape(data.image_shape)) != 3:
             raise BadInput(f"distill.metadd.archs: {arch} has no spatial feature map for Grad-CAM")
-        if index < len(done):  # trained before the run was killed
-            model.load_state_dict(done[index])
+        kept = finished[index].load()
+        if kept is not None:  # trained before the run was killed
+            model.load_state_dict(kept[1]["model"])
+            set_rng_state(generator, kept[1]["rng"])  # the streams as this auxiliary left them
             auxiliaries.append(_frozen(model, arch, data, device, precision))
             continue
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         first = 1
-        if current is not None:
+        if current is not None and current["index"] == index:
             model.load_state_dict(current["model"])
             optimizer.load_state_dict(current["optimizer"])
-            set_rng_state(generator, saved["rng"])
-            saved["rng"] = None
+            set_rng_state(generator, current["rng"])
             first = current["epoch"] + 1
         for epoch in range(first, cfg.aux_epochs + 1):
             train_epoch(model, optimizer, x, y, 64, True, generator, device, precision)
             log.info("metadd auxiliary %s: epoch %d/%d", arch, epoch, cfg.aux_epochs)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "index": index,
-                "epoch": epoch,
-            }
-            resume.save(
-                index * cfg.aux_epochs + epoch, {"done": done, "current": state, "rng": rng_state(generator)}
-            )
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "index": index}
+            training.save(epoch, {**state, "epoch": epoch, "rng": rng_state(generator)})
+        finished[index].save(cfg.aux_epochs, {"model": model.state_dict(), "rng": rng_state(generator)})
+        training.clear()
         auxiliaries.append(_frozen(model, arch, data, device, precision))
-        done.append(model.state_dict())
-        resume.save(
-            (index + 1) * cfg.aux_epochs, {"done": done, "current": None, "rng": rng_state(generator)}
-        )
     return auxiliaries
+
+
+def clear_auxiliaries(resume: ResumePoint, cfg: MetaDDConfig) -> None:
+    """Removes what ``train_auxiliaries`` kept beside ``resume``, once the distillation that needed it is done."""
+    finished, training = _auxiliary_points(resume, cfg)
+    for point in [*finished, training]:
+        point.clear()
+
+
+def _auxiliary_points(resume: ResumePoint, cfg: MetaDDConfig) -> tuple[list[ResumePoint], ResumePoint]:
+    """The finished auxiliaries' resume points (``distill_metadd_<index>_<arch>``) and the one in training's."""
+    finished = [resume.beside(f"distill_metadd_{index}_{arch}") for index, arch in enumerate(cfg.archs)]
+    return finished, resume.beside("distill_metadd_training")
 
 
 def _frozen(model: SplitNet, arch: str, data: DataSplits, device: torch.device, precision: str) -> SplitNet:
@@ -125,5 +127,5 @@ class MetaDD:
             if self.cfg.weight_var > 0:
                 cams.append(grad_cam(aux, x, labels))
         variance = torch.stack(cams).var(dim=0, unbiased=False).mean() if cams else x.new_zeros(())
-        self.last = {"ai": float(invariant), "cam_var": float(variance)}
+        self.last = {"ai": float(invariant.detach()), "cam_var": float(variance.detach())}
         return self.cfg.weight_ai * invariant + self.cfg.weight_var * variance
