@@ -62,15 +62,22 @@ def record_experts(
         keep = torch.randperm(len(y_train), generator=generator)[: mtt.expert_subset]
         x_train, y_train = x_train[keep], y_train[keep]
     channels, size = data.image_shape[0], data.image_shape[-1]
-    # After every epoch: a killed recording keeps the finished experts and continues inside the one it was in.
-    resume = ResumePoint(out_dir / "resume.pt", key)
+    # After every epoch: a killed recording keeps the finished experts and continues inside the one it was in. The
+    # finished experts' point is small (the data-order generator, the manifest) and is kept apart from the one in
+    # training (weights, optimiser, snapshots), so that it and the trajectories can be kept in git across sessions.
+    finished, resume = ResumePoint(out_dir / "finished.pt", key), ResumePoint(out_dir / "resume.pt", key)
     first, inside = 0, None
-    restored = resume.load()
-    if restored is not None:
+    for point in (finished, resume):
+        restored = point.load()
+        if restored is None:
+            continue
         step, state = restored
-        first = state.get(
+        expert = state.get(
             "expert", step
         )  # older resume points: saved after whole experts, step = experts done
+        if expert < first:  # the one in training's point, left behind by a kill once its expert had finished
+            continue
+        first = expert
         generator.set_state(state["generator"])
         manifest = json.loads(state["manifest"])
         inside = state if state.get("epoch") else None
@@ -113,16 +120,12 @@ def record_experts(
             {"file": path.name, "sha256": sha256_file(path), "test_acc": test_acc}
         )
         atomic_write_json(manifest_path, manifest)
-        state = {
-            "expert": k + 1,
-            "epoch": 0,
-            "generator": generator.get_state(),
-            "manifest": json.dumps(manifest),
-        }
-        resume.save((k + 1) * mtt.expert_epochs, state)
+        state = {"expert": k + 1, "generator": generator.get_state(), "manifest": json.dumps(manifest)}
+        finished.save((k + 1) * mtt.expert_epochs, state)
+        resume.clear()
     manifest["complete"] = True
     atomic_write_json(manifest_path, manifest)
-    resume.clear()
+    finished.clear()
     return manifest
 
 
