@@ -147,14 +147,34 @@ def soft_label_lines(results: dict, table: dict[str, dict[str, list[dict]]]) -> 
     ]
 
 
-def mean_over_students(results: dict, mode: str) -> tuple[float, float, int]:
-    """Per seed the mean accuracy of ResNet18, VGG11 and AlexNet under ``mode``; mean and np.std over the seeds."""
+def seed_means(results: dict, mode: str, over: str | None = None) -> dict[int, float]:
+    """Per seed, the mean over ResNet18, VGG11 and AlexNet of the accuracy under ``mode`` (minus ``over``'s, paired
+    by student and seed, where given); only seeds where all three converged."""
+    paired = accuracy_by_seed(results, over) if over is not None else {}
     per_seed: dict[int, list[float]] = {}
     for r in results["runs"]:
-        if r["student"] in HARD and r["mode"] == mode and converged(r):
-            per_seed.setdefault(r["seed"], []).append(r["test_acc"])
-    values = [float(np.mean(v)) for v in per_seed.values() if len(v) == len(HARD)]
+        key = (r["student"], r["seed"])
+        if r["student"] not in HARD or r["mode"] != mode or not converged(r):
+            continue
+        if over is None or key in paired:
+            per_seed.setdefault(r["seed"], []).append(r["test_acc"] - paired.get(key, 0.0))
+    return {seed: float(np.mean(v)) for seed, v in per_seed.items() if len(v) == len(HARD)}
+
+
+def spread(per_seed: dict[int, float]) -> tuple[float, float, int]:
+    """Mean, np.std and count over the seeds."""
+    values = list(per_seed.values())
     return (float(np.mean(values)), float(np.std(values)), len(values)) if values else (float("nan"), 0.0, 0)
+
+
+def between(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
+    """``a - b`` per seed, for the seeds both have: two sets compared under the same student initialisations."""
+    return {seed: a[seed] - b[seed] for seed in a if seed in b}
+
+
+def mean_over_students(results: dict, mode: str) -> tuple[float, float, int]:
+    """Per seed the mean accuracy of ResNet18, VGG11 and AlexNet under ``mode``; mean and np.std over the seeds."""
+    return spread(seed_means(results, mode))
 
 
 def accuracy_by_seed(results: dict, mode: str) -> dict[tuple[str, int], float]:
@@ -168,18 +188,56 @@ def accuracy_by_seed(results: dict, mode: str) -> dict[tuple[str, int], float]:
 
 def mean_gain(results: dict, mode: str, over: str = "baseline") -> tuple[float, float, int]:
     """Per seed the mean over ResNet18, VGG11 and AlexNet of (mode - over); mean and np.std over the seeds."""
-    paired = accuracy_by_seed(results, over)
-    per_seed: dict[int, list[float]] = {}
-    for r in results["runs"]:
-        if (
-            r["student"] in HARD
-            and r["mode"] == mode
-            and converged(r)
-            and (r["student"], r["seed"]) in paired
-        ):
-            per_seed.setdefault(r["seed"], []).append(r["test_acc"] - paired[(r["student"], r["seed"])])
-    values = [float(np.mean(v)) for v in per_seed.values() if len(v) == len(HARD)]
-    return (float(np.mean(values)), float(np.std(values)), len(values)) if values else (float("nan"), 0.0, 0)
+    return spread(seed_means(results, mode, over))
+
+
+def verdict(difference: tuple[float, float, int]) -> str:
+    """Yes where the difference minus its std is above 0; no where it plus its std is below; else seed noise."""
+    if difference[0] - difference[1] > 0:
+        return "yes"
+    return "no, the reverse" if difference[0] + difference[1] < 0 else "no: within seed noise"
+
+
+def answer_lines(finished: dict[str, dict]) -> list[str]:
+    """The questions of issue 35, answered from the finished sets (a question whose sets are missing is left out)."""
+    gains = {name: seed_means(results, "elf", over="baseline") for name, results in finished.items()}
+    not_lifted = [name for name, g in gains.items() if verdict(spread(g)) != "yes"]
+    lines = [
+        "### What the numbers say",
+        "",
+        "On ResNet18, VGG11 and AlexNet: per seed the mean of the three, then mean ± np.std over seeds; two sets "
+        "are compared seed by seed (the same student initialisations).",
+        "",
+        f"- Does ELF lift the three on every set? {'no' if not_lifted else 'yes'}: its gain minus its std is above "
+        f"0 on {len(gains) - len(not_lifted)} of {len(gains)} sets"
+        + (f" (not on {', '.join(not_lifted)})" if not_lifted else "")
+        + ".",
+    ]
+    for mtt in sorted(n for n in finished if n.startswith("mtt_ipc")):
+        dm = mtt.replace("mtt_", "dm_", 1)
+        if dm in finished:
+            difference = spread(between(gains[mtt], gains[dm]))
+            lines.append(
+                f"- Is ELF's gain larger on {mtt} than on {dm}? {verdict(difference)}: "
+                f"{gain_text(spread(gains[mtt]))} vs {gain_text(spread(gains[dm]))} points, difference "
+                f"{gain_text(difference)}."
+            )
+    for name in sorted(n for n in finished if n.endswith("_metadd")):
+        base = name.removesuffix("_metadd")
+        if base not in finished:
+            continue
+        with_metadd, without = finished[name], finished[base]
+        lift = spread(between(seed_means(with_metadd, "baseline"), seed_means(without, "baseline")))
+        over_elf = spread(between(seed_means(with_metadd, "elf"), seed_means(without, "elf")))
+        over_metadd = spread(gains[name])
+        lines += [
+            f"- Does MetaDD lift the cross-architecture baseline ({name} vs {base})? {verdict(lift)}: "
+            f"{gain_text(lift)} points.",
+            f"- Does MetaDD + ELF beat each alone? over ELF alone ({base} under ELF): {verdict(over_elf)}, "
+            f"{gain_text(over_elf)}; over MetaDD alone ({name}'s baseline): {verdict(over_metadd)}, "
+            f"{gain_text(over_metadd)} points.",
+        ]
+    return [*lines, ""]
 
 
 def pct_text(value: tuple[float, float, int]) -> str:
@@ -297,7 +355,7 @@ def render(out: Path, docs: Path, sets: Path) -> None:
                 for name, convnet, means, gain in summary
             ],
         )
-        lines += ["", "![summary](methods.png)"]
+        lines += ["", "![summary](methods.png)", "", *answer_lines(finished)]
         plot_summary(summary, docs / "methods.png")
     write_section(docs / "results.md", "cross_method", "bench/methods.py", lines)
 
