@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def main() -> None:
         )  # read again: another invocation may add sets
         done[name] = {**result, "reference_convnet_acc": reference, "reference": source}
         record.write_text(json.dumps(done, indent=1) + "\n")
+        # the set once made needs its expert trajectories no more (kept in git while it was distilled: hundreds of MB)
+        shutil.rmtree(out / name / "experts", ignore_errors=True)
         print(f"# set {name}: done ({result['distill_seconds_recorded']} s of distillation)", flush=True)
 
 
