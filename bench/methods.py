@@ -283,6 +283,21 @@ def budget_lines(names: list[str], sets: Path) -> list[str]:
     return ["### The sets", "", *markdown_table(header, rows), ""]
 
 
+def published_lines(finished: dict[str, dict], sets: Path) -> list[str]:
+    """Each set's ConvNet baseline here beside its published Fashion-MNIST figure, where one exists."""
+    recorded = json.loads((sets / "sets.json").read_text()) if (sets / "sets.json").exists() else {}
+    lines = []
+    for name, results in finished.items():
+        published = recorded.get(name, {}).get("reference_convnet_acc")
+        here = mean_accuracy(by_mode(results).get("convnet", {}).get("baseline", []))
+        if published is not None and here is not None:
+            lines.append(
+                f"- {name}: the ConvNet reaches {100 * here[0]:.2f} ± {100 * here[1]:.2f} % here, {published} % "
+                f"published ({recorded[name]['reference']}): {100 * here[0] - published:+.2f} points"
+            )
+    return [*lines, ""] if lines else []
+
+
 def render(out: Path, docs: Path, sets: Path) -> None:
     """The cross-method section of docs/results.md (and docs/methods.png) from every finished set's results.json."""
     finished = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))}
@@ -298,6 +313,7 @@ def render(out: Path, docs: Path, sets: Path) -> None:
         "",
     ]
     lines += budget_lines(list(finished), sets)
+    lines += published_lines(finished, sets)
     summary = []
     for name, results in finished.items():
         table = by_mode(results)
