@@ -244,9 +244,13 @@ def pct_text(value: tuple[float, float, int]) -> str:
     return "–" if not value[2] else f"{100 * value[0]:.2f} ± {100 * value[1]:.2f}"
 
 
-def budget_lines(names: list[str], sets: Path) -> list[str]:
+def recorded_sets(sets: Path) -> dict[str, dict]:
+    """bench/sets.py's record of the sets it made (sets.json): budget, time, published figure; {} before any."""
+    return json.loads((sets / "sets.json").read_text()) if (sets / "sets.json").exists() else {}
+
+
+def budget_lines(names: list[str], recorded: dict[str, dict]) -> list[str]:
     """Each set's distillation budget and time beside its published ConvNet figure (bench/sets.py's sets.json)."""
-    recorded = json.loads((sets / "sets.json").read_text()) if (sets / "sets.json").exists() else {}
     rows = []
     for name in names:
         if name == STUDY_SET:
@@ -283,9 +287,8 @@ def budget_lines(names: list[str], sets: Path) -> list[str]:
     return ["### The sets", "", *markdown_table(header, rows), ""]
 
 
-def published_lines(finished: dict[str, dict], sets: Path) -> list[str]:
+def published_lines(finished: dict[str, dict], recorded: dict[str, dict]) -> list[str]:
     """Each set's ConvNet baseline here beside its published Fashion-MNIST figure, where one exists."""
-    recorded = json.loads((sets / "sets.json").read_text()) if (sets / "sets.json").exists() else {}
     lines = []
     for name, results in finished.items():
         published = recorded.get(name, {}).get("reference_convnet_acc")
@@ -312,8 +315,9 @@ def render(out: Path, docs: Path, sets: Path) -> None:
         "student under the arm (docs/design.md; pipeline/report/scores.py computes both).",
         "",
     ]
-    lines += budget_lines(list(finished), sets)
-    lines += published_lines(finished, sets)
+    recorded = recorded_sets(sets)
+    lines += budget_lines(list(finished), recorded)
+    lines += published_lines(finished, recorded)
     summary = []
     for name, results in finished.items():
         table = by_mode(results)
